@@ -1,0 +1,74 @@
+//! Ingest settings.
+
+use std::time::Duration;
+
+/// The RTMP application publishers must connect to: `rtmp://HOST:1935/live`.
+pub const DEFAULT_APP: &str = "live";
+/// Simultaneous RTMP connections, handshaking or publishing. Past it, new
+/// connections are closed at once; each live publish costs a transcode, so a
+/// box runs out of CPU long before this.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Time a new connection has to complete the RTMP handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection that sends nothing for this long is closed. Publishers send
+/// media many times a second; clients that connect and wait get this long.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest RTMP message accepted. A 4K keyframe at 50 Mbit/s is about 3 MB;
+/// the protocol's own ceiling is 16 MiB, which no publisher needs.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 << 20;
+/// Media events buffered between a connection and its consumer. About 5 s of
+/// 30 fps video with audio; when full the connection stops reading, which
+/// pushes back on the publisher through TCP.
+pub const DEFAULT_MEDIA_CHANNEL_CAPACITY: usize = 512;
+
+/// Ingest settings; see the `DEFAULT_*` constants for what each one means.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// RTMP application name publishers connect to.
+    pub app: String,
+    /// Simultaneous connections.
+    pub max_connections: usize,
+    /// Handshake deadline.
+    pub handshake_timeout: Duration,
+    /// Read inactivity deadline.
+    pub idle_timeout: Duration,
+    /// Largest accepted RTMP message.
+    pub max_message_size: usize,
+    /// Capacity of each publish's media channel.
+    pub media_channel_capacity: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            app: DEFAULT_APP.into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            media_channel_capacity: DEFAULT_MEDIA_CHANNEL_CAPACITY,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Rejects settings that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.app.is_empty() || self.app.contains('/') {
+            return Err(format!("rtmp app {:?} must be one path segment", self.app));
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        if self.max_message_size < 64 << 10 || self.max_message_size > 0xFF_FFFF {
+            return Err("max_message_size must be between 64 KiB and 16 MiB".into());
+        }
+        if self.handshake_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return Err("timeouts must be positive".into());
+        }
+        if self.media_channel_capacity < 16 {
+            return Err("media_channel_capacity must be at least 16".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+//! Server configuration: clap flags (each also an environment variable) over an
+//! optional TOML file over the crates' `DEFAULT_*` constants.
+//! `deploy/origin.toml` is the commented example.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde::Deserialize;
+
+/// Default RTMP listen address (the standard RTMP port).
+pub const DEFAULT_RTMP_LISTEN: &str = "0.0.0.0:1935";
+/// Default HTTP listen address.
+pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:8080";
+/// Default data directory (the sled database lives here).
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// Command-line flags; every one can also come from the environment.
+#[derive(Debug, Parser)]
+#[command(
+    name = "origin",
+    version,
+    about = "Live streaming server: RTMP in, LL-HLS out"
+)]
+pub struct Cli {
+    /// RTMP listen address; publishers push to rtmp://HOST:PORT/live/STREAM_KEY.
+    #[arg(long, env = "ORIGIN_RTMP_LISTEN", default_value = DEFAULT_RTMP_LISTEN)]
+    pub rtmp_listen: SocketAddr,
+    /// HTTP listen address for LL-HLS, the API and the pages.
+    #[arg(long, env = "ORIGIN_HTTP_LISTEN", default_value = DEFAULT_HTTP_LISTEN)]
+    pub http_listen: SocketAddr,
+    /// Directory for persistent data.
+    #[arg(long, env = "ORIGIN_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Optional TOML config file (see deploy/origin.toml).
+    #[arg(long, env = "ORIGIN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A stream key allowed to publish (repeatable, or comma-separated in the
+    /// environment). The key is also the broadcast id. For running without the
+    /// broadcast API; keys created through the API work as well.
+    #[arg(long = "stream-key", env = "ORIGIN_STREAM_KEYS", value_delimiter = ',')]
+    pub stream_keys: Vec<String>,
+}
+
+/// The `[ingest]` table of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestFile {
+    /// RTMP application name.
+    pub app: Option<String>,
+    /// Simultaneous RTMP connections.
+    pub max_connections: Option<usize>,
+    /// Seconds to complete the handshake.
+    pub handshake_timeout_secs: Option<u64>,
+    /// Seconds of silence before a connection is closed.
+    pub idle_timeout_secs: Option<u64>,
+    /// Largest RTMP message in bytes.
+    pub max_message_size: Option<usize>,
+}
+
+/// The config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Stream keys that may publish without the API.
+    pub stream_keys: Option<Vec<String>>,
+    /// RTMP ingest settings.
+    pub ingest: Option<IngestFile>,
+}
+
+/// The composed configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// RTMP listen address.
+    pub rtmp_listen: SocketAddr,
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// Persistent data directory.
+    pub data_dir: PathBuf,
+    /// Statically allowed stream keys.
+    pub stream_keys: Vec<String>,
+    /// Ingest settings.
+    pub ingest: ingest::IngestConfig,
+}
+
+impl Config {
+    /// Composes flags, environment and the optional file, and validates the result.
+    pub fn load(cli: Cli) -> anyhow::Result<Config> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut ingest = ingest::IngestConfig::default();
+        if let Some(f) = file.ingest {
+            if let Some(v) = f.app {
+                ingest.app = v;
+            }
+            if let Some(v) = f.max_connections {
+                ingest.max_connections = v;
+            }
+            if let Some(v) = f.handshake_timeout_secs {
+                ingest.handshake_timeout = Duration::from_secs(v);
+            }
+            if let Some(v) = f.idle_timeout_secs {
+                ingest.idle_timeout = Duration::from_secs(v);
+            }
+            if let Some(v) = f.max_message_size {
+                ingest.max_message_size = v;
+            }
+        }
+        let mut stream_keys = cli.stream_keys;
+        stream_keys.extend(file.stream_keys.unwrap_or_default());
+        stream_keys.retain(|k| !k.trim().is_empty());
+        let config = Config {
+            rtmp_listen: cli.rtmp_listen,
+            http_listen: cli.http_listen,
+            data_dir: cli.data_dir,
+            stream_keys,
+            ingest,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects bad combinations before anything starts.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.ingest
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("[ingest]")?;
+        if self.rtmp_listen == self.http_listen {
+            bail!("RTMP and HTTP cannot listen on the same address");
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("origin").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ports() {
+        let c = Config::load(cli(&[])).unwrap();
+        assert_eq!(c.rtmp_listen.port(), 1935);
+        assert_eq!(c.http_listen.port(), 8080);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn the_file_sets_ingest_limits_and_unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "stream_keys = [\"k1\"]\n[ingest]\nmax_connections = 9\n",
+        )
+        .unwrap();
+        let c = Config::load(cli(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--stream-key",
+            "k0",
+        ]))
+        .unwrap();
+        assert_eq!(c.ingest.max_connections, 9);
+        assert_eq!(c.stream_keys, vec!["k0", "k1"]);
+
+        std::fs::write(&path, "[ingest]\nmax_conections = 9\n").unwrap();
+        let err = Config::load(cli(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(format!("{err:#}").contains("max_conections"), "{err:#}");
+    }
+
+    #[test]
+    fn invalid_limits_are_rejected_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[ingest]\nmax_message_size = 100\n").unwrap();
+        assert!(Config::load(cli(&["--config", path.to_str().unwrap()])).is_err());
+    }
+}
