@@ -10,8 +10,11 @@ want=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  nodejs npm
 )
+# Node.js from another source (e.g. nodesource) bundles npm and conflicts with
+# Debian's npm package, so ask for Debian's only when the commands are missing.
+command -v node >/dev/null || want+=(nodejs)
+command -v npm >/dev/null || want+=(npm)
 if [[ "${1:-run}" == test ]]; then
   want+=(ffmpeg gstreamer1.0-tools nginx libnginx-mod-rtmp chromium wrk python3)
 fi
