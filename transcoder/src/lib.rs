@@ -1,1 +1,23 @@
-//! GStreamer transcoder (see issue 3); filled in by the next commit.
+//! The transcoder: the only crate that links GStreamer. For each live publish
+//! it decodes the source H.264 once, scales it down a ladder (720p, then 480p
+//! from the 720p picture), and encodes every rendition with x264 with IDRs
+//! forced at the same timestamps on a fixed cadence. AAC passes through
+//! untouched. Output is one bounded stream of ingest's [`ingest::MediaEvent`]
+//! per rendition, plus a JPEG thumbnail every few seconds.
+//!
+//! Layout:
+//! - [`session`]: one publish: ladder planning, feeding, restarts, outputs.
+//! - [`pipeline`]: the GStreamer pipeline (build, probes, appsinks).
+//! - [`ladder`]: which renditions a source gets and at what sizes (pure).
+//! - [`config`], [`error`].
+
+pub mod config;
+pub mod error;
+pub mod ladder;
+pub mod pipeline;
+pub mod session;
+
+pub use config::TranscoderConfig;
+pub use error::Error;
+pub use ladder::RenditionSpec;
+pub use session::{RenditionInfo, RenditionOutput, Stats, Transcode, start};

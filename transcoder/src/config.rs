@@ -1,0 +1,150 @@
+//! Transcoder settings.
+
+use std::time::Duration;
+
+use crate::ladder::RenditionSpec;
+
+/// Keyframe (and so segment) cadence. One second keeps LL-HLS joins and quality
+/// switches fast; latency itself is set by the part duration, not this.
+pub const DEFAULT_KEYFRAME_INTERVAL: Duration = Duration::from_secs(1);
+/// x264 speed preset.
+pub const DEFAULT_PRESET: &str = "veryfast";
+/// Bitrate of the 720p rung.
+pub const DEFAULT_720P_KBPS: u32 = 2800;
+/// Bitrate of the 480p rung.
+pub const DEFAULT_480P_KBPS: u32 = 1200;
+/// How often a thumbnail JPEG is taken.
+pub const DEFAULT_THUMBNAIL_INTERVAL: Duration = Duration::from_secs(5);
+/// Thumbnail width in pixels (height follows the aspect ratio).
+pub const DEFAULT_THUMBNAIL_WIDTH: u32 = 320;
+/// Decoded frames that may wait for the scalers and encoders. This queue is the
+/// one place frames are dropped when the machine cannot keep up; it bounds the
+/// added latency to about a quarter second at 30 fps.
+pub const DEFAULT_RAW_QUEUE_FRAMES: u32 = 8;
+/// Events buffered per rendition output (about 15 s of video and audio). The
+/// origin drains it far faster than real time; it fills only if the origin stalls.
+pub const DEFAULT_OUTPUT_CAPACITY: usize = 1024;
+/// Encoded input kept since the last source keyframe, replayed into a restarted
+/// pipeline so output resumes right after the last frame it emitted.
+pub const MAX_GOP_CACHE_BYTES: usize = 32 << 20;
+/// Pipeline restarts allowed per publish before it is given up.
+pub const MAX_RESTARTS: u32 = 10;
+/// x264 presets accepted in the config.
+pub const PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
+/// Transcoder settings; see the `DEFAULT_*` constants.
+#[derive(Debug, Clone)]
+pub struct TranscoderConfig {
+    /// The ladder, any order.
+    pub renditions: Vec<RenditionSpec>,
+    /// IDR cadence, identical in every rendition.
+    pub keyframe_interval: Duration,
+    /// x264 speed preset.
+    pub preset: String,
+    /// Also offer the source H.264 untouched, as rendition `source`.
+    pub source_passthrough: bool,
+    /// Thumbnail cadence.
+    pub thumbnail_interval: Duration,
+    /// Thumbnail width.
+    pub thumbnail_width: u32,
+    /// Size of the leaky raw-frame queue.
+    pub raw_queue_frames: u32,
+    /// Capacity of each rendition's output channel.
+    pub output_capacity: usize,
+}
+
+impl Default for TranscoderConfig {
+    fn default() -> Self {
+        Self {
+            renditions: vec![
+                RenditionSpec {
+                    name: "720p".into(),
+                    height: 720,
+                    bitrate_kbps: DEFAULT_720P_KBPS,
+                },
+                RenditionSpec {
+                    name: "480p".into(),
+                    height: 480,
+                    bitrate_kbps: DEFAULT_480P_KBPS,
+                },
+            ],
+            keyframe_interval: DEFAULT_KEYFRAME_INTERVAL,
+            preset: DEFAULT_PRESET.into(),
+            source_passthrough: false,
+            thumbnail_interval: DEFAULT_THUMBNAIL_INTERVAL,
+            thumbnail_width: DEFAULT_THUMBNAIL_WIDTH,
+            raw_queue_frames: DEFAULT_RAW_QUEUE_FRAMES,
+            output_capacity: DEFAULT_OUTPUT_CAPACITY,
+        }
+    }
+}
+
+impl TranscoderConfig {
+    /// Rejects settings that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.renditions.is_empty() {
+            return Err("at least one rendition is required".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for r in &self.renditions {
+            if !names.insert(r.name.as_str()) || r.name == "source" {
+                return Err(format!(
+                    "rendition name {:?} is duplicated or reserved",
+                    r.name
+                ));
+            }
+            if r.name.is_empty()
+                || !r
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!(
+                    "rendition name {:?} must be [A-Za-z0-9_-]+",
+                    r.name
+                ));
+            }
+            if r.height < 144 || r.height > 2160 || r.height % 2 != 0 {
+                return Err(format!(
+                    "rendition {}: height must be even, 144..=2160",
+                    r.name
+                ));
+            }
+            if !(100..=50_000).contains(&r.bitrate_kbps) {
+                return Err(format!(
+                    "rendition {}: bitrate_kbps must be 100..=50000",
+                    r.name
+                ));
+            }
+        }
+        if !PRESETS.contains(&self.preset.as_str()) {
+            return Err(format!("unknown x264 preset {:?}", self.preset));
+        }
+        if self.keyframe_interval < Duration::from_millis(500)
+            || self.keyframe_interval > Duration::from_secs(10)
+        {
+            return Err("keyframe_interval must be between 0.5 s and 10 s".into());
+        }
+        if self.thumbnail_interval < Duration::from_secs(1) {
+            return Err("thumbnail_interval must be at least 1 s".into());
+        }
+        if !(64..=1920).contains(&self.thumbnail_width) {
+            return Err("thumbnail_width must be 64..=1920".into());
+        }
+        if self.raw_queue_frames == 0 || self.output_capacity < 64 {
+            return Err("raw_queue_frames must be >= 1 and output_capacity >= 64".into());
+        }
+        Ok(())
+    }
+}
