@@ -60,6 +60,44 @@ pub struct IngestFile {
     pub max_message_size: Option<usize>,
 }
 
+/// The `[transcoder]` table of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscoderFile {
+    /// The ladder.
+    pub renditions: Option<Vec<transcoder::RenditionSpec>>,
+    /// Keyframe (and segment) interval in seconds.
+    pub keyframe_interval_secs: Option<f64>,
+    /// x264 speed preset.
+    pub preset: Option<String>,
+    /// Also offer the untouched source as a rendition.
+    pub source_passthrough: Option<bool>,
+    /// Seconds between thumbnails.
+    pub thumbnail_interval_secs: Option<u64>,
+}
+
+/// The `[hls]` table of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsFile {
+    /// PART-TARGET in milliseconds.
+    pub part_target_ms: Option<u64>,
+    /// PART-HOLD-BACK in milliseconds.
+    pub part_hold_back_ms: Option<u64>,
+    /// Complete segments kept per rendition.
+    pub segments_kept: Option<usize>,
+    /// Segment bytes kept per rendition.
+    pub max_window_bytes: Option<usize>,
+    /// Seconds an ended window stays available.
+    pub linger_after_end_secs: Option<u64>,
+    /// Seconds to wait for a dropped publisher before ending.
+    pub reconnect_grace_secs: Option<u64>,
+    /// Held requests per client address.
+    pub max_held_per_client: Option<usize>,
+    /// Held requests in all.
+    pub max_held_total: Option<usize>,
+}
+
 /// The config file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +106,10 @@ pub struct FileConfig {
     pub stream_keys: Option<Vec<String>>,
     /// RTMP ingest settings.
     pub ingest: Option<IngestFile>,
+    /// Transcoder settings.
+    pub transcoder: Option<TranscoderFile>,
+    /// LL-HLS settings.
+    pub hls: Option<HlsFile>,
 }
 
 /// The composed configuration the server runs with.
@@ -83,6 +125,10 @@ pub struct Config {
     pub stream_keys: Vec<String>,
     /// Ingest settings.
     pub ingest: ingest::IngestConfig,
+    /// Transcoder settings.
+    pub transcoder: transcoder::TranscoderConfig,
+    /// LL-HLS settings.
+    pub hls: crate::hls::HlsConfig,
 }
 
 impl Config {
@@ -110,6 +156,56 @@ impl Config {
                 ingest.max_message_size = v;
             }
         }
+        let mut tc = transcoder::TranscoderConfig::default();
+        if let Some(f) = file.transcoder {
+            if let Some(v) = f.renditions {
+                tc.renditions = v;
+            }
+            if let Some(v) = f.keyframe_interval_secs {
+                tc.keyframe_interval = Duration::try_from_secs_f64(v)
+                    .context("[transcoder] keyframe_interval_secs")?;
+            }
+            if let Some(v) = f.preset {
+                tc.preset = v;
+            }
+            if let Some(v) = f.source_passthrough {
+                tc.source_passthrough = v;
+            }
+            if let Some(v) = f.thumbnail_interval_secs {
+                tc.thumbnail_interval = Duration::from_secs(v);
+            }
+        }
+        let mut hls = crate::hls::HlsConfig {
+            segment_target: tc.keyframe_interval,
+            ..Default::default()
+        };
+        if let Some(f) = file.hls {
+            if let Some(v) = f.part_target_ms {
+                hls.part_target = Duration::from_millis(v);
+                hls.part_hold_back = hls.part_target * 3;
+            }
+            if let Some(v) = f.part_hold_back_ms {
+                hls.part_hold_back = Duration::from_millis(v);
+            }
+            if let Some(v) = f.segments_kept {
+                hls.segments_kept = v;
+            }
+            if let Some(v) = f.max_window_bytes {
+                hls.max_window_bytes = v;
+            }
+            if let Some(v) = f.linger_after_end_secs {
+                hls.linger_after_end = Duration::from_secs(v);
+            }
+            if let Some(v) = f.reconnect_grace_secs {
+                hls.reconnect_grace = Duration::from_secs(v);
+            }
+            if let Some(v) = f.max_held_per_client {
+                hls.max_held_per_client = v;
+            }
+            if let Some(v) = f.max_held_total {
+                hls.max_held_total = v;
+            }
+        }
         let mut stream_keys = cli.stream_keys;
         stream_keys.extend(file.stream_keys.unwrap_or_default());
         stream_keys.retain(|k| !k.trim().is_empty());
@@ -119,6 +215,8 @@ impl Config {
             data_dir: cli.data_dir,
             stream_keys,
             ingest,
+            transcoder: tc,
+            hls,
         };
         config.validate()?;
         Ok(config)
@@ -130,6 +228,14 @@ impl Config {
             .validate()
             .map_err(anyhow::Error::msg)
             .context("[ingest]")?;
+        self.transcoder
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("[transcoder]")?;
+        self.hls
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("[hls]")?;
         if self.rtmp_listen == self.http_listen {
             bail!("RTMP and HTTP cannot listen on the same address");
         }

@@ -1,21 +1,37 @@
-//! The HTTP server: one hyper HTTP/1.1 connection task per client, stopped
+//! The HTTP server: one hyper HTTP/1.1 connection task per client, the
+//! router, and what every response gets (CORS, HEAD handling). Stopped
 //! gracefully on shutdown.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::error::HttpError;
+use crate::hls::{self, Hls};
+
+/// What the handlers share.
+pub struct App {
+    /// LL-HLS state.
+    pub hls: Arc<Hls>,
+}
+
 /// Serves HTTP on `listener` until `shutdown`.
-pub async fn run(listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     info!(addr = %listener.local_addr()?, "http listening");
     loop {
         let (stream, peer) = tokio::select! {
@@ -31,9 +47,13 @@ pub async fn run(listener: TcpListener, shutdown: CancellationToken) -> std::io:
         };
         let _ = stream.set_nodelay(true);
         let shutdown = shutdown.clone();
+        let app = app.clone();
         tokio::spawn(async move {
-            let conn =
-                http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(handle));
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(route(&app, req, peer).await) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(err) = r { debug!(%peer, ?err, "http connection error") },
@@ -46,14 +66,86 @@ pub async fn run(listener: TcpListener, shutdown: CancellationToken) -> std::io:
     }
 }
 
-async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, body) = match req.uri().path() {
-        "/healthz" => (StatusCode::OK, "{\"status\":\"ok\"}"),
-        _ => (StatusCode::NOT_FOUND, "{\"error\":\"not found\"}"),
+async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let head = req.method() == Method::HEAD;
+    let mut resp = match dispatch(app, &req, peer).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
     };
-    Ok(Response::builder()
+    let h = resp.headers_mut();
+    // Players on other origins fetch everything; no credentials are ever involved.
+    h.insert("access-control-allow-origin", "*".parse().expect("static"));
+    h.insert(
+        "access-control-expose-headers",
+        "content-length, content-encoding, date"
+            .parse()
+            .expect("static"),
+    );
+    if head {
+        let len = http_body_util::BodyExt::boxed(resp.body().clone());
+        let size = hyper::body::Body::size_hint(&len).exact().unwrap_or(0);
+        let (mut parts, _) = resp.into_parts();
+        parts.headers.insert("content-length", size.into());
+        return Response::from_parts(parts, Full::new(Bytes::new()));
+    }
+    resp
+}
+
+async fn dispatch(
+    app: &App,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Full<Bytes>>, HttpError> {
+    let path = req.uri().path();
+    if req.method() == Method::OPTIONS {
+        return Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .header(
+                "access-control-allow-methods",
+                "GET, HEAD, POST, PATCH, OPTIONS",
+            )
+            .header(
+                "access-control-allow-headers",
+                "authorization, content-type",
+            )
+            .header("access-control-max-age", "86400")
+            .body(Full::new(Bytes::new()))
+            .expect("valid response"));
+    }
+    let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    if path == "/healthz" && get {
+        return Ok(json(StatusCode::OK, "{\"status\":\"ok\"}".into()));
+    }
+    if let Some(rest) = path.strip_prefix("/hls/") {
+        if !get {
+            return Err(HttpError::MethodNotAllowed);
+        }
+        let accepts_gzip = req
+            .headers()
+            .get_all("accept-encoding")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+        return hls::server::handle(
+            &app.hls,
+            hls::server::HlsRequest {
+                path: rest,
+                query: req.uri().query(),
+                accepts_gzip,
+                client: peer.ip(),
+            },
+        )
+        .await;
+    }
+    Err(HttpError::NotFound)
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .expect("static response"))
+        .header("cache-control", "no-store")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
 }

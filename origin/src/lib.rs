@@ -4,8 +4,12 @@
 //! Layout:
 //! - [`config`]: flags, environment and the TOML file.
 //! - [`http`]: the hyper server and its routes.
+//! - [`hls`]: CMAF packaging, live windows and LL-HLS serving.
+//! - [`error`]: HTTP errors and their status codes.
 
 pub mod config;
+pub mod error;
+pub mod hls;
 pub mod http;
 
 use std::collections::HashSet;
@@ -16,7 +20,7 @@ use ingest::Publish;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::config::Config;
 
@@ -76,6 +80,8 @@ pub async fn run(
     let authorizer = Arc::new(ingest::StaticKeys(
         config.stream_keys.iter().cloned().collect::<HashSet<_>>(),
     ));
+    let hls = hls::Hls::new(config.hls.clone());
+    let transcoder = Arc::new(config.transcoder.clone());
     let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE_CAPACITY);
     let ingest = tokio::spawn(ingest::run(
         config.ingest.clone(),
@@ -84,9 +90,19 @@ pub async fn run(
         publish_tx,
         shutdown.clone(),
     ));
-    let pipeline = tokio::spawn(consume_publishes(publish_rx, shutdown.clone()));
-    let http = tokio::spawn(http::run(listeners.http, shutdown.clone()));
+    let pipeline = tokio::spawn(consume_publishes(
+        publish_rx,
+        transcoder,
+        hls.clone(),
+        shutdown.clone(),
+    ));
+    let app = Arc::new(http::App { hls: hls.clone() });
+    let http = tokio::spawn(http::run(listeners.http, app, shutdown.clone()));
 
+    shutdown.cancelled().await;
+    // Publishers are being disconnected by ingest; end every playlist so that
+    // held requests are answered with ENDLIST before the HTTP side stops.
+    hls.end_all();
     let (ingest, pipeline, http) = tokio::join!(ingest, pipeline, http);
     ingest.context("ingest task")?.context("ingest")?;
     pipeline.context("pipeline task")?;
@@ -95,24 +111,35 @@ pub async fn run(
     Ok(())
 }
 
-/// Takes each accepted publish and drains its media.
-async fn consume_publishes(mut rx: mpsc::Receiver<Publish>, shutdown: CancellationToken) {
+/// Takes each accepted publish: transcode it, then package the renditions.
+async fn consume_publishes(
+    mut rx: mpsc::Receiver<Publish>,
+    transcoder: Arc<transcoder::TranscoderConfig>,
+    hls: Arc<hls::Hls>,
+    shutdown: CancellationToken,
+) {
     loop {
         let publish = tokio::select! {
             _ = shutdown.cancelled() => return,
             p = rx.recv() => match p { Some(p) => p, None => return },
         };
-        tokio::spawn(async move {
-            let Publish {
-                broadcast_id,
-                mut media,
-                ..
-            } = publish;
-            let mut events = 0u64;
-            while media.recv().await.is_some() {
-                events += 1;
+        let transcoder = transcoder.clone();
+        let hls = hls.clone();
+        let span =
+            tracing::info_span!("publish", broadcast = %publish.broadcast_id, peer = %publish.peer);
+        tokio::spawn(
+            async move {
+                let Publish {
+                    broadcast_id,
+                    media,
+                    ..
+                } = publish;
+                match transcoder::start(transcoder, media).await {
+                    Ok(t) => hls.publish(&broadcast_id, t).await,
+                    Err(err) => warn!(%err, "transcode did not start"),
+                }
             }
-            info!(broadcast = %broadcast_id, events, "publish drained");
-        });
+            .instrument(span),
+        );
     }
 }

@@ -1,0 +1,448 @@
+//! Media events of one rendition into CMAF parts and segments (pure).
+//!
+//! Parts are cut on the video timeline: a sample joins the open part unless
+//! that would make the part longer than PART-TARGET, and a keyframe opens a new
+//! segment once the current one has reached half the segment target (the
+//! transcoder puts IDRs on a fixed cadence, so segments follow it exactly).
+//! A part is closed as soon as the next sample could not fit, so it is listed
+//! one frame interval earlier than waiting for that sample would allow.
+//!
+//! Each sample's duration is the distance to the next sample's DTS, so the
+//! newest video frame is held until its successor arrives. Audio runs ahead of
+//! transcoded video; it waits in a queue and goes into the part whose time span
+//! covers it. The audio timeline counts samples (1024 per AAC frame) so tfdt
+//! stays continuous; a real gap (a whole frame missing) lengthens the frame
+//! before it instead of breaking continuity.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use ingest::{AacConfig, AudioFrame, AvcConfig, MediaEvent, VideoFrame};
+
+use super::fmp4::{
+    self, AAC_FRAME_SAMPLES, AudioSample, Fmp4Error, PartSamples, VIDEO_TIMESCALE, VideoSample,
+};
+use super::window::{NewPart, SegmentStart};
+
+/// Audio frames kept waiting for video (about 10 s at 48 kHz). Past it the
+/// oldest are dropped: video has stalled and they could never be placed.
+pub const MAX_QUEUED_AUDIO_FRAMES: usize = 480;
+
+/// Maps media time to wall-clock time for EXT-X-PROGRAM-DATE-TIME. Shared by
+/// every rendition of one publish so that all of them map it the same way.
+pub type ClockAnchor = Arc<OnceLock<(Duration, SystemTime)>>;
+
+/// Packaging settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackagerSettings {
+    /// Longest part.
+    pub part_target: Duration,
+    /// A keyframe opens a new segment once the current one is this long.
+    pub segment_min: Duration,
+    /// A segment is cut (even without a keyframe) before it would exceed this.
+    pub segment_max: Duration,
+}
+
+/// What the packager produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A new init segment for the parts that follow.
+    Init(Bytes),
+    /// A part.
+    Part(NewPart),
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_nanos() * u128::from(VIDEO_TIMESCALE) / 1_000_000_000) as u64
+}
+
+fn ticks_to_duration(t: u64) -> Duration {
+    Duration::from_nanos((u128::from(t) * 1_000_000_000 / u128::from(VIDEO_TIMESCALE)) as u64)
+}
+
+/// Packager state for one rendition.
+#[derive(Debug)]
+pub struct Packager {
+    settings: PackagerSettings,
+    anchor: ClockAnchor,
+    video: Option<AvcConfig>,
+    audio: Option<AacConfig>,
+    init_dirty: bool,
+    discontinuity: bool,
+    held: Option<VideoFrame>,
+    last_duration: u64,
+    part: Vec<(VideoFrame, u64)>,
+    part_ticks: u64,
+    part_opens: Option<SegmentStart>,
+    segment_ticks: u64,
+    segment_open: bool,
+    audio_queue: VecDeque<AudioFrame>,
+    audio_next: Option<u64>,
+    sequence: u32,
+    /// Frames packaged and their total duration, for the frame rate.
+    frames: u64,
+    frame_ticks: u64,
+    /// Audio frames dropped because video stalled.
+    pub dropped_audio: u64,
+}
+
+impl Packager {
+    /// A packager; `continuing` marks the first segment as a discontinuity
+    /// (a publisher reconnect or a transcoder restart on an existing window).
+    pub fn new(settings: PackagerSettings, anchor: ClockAnchor, continuing: bool) -> Packager {
+        Packager {
+            settings,
+            anchor,
+            video: None,
+            audio: None,
+            init_dirty: true,
+            discontinuity: continuing,
+            held: None,
+            last_duration: u64::from(VIDEO_TIMESCALE / 30),
+            part: Vec::new(),
+            part_ticks: 0,
+            part_opens: None,
+            segment_ticks: 0,
+            segment_open: false,
+            audio_queue: VecDeque::new(),
+            audio_next: None,
+            sequence: 0,
+            frames: 0,
+            frame_ticks: 0,
+            dropped_audio: 0,
+        }
+    }
+
+    /// The current video configuration.
+    pub fn video_config(&self) -> Option<&AvcConfig> {
+        self.video.as_ref()
+    }
+
+    /// The current audio configuration.
+    pub fn audio_config(&self) -> Option<&AacConfig> {
+        self.audio.as_ref()
+    }
+
+    /// Measured frames per second so far.
+    pub fn frame_rate(&self) -> Option<f64> {
+        (self.frames > 1 && self.frame_ticks > 0)
+            .then(|| self.frames as f64 * f64::from(VIDEO_TIMESCALE) / self.frame_ticks as f64)
+    }
+
+    /// Feeds one event; what it completes is appended to `out`.
+    pub fn push(&mut self, event: MediaEvent, out: &mut Vec<Output>) -> Result<(), Fmp4Error> {
+        match event {
+            MediaEvent::VideoConfig(c) => {
+                if self.video.as_ref() != Some(&c) {
+                    if self.video.is_some() {
+                        self.flush(out)?;
+                        self.discontinuity = true;
+                    }
+                    self.video = Some(c);
+                    self.init_dirty = true;
+                }
+            }
+            MediaEvent::AudioConfig(a) => {
+                if self.audio.as_ref() != Some(&a) {
+                    if self.sequence > 0 {
+                        // The init segment changes under a running window.
+                        self.flush(out)?;
+                        self.discontinuity = true;
+                    }
+                    self.audio = Some(a);
+                    self.init_dirty = true;
+                }
+            }
+            MediaEvent::Video(f) => {
+                if self.video.is_none() {
+                    return Ok(());
+                }
+                if let Some(prev) = self.held.take() {
+                    let d = ticks(f.dts).saturating_sub(ticks(prev.dts)).max(1);
+                    self.last_duration = d;
+                    self.add_sample(prev, d, out)?;
+                }
+                self.held = Some(f);
+            }
+            MediaEvent::Audio(a) => {
+                if self.audio.is_some() {
+                    if self.audio_queue.len() >= MAX_QUEUED_AUDIO_FRAMES {
+                        self.audio_queue.pop_front();
+                        self.dropped_audio += 1;
+                    }
+                    self.audio_queue.push_back(a);
+                }
+            }
+            MediaEvent::Discontinuity => {
+                self.flush(out)?;
+                self.discontinuity = true;
+            }
+            MediaEvent::Metadata(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Packages everything still held (end of stream or before a discontinuity).
+    pub fn flush(&mut self, out: &mut Vec<Output>) -> Result<(), Fmp4Error> {
+        if let Some(prev) = self.held.take() {
+            let d = self.last_duration;
+            self.add_sample(prev, d, out)?;
+        }
+        self.close_part(out)?;
+        self.segment_open = false;
+        Ok(())
+    }
+
+    fn pdt(&self, dts: Duration) -> SystemTime {
+        let (media0, wall0) = *self.anchor.get_or_init(|| (dts, SystemTime::now()));
+        if dts >= media0 {
+            wall0 + (dts - media0)
+        } else {
+            wall0 - (media0 - dts)
+        }
+    }
+
+    fn add_sample(
+        &mut self,
+        f: VideoFrame,
+        d: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Fmp4Error> {
+        let s = &self.settings;
+        let opens_segment = !self.segment_open
+            || self.discontinuity
+            || self.init_dirty
+            || (f.keyframe && self.segment_ticks >= ticks(s.segment_min))
+            || self.segment_ticks + d > ticks(s.segment_max);
+        if opens_segment || self.part_ticks + d > ticks(s.part_target) {
+            self.close_part(out)?;
+        }
+        if opens_segment {
+            if self.init_dirty {
+                let video = self.video.as_ref().expect("video config precedes frames");
+                out.push(Output::Init(fmp4::init_segment(
+                    video,
+                    self.audio.as_ref(),
+                )?));
+                self.init_dirty = false;
+            }
+            if self.discontinuity {
+                // Audio restarts on the new timeline.
+                self.audio_next = None;
+            }
+            self.part_opens = Some(SegmentStart {
+                discontinuity: std::mem::take(&mut self.discontinuity),
+                program_date_time: self.pdt(f.dts),
+            });
+            self.segment_open = true;
+            self.segment_ticks = 0;
+        }
+        self.part_ticks += d;
+        self.segment_ticks += d;
+        self.frames += 1;
+        self.frame_ticks += d;
+        self.part.push((f, d));
+        // Close now if a frame of the same duration could not fit anyway.
+        if self.part_ticks + d > ticks(self.settings.part_target) {
+            self.close_part(out)?;
+        }
+        Ok(())
+    }
+
+    fn close_part(&mut self, out: &mut Vec<Output>) -> Result<(), Fmp4Error> {
+        if self.part.is_empty() {
+            return Ok(());
+        }
+        let samples = std::mem::take(&mut self.part);
+        let first_dts = samples[0].0.dts;
+        let end = first_dts + ticks_to_duration(self.part_ticks);
+        let video: Vec<VideoSample> = samples
+            .iter()
+            .map(|(f, d)| VideoSample {
+                duration: *d as u32,
+                composition_offset: (ticks(f.pts) as i64 - ticks(f.dts) as i64) as i32,
+                keyframe: f.keyframe,
+                data: f.data.clone(),
+            })
+            .collect();
+        let (audio_decode_time, audio) = self.take_audio(end);
+        self.sequence += 1;
+        let data = fmp4::part(&PartSamples {
+            sequence: self.sequence,
+            video_decode_time: ticks(first_dts),
+            video,
+            audio_decode_time,
+            audio,
+        })?;
+        out.push(Output::Part(NewPart {
+            duration: ticks_to_duration(self.part_ticks),
+            independent: samples[0].0.keyframe,
+            data,
+            new_segment: self.part_opens.take(),
+        }));
+        self.part_ticks = 0;
+        Ok(())
+    }
+
+    /// Audio frames that start before `end`, on the sample-counting timeline.
+    fn take_audio(&mut self, end: Duration) -> (u64, Vec<AudioSample>) {
+        let Some(rate) = self.audio.as_ref().map(|a| u64::from(a.sample_rate_hz)) else {
+            return (0, Vec::new());
+        };
+        let at = |pts: Duration| (pts.as_nanos() * u128::from(rate) / 1_000_000_000) as u64;
+        let mut out = Vec::new();
+        let mut first = None;
+        while self.audio_queue.front().is_some_and(|a| a.pts < end) {
+            let frame = self.audio_queue.pop_front().expect("checked non-empty");
+            let start = *self.audio_next.get_or_insert(at(frame.pts));
+            first.get_or_insert(start);
+            let mut duration = u64::from(AAC_FRAME_SAMPLES);
+            if let Some(next) = self.audio_queue.front() {
+                let next_at = at(next.pts);
+                // A whole frame or more missing: stretch this one over the gap.
+                if next_at > start + 2 * duration {
+                    duration = next_at - start;
+                }
+            }
+            self.audio_next = Some(start + duration);
+            out.push(AudioSample {
+                duration: duration as u32,
+                data: frame.data,
+            });
+        }
+        (first.unwrap_or(0), out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ingest::AudioFrame;
+
+    const SETTINGS: PackagerSettings = PackagerSettings {
+        part_target: Duration::from_millis(200),
+        segment_min: Duration::from_millis(500),
+        segment_max: Duration::from_millis(1490),
+    };
+
+    /// A real x264 avcC (1280x720 High 3.1).
+    const AVCC: &[u8] = &[
+        0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40,
+        0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0,
+        0xf1, 0x83, 0x19, 0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8,
+        0xf8, 0x00,
+    ];
+
+    fn configs() -> Vec<MediaEvent> {
+        vec![
+            MediaEvent::VideoConfig(AvcConfig::parse(Bytes::from_static(AVCC)).unwrap()),
+            MediaEvent::AudioConfig(AacConfig::parse(Bytes::from_static(&[0x11, 0x90])).unwrap()),
+        ]
+    }
+
+    /// 30 fps on RTMP's millisecond clock, IDR every 30 frames, plus AAC at 48 kHz.
+    fn stream(frames: u64) -> Vec<MediaEvent> {
+        let mut v = configs();
+        let mut audio_n = 0u64;
+        for n in 0..frames {
+            let t = Duration::from_millis(n * 1000 / 30);
+            while Duration::from_micros(audio_n * 21_333) <= t {
+                v.push(MediaEvent::Audio(AudioFrame {
+                    pts: Duration::from_millis(audio_n * 64 / 3),
+                    data: Bytes::from_static(&[0x21, 0x10, 0x04]),
+                }));
+                audio_n += 1;
+            }
+            v.push(MediaEvent::Video(VideoFrame {
+                dts: t,
+                pts: t,
+                keyframe: n % 30 == 0,
+                data: Bytes::from(vec![0, 0, 0, 1, if n % 30 == 0 { 0x65 } else { 0x41 }]),
+            }));
+        }
+        v
+    }
+
+    fn run(events: Vec<MediaEvent>) -> Vec<Output> {
+        let mut p = Packager::new(SETTINGS, Arc::default(), false);
+        let mut out = vec![];
+        for e in events {
+            p.push(e, &mut out).unwrap();
+        }
+        p.flush(&mut out).unwrap();
+        out
+    }
+
+    fn parts(out: &[Output]) -> Vec<&NewPart> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Part(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parts_never_exceed_the_part_target_and_segments_follow_the_keyframes() {
+        let out = run(stream(90));
+        assert!(matches!(out[0], Output::Init(_)));
+        let parts = parts(&out);
+        assert!(parts.iter().all(|p| p.duration <= SETTINGS.part_target));
+        let starts: Vec<usize> = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.new_segment.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        // 30 frames of 1/30 s in 200 ms parts: 5 parts per segment.
+        assert_eq!(starts, vec![0, 5, 10]);
+        assert!(
+            parts
+                .iter()
+                .enumerate()
+                .all(|(i, p)| p.independent == starts.contains(&i))
+        );
+        let per_segment: Duration = parts[5..10].iter().map(|p| p.duration).sum();
+        assert_eq!(per_segment, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_discontinuity_opens_a_marked_segment() {
+        let mut events = stream(45);
+        events.push(MediaEvent::Discontinuity);
+        events.extend(stream(30).into_iter().skip(2).map(|e| match e {
+            MediaEvent::Video(mut v) => {
+                v.dts += Duration::from_secs(100);
+                v.pts += Duration::from_secs(100);
+                MediaEvent::Video(v)
+            }
+            MediaEvent::Audio(mut a) => {
+                a.pts += Duration::from_secs(100);
+                MediaEvent::Audio(a)
+            }
+            e => e,
+        }));
+        let out = run(events);
+        let marked: Vec<bool> = parts(&out)
+            .iter()
+            .filter_map(|p| p.new_segment.map(|s| s.discontinuity))
+            .collect();
+        assert_eq!(marked, vec![false, false, true]);
+    }
+
+    #[test]
+    fn a_new_sequence_header_brings_a_new_init_segment() {
+        let mut events = stream(30);
+        let mut other = AvcConfig::parse(Bytes::from_static(AVCC)).unwrap();
+        other.width = 640;
+        events.push(MediaEvent::VideoConfig(other));
+        events.extend(stream(30).into_iter().skip(2));
+        let inits = run(events)
+            .iter()
+            .filter(|o| matches!(o, Output::Init(_)))
+            .count();
+        assert_eq!(inits, 2);
+    }
+}

@@ -1,0 +1,565 @@
+//! One rendition's live window (pure): segments and parts in memory, bounded by
+//! named limits, with the lookups the HTTP side needs and the playlist view.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+
+use super::directives::Position;
+use super::playlist::{MediaPlaylist, PartLine, Report, SegmentLine};
+
+/// Bounds on a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowLimits {
+    /// Complete segments kept (the playlist's length).
+    pub segments_kept: usize,
+    /// Bytes of segment data kept; the oldest segments go first past it.
+    pub max_bytes: usize,
+    /// Trailing segments whose parts the playlist lists (covers 3 x TD).
+    pub part_segments_listed: usize,
+    /// Trailing segments whose parts stay fetchable: the listed ones plus at
+    /// least 3 x TD more, so a part outlives its playlist listing by 3 x TD.
+    pub part_segments_kept: usize,
+}
+
+/// A part as stored and served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// Global part number within the rendition (its URI).
+    pub seq: u64,
+    /// The segment it belongs to.
+    pub msn: u64,
+    /// Its index in that segment.
+    pub index: u32,
+    /// Duration.
+    pub duration: Duration,
+    /// Starts with an IDR.
+    pub independent: bool,
+    /// moof + mdat.
+    pub data: Bytes,
+}
+
+/// How the next part starts a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentStart {
+    /// Marked with EXT-X-DISCONTINUITY.
+    pub discontinuity: bool,
+    /// Wall-clock time of the segment's first sample.
+    pub program_date_time: SystemTime,
+}
+
+/// A part to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPart {
+    /// Duration.
+    pub duration: Duration,
+    /// Starts with an IDR.
+    pub independent: bool,
+    /// moof + mdat.
+    pub data: Bytes,
+    /// Set when this part opens a new segment.
+    pub new_segment: Option<SegmentStart>,
+}
+
+/// Why a part could not be appended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    /// No init segment was set yet.
+    #[error("no init segment")]
+    NoInit,
+    /// The first part of a window must open a segment.
+    #[error("no open segment")]
+    NoSegment,
+    /// The window has ended.
+    #[error("window ended")]
+    Ended,
+}
+
+#[derive(Debug)]
+struct Segment {
+    msn: u64,
+    parts: Vec<Arc<Part>>,
+    duration: Duration,
+    complete: bool,
+    discontinuity: bool,
+    program_date_time: SystemTime,
+    init_id: u32,
+    data: Option<Bytes>,
+}
+
+/// URI naming for one rendition, relative to its media playlist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uris {
+    /// Rendition name (the directory).
+    pub rendition: String,
+    /// Changes every time the window is created, so that URIs are never
+    /// reused with other bytes after a restart (CDNs cache them forever).
+    pub generation: String,
+}
+
+impl Uris {
+    /// URI of part `seq`.
+    pub fn part(&self, seq: u64) -> String {
+        format!("{}/{}/p{seq}.m4s", self.rendition, self.generation)
+    }
+    /// URI of segment `msn`.
+    pub fn segment(&self, msn: u64) -> String {
+        format!("{}/{}/s{msn}.m4s", self.rendition, self.generation)
+    }
+    /// URI of init segment `id`.
+    pub fn init(&self, id: u32) -> String {
+        format!("{}/{}/init{id}.mp4", self.rendition, self.generation)
+    }
+}
+
+/// Playlist-wide settings that do not change while live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlaylistSettings {
+    /// EXT-X-TARGETDURATION.
+    pub target_duration_secs: u64,
+    /// PART-TARGET.
+    pub part_target: Duration,
+    /// PART-HOLD-BACK.
+    pub part_hold_back: Duration,
+    /// CAN-SKIP-UNTIL.
+    pub can_skip_until: Duration,
+}
+
+/// One rendition's window.
+#[derive(Debug)]
+pub struct Window {
+    limits: WindowLimits,
+    segments: VecDeque<Segment>,
+    next_msn: u64,
+    next_seq: u64,
+    discontinuity_sequence: u64,
+    ended: bool,
+    inits: Vec<(u32, Bytes)>,
+    next_init_id: u32,
+    parts: VecDeque<Arc<Part>>,
+    bytes: usize,
+}
+
+impl Window {
+    /// An empty window whose first segment will be `first_msn` (at least 1:
+    /// hls.js skips blocking reloads while the last MSN is 0).
+    pub fn new(limits: WindowLimits, first_msn: u64) -> Window {
+        Window {
+            limits,
+            segments: VecDeque::new(),
+            next_msn: first_msn.max(1),
+            next_seq: 0,
+            discontinuity_sequence: 0,
+            ended: false,
+            inits: Vec::new(),
+            next_init_id: 0,
+            parts: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Sets the init segment for the parts that follow; returns its id.
+    pub fn set_init(&mut self, data: Bytes) -> u32 {
+        if let Some((id, current)) = self.inits.last()
+            && *current == data
+        {
+            return *id;
+        }
+        let id = self.next_init_id;
+        self.next_init_id += 1;
+        self.inits.push((id, data));
+        id
+    }
+
+    /// The init segment `id`, while any kept segment uses it.
+    pub fn init(&self, id: u32) -> Option<Bytes> {
+        self.inits
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, d)| d.clone())
+    }
+
+    /// Appends a part, opening a segment first when asked to.
+    pub fn push(&mut self, p: NewPart) -> Result<Arc<Part>, WindowError> {
+        if self.ended {
+            return Err(WindowError::Ended);
+        }
+        let init_id = self.inits.last().ok_or(WindowError::NoInit)?.0;
+        let open = self.segments.back().is_some_and(|s| !s.complete);
+        // A new init segment needs a new segment too (EXT-X-MAP applies per segment).
+        let init_changed = self.segments.back().is_some_and(|s| s.init_id != init_id);
+        let start = match (p.new_segment, open && !init_changed) {
+            (Some(start), _) => Some(start),
+            (None, true) => None,
+            (None, false) => return Err(WindowError::NoSegment),
+        };
+        if let Some(start) = start {
+            self.close_segment();
+            let msn = self.next_msn;
+            self.next_msn += 1;
+            self.segments.push_back(Segment {
+                msn,
+                parts: Vec::new(),
+                duration: Duration::ZERO,
+                complete: false,
+                discontinuity: start.discontinuity && msn > 1,
+                program_date_time: start.program_date_time,
+                init_id,
+                data: None,
+            });
+        }
+        let seg = self.segments.back_mut().expect("a segment is open");
+        let part = Arc::new(Part {
+            seq: self.next_seq,
+            msn: seg.msn,
+            index: seg.parts.len() as u32,
+            duration: p.duration,
+            independent: p.independent,
+            data: p.data,
+        });
+        self.next_seq += 1;
+        seg.duration += part.duration;
+        seg.parts.push(part.clone());
+        self.parts.push_back(part.clone());
+        self.trim();
+        Ok(part)
+    }
+
+    fn close_segment(&mut self) {
+        let Some(seg) = self.segments.back_mut().filter(|s| !s.complete) else {
+            return;
+        };
+        let mut data = BytesMut::with_capacity(seg.parts.iter().map(|p| p.data.len()).sum());
+        for p in &seg.parts {
+            data.extend_from_slice(&p.data);
+        }
+        self.bytes += data.len();
+        seg.data = Some(data.freeze());
+        seg.complete = true;
+    }
+
+    fn trim(&mut self) {
+        let complete = |w: &Window| w.segments.iter().filter(|s| s.complete).count();
+        while complete(self) > self.limits.segments_kept
+            || (self.bytes > self.limits.max_bytes && complete(self) > 1)
+        {
+            let Some(old) = self.segments.pop_front() else {
+                break;
+            };
+            self.bytes -= old.data.as_ref().map_or(0, |d| d.len());
+            if old.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+        }
+        let keep_from = self
+            .next_msn
+            .saturating_sub(self.limits.part_segments_kept as u64 + 1);
+        while self.parts.front().is_some_and(|p| p.msn < keep_from) {
+            self.parts.pop_front();
+        }
+        for s in &mut self.segments {
+            if s.msn < keep_from && s.complete {
+                s.parts.clear();
+            }
+        }
+        let first_init = self.segments.front().map(|s| s.init_id);
+        if let Some(first) = first_init {
+            self.inits.retain(|(id, _)| *id >= first);
+        }
+    }
+
+    /// Closes the open segment and marks the window ended (EXT-X-ENDLIST).
+    pub fn end(&mut self) {
+        self.close_segment();
+        self.ended = true;
+    }
+
+    /// Takes an ended window live again (a new publish on the same broadcast).
+    pub fn resume(&mut self) {
+        self.ended = false;
+    }
+
+    /// Closes the open segment (before a discontinuity or a new publish).
+    pub fn finish_segment(&mut self) {
+        self.close_segment();
+    }
+
+    /// Whether the window has ended.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Where the window stands; `None` until a segment is complete.
+    pub fn position(&self) -> Option<Position> {
+        let complete_msn = self.segments.iter().rev().find(|s| s.complete)?.msn;
+        let last = self.segments.back()?;
+        Some(Position {
+            first_msn: self.segments.front()?.msn,
+            last_msn: last.msn,
+            last_part: last.parts.len().saturating_sub(1) as u32,
+            complete_msn: Some(complete_msn),
+            ended: self.ended,
+        })
+    }
+
+    /// The MSN the next segment will get.
+    pub fn next_msn(&self) -> u64 {
+        self.next_msn
+    }
+
+    /// The sequence number the next part will get (the preload hint).
+    pub fn next_part_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// A part that is still fetchable.
+    pub fn part(&self, seq: u64) -> Option<Arc<Part>> {
+        let first = self.parts.front()?.seq;
+        let p = self.parts.get(seq.checked_sub(first)? as usize)?;
+        (p.seq == seq).then(|| p.clone())
+    }
+
+    /// A complete segment's bytes: exactly its parts, concatenated.
+    pub fn segment(&self, msn: u64) -> Option<Bytes> {
+        self.segments
+            .iter()
+            .find(|s| s.msn == msn)
+            .and_then(|s| s.data.clone())
+    }
+
+    /// Peak and average bitrate over complete segments, in bits per second.
+    pub fn bitrates(&self) -> Option<(u64, u64)> {
+        let rates: Vec<(u64, Duration)> = self
+            .segments
+            .iter()
+            .filter_map(|s| Some((s.data.as_ref()?.len() as u64 * 8, s.duration)))
+            .filter(|(_, d)| *d >= Duration::from_millis(100))
+            .collect();
+        if rates.is_empty() {
+            return None;
+        }
+        let peak = rates
+            .iter()
+            .map(|(bits, d)| (*bits as f64 / d.as_secs_f64()) as u64)
+            .max()?;
+        let bits: u64 = rates.iter().map(|(b, _)| b).sum();
+        let secs: f64 = rates.iter().map(|(_, d)| d.as_secs_f64()).sum();
+        Some((peak, (bits as f64 / secs) as u64))
+    }
+
+    /// The playlist view of the window.
+    pub fn playlist(
+        &self,
+        uris: &Uris,
+        settings: &PlaylistSettings,
+        reports: Vec<Report>,
+    ) -> MediaPlaylist {
+        let listed_from = self
+            .next_msn
+            .saturating_sub(self.limits.part_segments_listed as u64 + 1);
+        let mut prev_init = None;
+        let segments = self
+            .segments
+            .iter()
+            .map(|s| {
+                let map = (prev_init != Some(s.init_id)).then(|| uris.init(s.init_id));
+                prev_init = Some(s.init_id);
+                SegmentLine {
+                    msn: s.msn,
+                    uri: s.complete.then(|| uris.segment(s.msn)),
+                    duration: s.duration,
+                    discontinuity: s.discontinuity,
+                    program_date_time: s.program_date_time,
+                    map,
+                    parts: if s.msn >= listed_from || !s.complete {
+                        s.parts
+                            .iter()
+                            .map(|p| PartLine {
+                                uri: uris.part(p.seq),
+                                duration: p.duration,
+                                independent: p.independent,
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect();
+        MediaPlaylist {
+            target_duration_secs: settings.target_duration_secs,
+            part_target: settings.part_target,
+            part_hold_back: settings.part_hold_back,
+            can_skip_until: settings.can_skip_until,
+            media_sequence: self.segments.front().map_or(self.next_msn, |s| s.msn),
+            discontinuity_sequence: self.discontinuity_sequence,
+            segments,
+            preload_hint: (!self.ended).then(|| uris.part(self.next_seq)),
+            reports,
+            ended: self.ended,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: WindowLimits = WindowLimits {
+        segments_kept: 4,
+        max_bytes: 1 << 20,
+        part_segments_listed: 2,
+        part_segments_kept: 3,
+    };
+
+    fn start() -> Option<SegmentStart> {
+        Some(SegmentStart {
+            discontinuity: false,
+            program_date_time: SystemTime::UNIX_EPOCH,
+        })
+    }
+
+    fn part(new_segment: Option<SegmentStart>, byte: u8) -> NewPart {
+        NewPart {
+            duration: Duration::from_millis(200),
+            independent: new_segment.is_some(),
+            data: Bytes::from(vec![byte; 10]),
+            new_segment,
+        }
+    }
+
+    /// Pushes `segments` segments of 5 parts each.
+    fn filled(segments: usize) -> Window {
+        let mut w = Window::new(LIMITS, 1);
+        w.set_init(Bytes::from_static(b"init"));
+        for s in 0..segments {
+            for i in 0..5 {
+                w.push(part(if i == 0 { start() } else { None }, s as u8))
+                    .unwrap();
+            }
+        }
+        w
+    }
+
+    #[test]
+    fn segments_start_at_msn_1_and_serve_exactly_their_parts() {
+        let w = filled(2);
+        let pos = w.position().unwrap();
+        assert_eq!((pos.first_msn, pos.last_msn, pos.last_part), (1, 2, 4));
+        assert_eq!(pos.complete_msn, Some(1));
+        let seg = w.segment(1).unwrap();
+        let parts: Vec<u8> = (0..5)
+            .flat_map(|s| w.part(s).unwrap().data.to_vec())
+            .collect();
+        assert_eq!(&seg[..], &parts[..]);
+        assert!(w.segment(2).is_none(), "segment 2 is not complete yet");
+    }
+
+    #[test]
+    fn no_position_until_a_segment_is_complete() {
+        let w = filled(1);
+        assert!(w.position().is_none());
+    }
+
+    #[test]
+    fn the_window_slides_and_parts_outlive_their_listing() {
+        let w = filled(8);
+        let p = w.playlist(
+            &Uris {
+                rendition: "r".into(),
+                generation: "g".into(),
+            },
+            &PlaylistSettings {
+                target_duration_secs: 1,
+                part_target: Duration::from_millis(200),
+                part_hold_back: Duration::from_millis(600),
+                can_skip_until: Duration::from_secs(6),
+            },
+            vec![],
+        );
+        assert_eq!(p.media_sequence, 4);
+        assert_eq!(p.segments.len(), 5, "4 complete + the open one");
+        let with_parts: Vec<u64> = p
+            .segments
+            .iter()
+            .filter(|s| !s.parts.is_empty())
+            .map(|s| s.msn)
+            .collect();
+        assert_eq!(with_parts, vec![6, 7, 8]);
+        // Segment 5's parts are no longer listed but still fetchable.
+        assert!(w.part(5 * 5 - 5).is_some());
+        assert!(w.part(3 * 5 - 5).is_none());
+        assert_eq!(p.preload_hint.as_deref(), Some("r/g/p40.m4s"));
+    }
+
+    #[test]
+    fn discontinuities_count_once_they_slide_out() {
+        let mut w = filled(1);
+        w.push(part(
+            Some(SegmentStart {
+                discontinuity: true,
+                program_date_time: SystemTime::UNIX_EPOCH,
+            }),
+            9,
+        ))
+        .unwrap();
+        for s in 0..5 {
+            w.push(part(start(), s)).unwrap();
+        }
+        let uris = Uris {
+            rendition: "r".into(),
+            generation: "g".into(),
+        };
+        let settings = PlaylistSettings {
+            target_duration_secs: 1,
+            part_target: Duration::from_millis(200),
+            part_hold_back: Duration::from_millis(600),
+            can_skip_until: Duration::from_secs(6),
+        };
+        assert_eq!(
+            w.playlist(&uris, &settings, vec![]).discontinuity_sequence,
+            1
+        );
+    }
+
+    #[test]
+    fn a_changed_init_opens_a_segment_with_a_new_map() {
+        let mut w = filled(1);
+        w.set_init(Bytes::from_static(b"init2"));
+        assert_eq!(w.push(part(None, 1)), Err(WindowError::NoSegment));
+        w.push(part(start(), 1)).unwrap();
+        assert_eq!(w.init(1).as_deref(), Some(&b"init2"[..]));
+    }
+
+    #[test]
+    fn ending_closes_the_last_segment_and_drops_the_hint() {
+        let mut w = filled(2);
+        w.end();
+        assert_eq!(w.position().unwrap().complete_msn, Some(2));
+        assert!(w.position().unwrap().ended);
+        assert!(w.segment(2).is_some());
+        assert_eq!(w.push(part(start(), 0)), Err(WindowError::Ended));
+    }
+
+    #[test]
+    fn the_byte_limit_drops_the_oldest_segments() {
+        let mut w = Window::new(
+            WindowLimits {
+                max_bytes: 120,
+                ..LIMITS
+            },
+            1,
+        );
+        w.set_init(Bytes::from_static(b"i"));
+        for s in 0..4 {
+            for i in 0..5 {
+                w.push(part(if i == 0 { start() } else { None }, s))
+                    .unwrap();
+            }
+        }
+        // 50 bytes per segment: at most two complete ones fit in 120.
+        assert_eq!(w.position().unwrap().first_msn, 2);
+    }
+}
