@@ -342,3 +342,123 @@ pub fn part(p: &PartSamples) -> Result<Bytes, Fmp4Error> {
     encode(&Mdat { data }, &mut out)?;
     Ok(out.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mp4_atom::{Any, Decode};
+
+    const AVCC: &[u8] = &[
+        0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40,
+        0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0,
+        0xf1, 0x83, 0x19, 0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8,
+        0xf8, 0x00,
+    ];
+
+    fn atoms(mut data: &[u8]) -> Vec<Any> {
+        let mut out = vec![];
+        while !data.is_empty() {
+            out.push(Any::decode(&mut data).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn the_init_segment_is_ftyp_then_moov_with_both_tracks_and_trex() {
+        let video = AvcConfig::parse(Bytes::from_static(AVCC)).unwrap();
+        let audio = AacConfig::parse(Bytes::from_static(&[0x11, 0x90, 0x56, 0xe5, 0x00])).unwrap();
+        let init = init_segment(&video, Some(&audio)).unwrap();
+        let boxes = atoms(&init);
+        assert!(matches!(boxes[0], Any::Ftyp(_)));
+        let Any::Moov(moov) = &boxes[1] else {
+            panic!("{boxes:?}")
+        };
+        assert_eq!(boxes.len(), 2);
+        assert_eq!(moov.trak.len(), 2);
+        let trex: Vec<u32> = moov
+            .mvex
+            .as_ref()
+            .unwrap()
+            .trex
+            .iter()
+            .map(|t| t.track_id)
+            .collect();
+        assert_eq!(trex, vec![VIDEO_TRACK_ID, AUDIO_TRACK_ID]);
+        let Codec::Avc1(avc1) = &moov.trak[0].mdia.minf.stbl.stsd.codecs[0] else {
+            panic!()
+        };
+        assert_eq!((avc1.visual.width, avc1.visual.height), (1280, 720));
+        assert_eq!(avc1.avcc.avc_profile_indication, 0x64);
+        assert_eq!(moov.trak[0].mdia.mdhd.timescale, VIDEO_TIMESCALE);
+        let Codec::Mp4a(mp4a) = &moov.trak[1].mdia.minf.stbl.stsd.codecs[0] else {
+            panic!()
+        };
+        let asc = &mp4a
+            .esds
+            .es_desc
+            .dec_config
+            .dec_specific
+            .as_ref()
+            .unwrap()
+            .raw;
+        assert_eq!(
+            asc,
+            &[0x11, 0x90, 0x56, 0xe5, 0x00],
+            "the AudioSpecificConfig is kept verbatim"
+        );
+        assert_eq!(moov.trak[1].mdia.mdhd.timescale, 48_000);
+    }
+
+    #[test]
+    fn a_part_is_one_moof_and_mdat_with_offsets_relative_to_the_moof() {
+        let p = PartSamples {
+            sequence: 7,
+            video_decode_time: 90_000,
+            video: vec![
+                VideoSample {
+                    duration: 3000,
+                    composition_offset: 0,
+                    keyframe: true,
+                    data: Bytes::from_static(b"IDRIDR"),
+                },
+                VideoSample {
+                    duration: 3000,
+                    composition_offset: 3000,
+                    keyframe: false,
+                    data: Bytes::from_static(b"PP"),
+                },
+            ],
+            audio_decode_time: 48_000,
+            audio: vec![AudioSample {
+                duration: 1024,
+                data: Bytes::from_static(b"aac"),
+            }],
+        };
+        let bytes = part(&p).unwrap();
+        let boxes = atoms(&bytes);
+        let [Any::Moof(moof), Any::Mdat(mdat)] = &boxes[..] else {
+            panic!("{boxes:?}")
+        };
+        assert_eq!(moof.mfhd.sequence_number, 7);
+        assert_eq!(mdat.data, b"IDRIDRPPaac");
+        let moof_len = bytes.len() - 8 - mdat.data.len();
+        let v = &moof.traf[0];
+        assert!(v.tfhd.default_base_is_moof);
+        assert_eq!(v.tfdt.as_ref().unwrap().base_media_decode_time, 90_000);
+        assert_eq!(v.trun[0].data_offset, Some(moof_len as i32 + 8));
+        let flags: Vec<Option<u32>> = (0..2)
+            .map(|i| v.trun[0].samples.get(i).unwrap().flags)
+            .collect();
+        assert_eq!(
+            flags,
+            vec![Some(SYNC_SAMPLE_FLAGS), Some(NON_SYNC_SAMPLE_FLAGS)]
+        );
+        assert_eq!(v.trun[0].samples.get(1).unwrap().cts, Some(3000));
+        let a = &moof.traf[1];
+        assert_eq!(a.tfhd.track_id, AUDIO_TRACK_ID);
+        assert_eq!(a.tfdt.as_ref().unwrap().base_media_decode_time, 48_000);
+        assert_eq!(a.trun[0].data_offset, Some(moof_len as i32 + 8 + 8));
+        let audio_at = a.trun[0].data_offset.unwrap() as usize;
+        assert_eq!(&bytes[audio_at..audio_at + 3], b"aac");
+    }
+}
