@@ -62,3 +62,282 @@ pub async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bo
     }
     false
 }
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use tokio_util::sync::CancellationToken;
+
+/// A server started in-process with `origin::run` on loopback ports.
+pub struct TestServer {
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub _data: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn base(&self) -> String {
+        format!("http://{}", self.http)
+    }
+    pub fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://{}/live/{key}", self.rtmp)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts the server with `keys` and a config adjusted by `adjust`.
+pub async fn start_server(
+    keys: &[&str],
+    adjust: impl FnOnce(&mut origin::config::Config),
+) -> TestServer {
+    let data = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "origin".to_string(),
+        "--data-dir".into(),
+        data.path().display().to_string(),
+    ];
+    for k in keys {
+        args.push("--stream-key".into());
+        args.push(k.to_string());
+    }
+    let cli = <origin::config::Cli as clap::Parser>::try_parse_from(args).unwrap();
+    let mut config = origin::config::Config::load(cli).unwrap();
+    adjust(&mut config);
+    config.validate().unwrap();
+    let listeners = origin::Listeners {
+        rtmp: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let (rtmp, http) = (
+        listeners.rtmp.local_addr().unwrap(),
+        listeners.http.local_addr().unwrap(),
+    );
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(origin::run(config, listeners, shutdown.clone()));
+    TestServer {
+        rtmp,
+        http,
+        shutdown,
+        task,
+        _data: data,
+    }
+}
+
+/// An HTTP response as the tests look at it.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Bytes,
+    pub elapsed: Duration,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// A pooled HTTP client, shared by tests that make many requests.
+pub type HttpClient =
+    Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Empty<Bytes>>;
+
+/// A new pooled client.
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GET (or another method) with extra headers.
+pub async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
+    request_with(&client(), method, url, headers).await
+}
+
+/// Like [`request`], on a given client.
+pub async fn request_with(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Resp {
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let started = std::time::Instant::now();
+    let resp = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.request(req.body(http_body_util::Empty::new()).unwrap()),
+    )
+    .await
+    .expect("response within 20 s")
+    .expect("request failed");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp {
+        status,
+        headers,
+        body,
+        elapsed: started.elapsed(),
+    }
+}
+
+pub async fn get(url: &str) -> Resp {
+    request("GET", url, &[]).await
+}
+
+/// The attributes of an HLS attribute-list tag line, e.g. `#EXT-X-PART:DURATION=..,URI=".."`.
+pub fn attrs(line: &str) -> HashMap<String, String> {
+    let list = line.split_once(':').map(|(_, l)| l).unwrap_or("");
+    let mut out = HashMap::new();
+    let mut rest = list;
+    while !rest.is_empty() {
+        let Some((k, after)) = rest.split_once('=') else {
+            break;
+        };
+        let (v, next) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"').unwrap();
+            (&q[..end], q[end + 1..].trim_start_matches(','))
+        } else {
+            match after.split_once(',') {
+                Some((v, n)) => (v, n),
+                None => (after, ""),
+            }
+        };
+        out.insert(k.to_string(), v.to_string());
+        rest = next;
+    }
+    out
+}
+
+/// A media playlist, read line by line.
+#[derive(Debug, Clone, Default)]
+pub struct Media {
+    pub text: String,
+    pub target_duration: u64,
+    pub server_control: String,
+    pub part_inf: String,
+    pub media_sequence: u64,
+    pub discontinuity_sequence: u64,
+    pub skipped: u64,
+    pub segments: Vec<Seg>,
+    pub preload_hints: Vec<String>,
+    pub reports: Vec<HashMap<String, String>>,
+    pub ended: bool,
+    /// Part lines that appeared after the last segment URI (the open segment).
+    pub open_parts: Vec<PartLine>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PartLine {
+    pub uri: String,
+    pub duration: f64,
+    pub independent: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Seg {
+    pub msn: u64,
+    pub uri: String,
+    pub duration: f64,
+    pub pdt: Option<String>,
+    pub discontinuity: bool,
+    pub map: Option<String>,
+    pub parts: Vec<PartLine>,
+}
+
+pub fn parse_media(text: &str) -> Media {
+    let mut m = Media {
+        text: text.to_string(),
+        ..Default::default()
+    };
+    let mut cur = Seg::default();
+    let mut pending_extinf: Option<f64> = None;
+    let mut map = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            m.target_duration = v.parse().unwrap();
+        } else if line.starts_with("#EXT-X-SERVER-CONTROL:") {
+            m.server_control = line.to_string();
+        } else if line.starts_with("#EXT-X-PART-INF:") {
+            m.part_inf = line.to_string();
+        } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            m.media_sequence = v.parse().unwrap();
+        } else if let Some(v) = line.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:") {
+            m.discontinuity_sequence = v.parse().unwrap();
+        } else if line.starts_with("#EXT-X-SKIP:") {
+            m.skipped = attrs(line)["SKIPPED-SEGMENTS"].parse().unwrap();
+        } else if line.starts_with("#EXT-X-MAP:") {
+            map = Some(attrs(line)["URI"].clone());
+        } else if line == "#EXT-X-DISCONTINUITY" {
+            cur.discontinuity = true;
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            cur.pdt = Some(v.to_string());
+        } else if line.starts_with("#EXT-X-PART:") {
+            let a = attrs(line);
+            cur.parts.push(PartLine {
+                uri: a["URI"].clone(),
+                duration: a["DURATION"].parse().unwrap(),
+                independent: a.get("INDEPENDENT").is_some_and(|v| v == "YES"),
+            });
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+            pending_extinf = Some(v.trim_end_matches(',').parse().unwrap());
+        } else if line.starts_with("#EXT-X-PRELOAD-HINT:") {
+            m.preload_hints.push(attrs(line)["URI"].clone());
+        } else if line.starts_with("#EXT-X-RENDITION-REPORT:") {
+            m.reports.push(attrs(line));
+        } else if line == "#EXT-X-ENDLIST" {
+            m.ended = true;
+        } else if !line.starts_with('#') && !line.is_empty() {
+            cur.uri = line.to_string();
+            cur.duration = pending_extinf.take().unwrap();
+            cur.map = map.take();
+            cur.msn = m.media_sequence + m.skipped + m.segments.len() as u64;
+            m.segments.push(std::mem::take(&mut cur));
+        }
+    }
+    m.open_parts = cur.parts;
+    m
+}
+
+impl Media {
+    /// (last msn, last part index) as a client computes it.
+    pub fn last_position(&self) -> (u64, u32) {
+        let next_msn = self.media_sequence + self.skipped + self.segments.len() as u64;
+        if !self.open_parts.is_empty() {
+            (next_msn, self.open_parts.len() as u32 - 1)
+        } else {
+            let last = self.segments.last().unwrap();
+            (last.msn, last.parts.len().saturating_sub(1) as u32)
+        }
+    }
+    pub fn all_parts(&self) -> Vec<PartLine> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.parts.clone())
+            .chain(self.open_parts.clone())
+            .collect()
+    }
+}
+
+/// Resolves `uri` against the playlist URL `base`.
+pub fn resolve(base: &str, uri: &str) -> String {
+    let dir = &base[..base.rfind('/').unwrap() + 1];
+    format!("{dir}{uri}")
+}
