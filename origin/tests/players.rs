@@ -1,0 +1,91 @@
+//! Real players against the real server: ffmpeg as a plain HLS client, and
+//! hls.js in headless Chromium as a low-latency client, including forced
+//! quality switches. One ffmpeg publish feeds both.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+
+fn player_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../player")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_and_hls_js_play_the_live_stream() {
+    let server = start_server(&["play"], |_| {}).await;
+    let master = format!("{}/hls/play/master.m3u8", server.base());
+    let mut publisher = ffmpeg_publish(&server.rtmp_url("play"), 110, "1280x720", true);
+    assert!(
+        eventually(Duration::from_secs(20), async || get(&master).await.status
+            == 200)
+        .await,
+        "the stream came up"
+    );
+
+    // ffmpeg, a plain HLS client (no LL-HLS), reads 20 s and decodes without errors.
+    let out = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            &master,
+            "-t",
+            "20",
+            "-f",
+            "null",
+            "-",
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg failed: {errors}");
+    assert!(errors.trim().is_empty(), "ffmpeg reported errors: {errors}");
+
+    // hls.js in low-latency mode for 60 s, with a forced 720p -> 480p -> 720p round trip.
+    let script = player_dir().join("tests/llhls-play.mjs");
+    assert!(
+        player_dir().join("node_modules/hls.js").exists(),
+        "run scripts/check.sh (npm ci in player/) first"
+    );
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .args([&master, "60", "--switch"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "player script failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    eprintln!("hls.js: {r}");
+    assert_eq!(r["supported"], true, "MSE with H.264/AAC in this Chromium");
+    assert_eq!(
+        r["fatal"].as_array().unwrap().len(),
+        0,
+        "no fatal hls.js error"
+    );
+    assert_eq!(r["stalls"], 0, "no stall");
+    assert_eq!(r["waiting"], 0, "no waiting event");
+    assert_eq!(r["lowLatency"], true);
+    assert!(
+        r["currentTime"].as_f64().unwrap() > 55.0,
+        "played for the whole minute"
+    );
+    let switches = r["switches"].as_array().unwrap();
+    assert_eq!(switches.len(), 2);
+    assert_eq!(switches[0]["to"], 480);
+    assert_eq!(switches[1]["to"], 720);
+    for s in switches {
+        assert_eq!(s["ok"], true, "videoHeight followed the switch: {s}");
+        assert_eq!(s["stallsDuring"], 0, "no stall while switching: {s}");
+    }
+    publisher.kill().await.ok();
+}

@@ -1,0 +1,88 @@
+// Plays an LL-HLS stream with hls.js in headless Chromium and prints one JSON
+// line: stalls, fatal errors, playback progress, latency, and the result of
+// forced quality switches. Used by origin/tests/players.rs.
+//
+// Usage: node tests/llhls-play.mjs MASTER_URL SECONDS [--switch]
+import { chromium } from 'playwright-core';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const [url, secondsArg, ...flags] = process.argv.slice(2);
+const seconds = Number(secondsArg ?? 30);
+const doSwitch = flags.includes('--switch');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const hlsPath = path.join(here, '..', 'node_modules', 'hls.js', 'dist', 'hls.min.js');
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--autoplay-policy=no-user-gesture-required', '--disable-quic', '--no-first-run',
+    '--disable-component-update', '--disable-sync'],
+});
+try {
+  const page = await browser.newPage();
+  page.on('console', (m) => process.stderr.write(`page: ${m.text()}\n`));
+  await page.setContent('<video id="v" muted playsinline width="640"></video>');
+  await page.addScriptTag({ path: hlsPath });
+  const result = await page.evaluate(async ({ url, seconds, doSwitch }) => {
+    const video = document.getElementById('v');
+    const out = {
+      supported: Hls.isSupported(), fatal: [], errors: [], stalls: 0, waiting: 0,
+      firstFrameMs: null, currentTime: 0, latencies: [], switches: [], heights: [],
+    };
+    if (!out.supported) return out;
+    // Low-latency mode; no liveSyncDuration, so PART-HOLD-BACK sets the target.
+    const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30 });
+    const started = performance.now();
+    let playing = false;
+    hls.on(Hls.Events.ERROR, (_, d) => {
+      const e = `${d.type}/${d.details}`;
+      if (d.fatal) out.fatal.push(e); else out.errors.push(e);
+      if (d.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR && playing) out.stalls++;
+    });
+    video.addEventListener('waiting', () => { if (playing) out.waiting++; });
+    video.addEventListener('playing', () => {
+      if (!playing) out.firstFrameMs = Math.round(performance.now() - started);
+      playing = true;
+    });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+    hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch((e) => out.fatal.push(`play: ${e}`)));
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const waitFor = async (pred, ms) => {
+      const end = performance.now() + ms;
+      while (performance.now() < end) { if (pred()) return true; await sleep(100); }
+      return false;
+    };
+    await waitFor(() => playing, 20000);
+    const end = performance.now() + seconds * 1000;
+    let switched = !doSwitch;
+    while (performance.now() < end && out.fatal.length === 0) {
+      await sleep(1000);
+      if (hls.latency) out.latencies.push(hls.latency);
+      out.heights.push(video.videoHeight);
+      if (!switched && performance.now() - started > 15000) {
+        switched = true;
+        // Down to the smallest rendition, then back up to the largest.
+        const byHeight = hls.levels.map((l, i) => [l.height, i]).sort((a, b) => a[0] - b[0]);
+        for (const [want, level] of [byHeight[0], byHeight[byHeight.length - 1]]) {
+          const t0 = performance.now();
+          const before = out.waiting + out.stalls;
+          hls.currentLevel = level;
+          const ok = await waitFor(() => video.videoHeight === want, 15000);
+          out.switches.push({ to: want, ok, ms: Math.round(performance.now() - t0),
+            stallsDuring: out.waiting + out.stalls - before, height: video.videoHeight });
+        }
+      }
+    }
+    out.currentTime = video.currentTime;
+    out.levels = hls.levels.map((l) => l.height);
+    out.lowLatency = hls.lowLatencyMode;
+    out.targetLatency = hls.targetLatency;
+    hls.destroy();
+    return out;
+  }, { url, seconds, doSwitch });
+  console.log(JSON.stringify(result));
+} finally {
+  await browser.close();
+}
