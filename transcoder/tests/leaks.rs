@@ -83,7 +83,9 @@ async fn cycles() {
     tokio::time::sleep(KEEP_ALIVE * 3).await;
     let (threads1, rss1) = (proc_status("Threads:"), live_rss_kb());
     eprintln!("threads {threads0} -> {threads1}, rss {rss0} kB -> {rss1} kB");
-    // One leaked pipeline would hold a dozen threads and tens of MB of frames.
+    // One leaked pipeline holds a dozen threads and 20+ MB of frame buffers
+    // (decoder DPB, two x264 instances), so 20 leaked cycles would add 400 MB.
+    // Allocator fragmentation moves live RSS by up to about 16 MB either way.
     assert!(threads1 <= threads0 + 2, "threads {threads0} -> {threads1}");
-    assert!(rss1 < rss0 + 8 * 1024, "rss {rss0} kB -> {rss1} kB");
+    assert!(rss1 < rss0 + 48 * 1024, "rss {rss0} kB -> {rss1} kB");
 }
