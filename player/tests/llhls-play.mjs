@@ -60,6 +60,8 @@ try {
     while (performance.now() < end && out.fatal.length === 0) {
       await sleep(1000);
       if (hls.latency) out.latencies.push(hls.latency);
+      // Wall clock minus the PROGRAM-DATE-TIME of the frame on screen.
+      if (hls.playingDate) (out.pdtLatencies ??= []).push((Date.now() - hls.playingDate.getTime()) / 1000);
       out.heights.push(video.videoHeight);
       if (!switched && performance.now() - started > 15000) {
         switched = true;
