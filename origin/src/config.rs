@@ -290,6 +290,30 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_in_deploy_is_valid_and_matches_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/origin.toml");
+        let c = Config::load(cli(&["--config", path])).unwrap();
+        let d = Config::load(cli(&[])).unwrap();
+        assert_eq!(c.ingest.max_connections, d.ingest.max_connections);
+        assert_eq!(c.transcoder.renditions, d.transcoder.renditions);
+        assert_eq!(c.hls.part_target, d.hls.part_target);
+        assert_eq!(c.hls.segments_kept, d.hls.segments_kept);
+    }
+
+    #[test]
+    fn part_hold_back_below_three_parts_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[hls]\npart_target_ms = 300\npart_hold_back_ms = 600\n",
+        )
+        .unwrap();
+        let err = Config::load(cli(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(format!("{err:#}").contains("3 x PART-TARGET"), "{err:#}");
+    }
+
+    #[test]
     fn invalid_limits_are_rejected_early() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
