@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::api::{self, Api};
 use crate::error::HttpError;
 use crate::hls::{self, Hls};
 
@@ -24,6 +25,8 @@ use crate::hls::{self, Hls};
 pub struct App {
     /// LL-HLS state.
     pub hls: Arc<Hls>,
+    /// Broadcasts and chat.
+    pub api: Arc<Api>,
 }
 
 /// Serves HTTP on `listener` until `shutdown`.
@@ -53,7 +56,9 @@ pub async fn run(
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(route(&app, req, peer).await) }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let conn = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(err) = r { debug!(%peer, ?err, "http connection error") },
@@ -68,7 +73,7 @@ pub async fn run(
 
 async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
     let head = req.method() == Method::HEAD;
-    let mut resp = match dispatch(app, &req, peer).await {
+    let mut resp = match dispatch(app, req, peer).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -93,10 +98,14 @@ async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<
 
 async fn dispatch(
     app: &App,
-    req: &Request<Incoming>,
+    req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, HttpError> {
-    let path = req.uri().path();
+    let path = req.uri().path().to_owned();
+    let path = path.as_str();
+    if path.starts_with("/api/") {
+        return api::handle(&app.api, req).await;
+    }
     if req.method() == Method::OPTIONS {
         return Ok(Response::builder()
             .status(StatusCode::NO_CONTENT)

@@ -5,8 +5,10 @@
 //! - [`config`]: flags, environment and the TOML file.
 //! - [`http`]: the hyper server and its routes.
 //! - [`hls`]: CMAF packaging, live windows and LL-HLS serving.
+//! - [`api`]: broadcasts, stream keys, chat and viewer counts on sled.
 //! - [`error`]: HTTP errors and their status codes.
 
+pub mod api;
 pub mod config;
 pub mod error;
 pub mod hls;
@@ -26,6 +28,11 @@ use crate::config::Config;
 
 /// Accepted publishes waiting for the pipeline to pick them up.
 const PUBLISH_QUEUE_CAPACITY: usize = 16;
+/// Ended-broadcast notices waiting for the API to record them.
+const ENDED_QUEUE_CAPACITY: usize = 64;
+/// Media events between a publish and its transcoder (the hop that lets an
+/// owner's "end broadcast" disconnect the publisher).
+const FORWARD_CAPACITY: usize = 64;
 
 /// The bound listening sockets; tests bind `127.0.0.1:0`.
 pub struct Listeners {
@@ -74,13 +81,26 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    if config.stream_keys.is_empty() {
-        warn!("no stream keys configured: every publish will be refused (use --stream-key)");
-    }
-    let authorizer = Arc::new(ingest::StaticKeys(
-        config.stream_keys.iter().cloned().collect::<HashSet<_>>(),
-    ));
     let hls = hls::Hls::new(config.hls.clone());
+    let api = api::Api::open(
+        &config.data_dir,
+        hls.clone(),
+        config.rtmp_listen.port(),
+        config.stream_keys.iter().cloned().collect::<HashSet<_>>(),
+    )
+    .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
+    api.recover(config.hls.reconnect_grace).await?;
+    let (ended_tx, mut ended_rx) = mpsc::channel(ENDED_QUEUE_CAPACITY);
+    hls.notify_ended(ended_tx);
+    let on_end = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            while let Some(id) = ended_rx.recv().await {
+                api.on_ended(&id).await;
+            }
+        })
+    };
+    let authorizer: Arc<dyn ingest::Authorizer> = api.clone();
     let transcoder = Arc::new(config.transcoder.clone());
     let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE_CAPACITY);
     let ingest = tokio::spawn(ingest::run(
@@ -94,9 +114,13 @@ pub async fn run(
         publish_rx,
         transcoder,
         hls.clone(),
+        api.clone(),
         shutdown.clone(),
     ));
-    let app = Arc::new(http::App { hls: hls.clone() });
+    let app = Arc::new(http::App {
+        hls: hls.clone(),
+        api: api.clone(),
+    });
     let http = tokio::spawn(http::run(listeners.http, app, shutdown.clone()));
 
     shutdown.cancelled().await;
@@ -104,6 +128,8 @@ pub async fn run(
     // held requests are answered with ENDLIST before the HTTP side stops.
     hls.end_all();
     let (ingest, pipeline, http) = tokio::join!(ingest, pipeline, http);
+    on_end.abort();
+    api.store.flush().await.context("flushing the database")?;
     ingest.context("ingest task")?.context("ingest")?;
     pipeline.context("pipeline task")?;
     http.context("http task")?.context("http")?;
@@ -116,6 +142,7 @@ async fn consume_publishes(
     mut rx: mpsc::Receiver<Publish>,
     transcoder: Arc<transcoder::TranscoderConfig>,
     hls: Arc<hls::Hls>,
+    api: Arc<api::Api>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -125,17 +152,38 @@ async fn consume_publishes(
         };
         let transcoder = transcoder.clone();
         let hls = hls.clone();
+        let api = api.clone();
         let span =
             tracing::info_span!("publish", broadcast = %publish.broadcast_id, peer = %publish.peer);
         tokio::spawn(
             async move {
                 let Publish {
                     broadcast_id,
-                    media,
+                    mut media,
                     ..
                 } = publish;
-                match transcoder::start(transcoder, media).await {
-                    Ok(t) => hls.publish(&broadcast_id, t).await,
+                // Ending the broadcast cancels this hop: ingest sees its consumer
+                // gone and closes the publisher's connection.
+                let cancel = CancellationToken::new();
+                let (tx, input) = mpsc::channel(FORWARD_CAPACITY);
+                let stop = cancel.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            e = media.recv() => match e {
+                                Some(e) => if tx.send(e).await.is_err() { return },
+                                None => return,
+                            },
+                        }
+                    }
+                });
+                match transcoder::start(transcoder, input).await {
+                    Ok(t) => {
+                        api.on_publish(&broadcast_id, cancel, t.thumbnails.clone())
+                            .await;
+                        hls.publish(&broadcast_id, t).await;
+                    }
                     Err(err) => warn!(%err, "transcode did not start"),
                 }
             }

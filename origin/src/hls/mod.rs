@@ -376,6 +376,8 @@ pub struct Hls {
     broadcasts: RwLock<HashMap<String, Arc<Broadcast>>>,
     /// Held-request accounting.
     pub held: server::HeldLimiter,
+    /// Told the id of every broadcast that ends.
+    ended: Mutex<Option<mpsc::Sender<String>>>,
 }
 
 impl Hls {
@@ -386,7 +388,13 @@ impl Hls {
             config,
             broadcasts: RwLock::default(),
             held,
+            ended: Mutex::new(None),
         })
+    }
+
+    /// Where to report ended broadcasts (the API marks them ended).
+    pub fn notify_ended(&self, tx: mpsc::Sender<String>) {
+        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 
     /// A broadcast, if it has been published.
@@ -472,6 +480,10 @@ impl Hls {
 
     /// Adds EXT-X-ENDLIST to every rendition, then frees the broadcast after the linger time.
     pub fn end(self: &Arc<Self>, broadcast_id: &str) {
+        self.end_inner(broadcast_id, true);
+    }
+
+    fn end_inner(self: &Arc<Self>, broadcast_id: &str, notify: bool) {
         let Some(broadcast) = self.broadcast(broadcast_id) else {
             return;
         };
@@ -481,6 +493,15 @@ impl Hls {
         *broadcast.ended_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(SystemTime::now());
         broadcast.refresh(&self.config.playlist_settings());
         info!(broadcast = %broadcast_id, "broadcast ended");
+        if notify
+            && let Some(tx) = self
+                .ended
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+        {
+            let _ = tx.try_send(broadcast_id.to_owned());
+        }
         let hls = self.clone();
         let id = broadcast_id.to_owned();
         let session = *broadcast
@@ -500,7 +521,9 @@ impl Hls {
         });
     }
 
-    /// Ends every broadcast now (server shutdown).
+    /// Ends every playlist now (server shutdown). The broadcasts themselves are
+    /// not reported ended: a publisher that reconnects to the restarted server
+    /// continues them.
     pub fn end_all(self: &Arc<Self>) {
         let ids: Vec<String> = self
             .broadcasts
@@ -510,7 +533,7 @@ impl Hls {
             .cloned()
             .collect();
         for id in ids {
-            self.end(&id);
+            self.end_inner(&id, false);
         }
     }
 }
