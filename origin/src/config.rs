@@ -16,6 +16,8 @@ pub const DEFAULT_RTMP_LISTEN: &str = "0.0.0.0:1935";
 pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:8080";
 /// Default data directory (the sled database lives here).
 pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default directory of the web pages (`player/` of the repository).
+pub const DEFAULT_PLAYER_DIR: &str = "./player";
 
 /// Command-line flags; every one can also come from the environment.
 #[derive(Debug, Parser)]
@@ -34,6 +36,9 @@ pub struct Cli {
     /// Directory for persistent data.
     #[arg(long, env = "ORIGIN_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Directory holding the web pages (`src/`) and hls.js (`node_modules/`).
+    #[arg(long, env = "ORIGIN_PLAYER_DIR", default_value = DEFAULT_PLAYER_DIR)]
+    pub player_dir: PathBuf,
     /// Optional TOML config file (see deploy/origin.toml).
     #[arg(long, env = "ORIGIN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -121,6 +126,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// Persistent data directory.
     pub data_dir: PathBuf,
+    /// Web pages directory.
+    pub player_dir: PathBuf,
     /// Statically allowed stream keys.
     pub stream_keys: Vec<String>,
     /// Ingest settings.
@@ -213,6 +220,7 @@ impl Config {
             rtmp_listen: cli.rtmp_listen,
             http_listen: cli.http_listen,
             data_dir: cli.data_dir,
+            player_dir: cli.player_dir,
             stream_keys,
             ingest,
             transcoder: tc,

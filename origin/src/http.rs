@@ -27,6 +27,8 @@ pub struct App {
     pub hls: Arc<Hls>,
     /// Broadcasts and chat.
     pub api: Arc<Api>,
+    /// Web pages.
+    pub pages: crate::pages::Pages,
 }
 
 /// Serves HTTP on `listener` until `shutdown`.
@@ -124,6 +126,9 @@ async fn dispatch(
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     if path == "/healthz" && get {
         return Ok(json(StatusCode::OK, "{\"status\":\"ok\"}".into()));
+    }
+    if get && let Some(page) = app.pages.get(path) {
+        return Ok(page);
     }
     if let Some(rest) = path.strip_prefix("/hls/") {
         if !get {

@@ -6,6 +6,7 @@
 //! - [`http`]: the hyper server and its routes.
 //! - [`hls`]: CMAF packaging, live windows and LL-HLS serving.
 //! - [`api`]: broadcasts, stream keys, chat and viewer counts on sled.
+//! - [`pages`]: the web pages and their assets.
 //! - [`error`]: HTTP errors and their status codes.
 
 pub mod api;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod hls;
 pub mod http;
+pub mod pages;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -85,7 +87,8 @@ pub async fn run(
     let api = api::Api::open(
         &config.data_dir,
         hls.clone(),
-        config.rtmp_listen.port(),
+        // The port actually bound (tests and port 0 pick their own).
+        listeners.rtmp.local_addr()?.port(),
         config.stream_keys.iter().cloned().collect::<HashSet<_>>(),
     )
     .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
@@ -120,6 +123,7 @@ pub async fn run(
     let app = Arc::new(http::App {
         hls: hls.clone(),
         api: api.clone(),
+        pages: pages::Pages::load(&config.player_dir),
     });
     let http = tokio::spawn(http::run(listeners.http, app, shutdown.clone()));
 

@@ -455,6 +455,13 @@ async fn chat_reaches_every_client_with_history_counts_and_limits() {
         "101 distinct sessions are watching"
     );
     let mut streamer = chat(&base, id, "host", "s-host", Some(token)).await;
+    // The streamer is not counted as a viewer.
+    assert_eq!(
+        call("GET", &format!("{base}/api/broadcasts/{id}"), None, None)
+            .await
+            .1["viewer_count"],
+        101
+    );
     for i in 0..5 {
         say(&mut streamer, &format!("msg {i}")).await;
     }

@@ -53,7 +53,8 @@ pub struct Rooms {
 /// Presence in a room; dropping it leaves.
 pub struct Presence {
     room: Arc<Room>,
-    session: String,
+    /// The viewer session it counts as; `None` for the streamer, who is not a viewer.
+    session: Option<String>,
 }
 
 impl Rooms {
@@ -106,10 +107,12 @@ impl Drop for Presence {
         {
             let mut s = self.room.sessions.lock().unwrap_or_else(|p| p.into_inner());
             s.0 -= 1;
-            if let Some(n) = s.1.get_mut(&self.session) {
+            if let Some(session) = &self.session
+                && let Some(n) = s.1.get_mut(session)
+            {
                 *n -= 1;
                 if *n == 0 {
-                    s.1.remove(&self.session);
+                    s.1.remove(session);
                 }
             }
         }
@@ -166,12 +169,15 @@ fn error_frame(msg: &str) -> Message {
 }
 
 /// Joins `room` as `session`; the caller has checked [`Room::has_room`].
-pub fn join(api: &Arc<Api>, broadcast: &str, session: &str) -> Presence {
+/// The streamer's own connections are not counted as viewers.
+pub fn join(api: &Arc<Api>, broadcast: &str, session: &str, viewer: bool) -> Presence {
     let room = api.rooms.room(broadcast);
     {
         let mut s = room.sessions.lock().unwrap_or_else(|p| p.into_inner());
         s.0 += 1;
-        *s.1.entry(session.to_owned()).or_default() += 1;
+        if viewer {
+            *s.1.entry(session.to_owned()).or_default() += 1;
+        }
     }
     let n = room.send_viewers();
     let api2 = api.clone();
@@ -179,7 +185,7 @@ pub fn join(api: &Arc<Api>, broadcast: &str, session: &str) -> Presence {
     tokio::spawn(async move { api2.note_viewers(&id, n).await });
     Presence {
         room,
-        session: session.to_owned(),
+        session: viewer.then(|| session.to_owned()),
     }
 }
 

@@ -518,7 +518,7 @@ pub async fn handle(
                 .max_frame_size(Some(chat::MAX_FRAME_BYTES));
             let (resp, ws) = hyper_tungstenite::upgrade(&mut req, Some(config))
                 .map_err(|e| HttpError::BadRequest(format!("WebSocket upgrade: {e}")))?;
-            let presence = chat::join(api, &id, &session);
+            let presence = chat::join(api, &id, &session, !streamer);
             tokio::spawn(chat::serve(api.clone(), ws, id, user, streamer, presence));
             Ok(resp)
         }

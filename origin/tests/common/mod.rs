@@ -104,6 +104,8 @@ pub async fn start_server(
         "origin".to_string(),
         "--data-dir".into(),
         data.path().display().to_string(),
+        "--player-dir".into(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../player").into(),
     ];
     for k in keys {
         args.push("--stream-key".into());

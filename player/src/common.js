@@ -1,0 +1,117 @@
+// Shared helpers for the pages. User text is only ever put in the DOM with
+// textContent or value, never innerHTML, so a "<script>" title shows as text.
+
+export async function api(path, { method = 'GET', body, token } = {}) {
+  const headers = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.error || `${res.status}`);
+  return data;
+}
+
+export function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'text') e.textContent = v;
+    else if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+export function since(iso) {
+  if (!iso) return '';
+  const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  return h ? `${h}h ${m}m` : `${m}m ${s % 60}s`;
+}
+
+/** A random id for this browser tab; distinct tabs are distinct viewers. */
+export function sessionId() {
+  let id = sessionStorage.getItem('session');
+  if (!id) {
+    id = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, '0')).join('');
+    sessionStorage.setItem('session', id);
+  }
+  return id;
+}
+
+/**
+ * The chat panel: connects to the room, shows history and live messages,
+ * reports viewer counts, and reconnects with back-off.
+ */
+export class Chat {
+  constructor({ id, nick, token, log, form, input, onViewers }) {
+    Object.assign(this, { id, nick, token, log, form, input, onViewers, closed: false, delay: 500 });
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const text = input.value.trim();
+      if (!text || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+      this.ws.send(JSON.stringify({ type: 'message', text }));
+      input.value = '';
+    });
+    this.connect();
+  }
+
+  connect() {
+    const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+    const q = new URLSearchParams({ nick: this.nick, session: sessionId() });
+    if (this.token) q.set('token', this.token);
+    this.ws = new WebSocket(`${proto}://${location.host}/api/broadcasts/${encodeURIComponent(this.id)}/chat?${q}`);
+    this.ws.onopen = () => { this.delay = 500; };
+    this.ws.onmessage = (e) => this.receive(JSON.parse(e.data));
+    this.ws.onclose = () => {
+      if (this.closed) return;
+      setTimeout(() => this.connect(), this.delay);
+      this.delay = Math.min(this.delay * 2, 10000);
+    };
+  }
+
+  receive(m) {
+    if (m.type === 'history') { this.log.replaceChildren(); m.messages.forEach((x) => this.add(x)); }
+    else if (m.type === 'message') this.add(m);
+    else if (m.type === 'viewers') this.onViewers?.(m.count);
+    else if (m.type === 'error') this.system(m.error);
+  }
+
+  add(m) {
+    const li = el('li', { class: m.streamer ? 'streamer' : '' },
+      el('span', { class: 'user', text: `${m.user}${m.streamer ? ' (streamer)' : ''}:` }), el('span', { class: 'text', text: m.text }));
+    this.scrolled(() => this.log.append(li));
+  }
+
+  system(text) { this.scrolled(() => this.log.append(el('li', { class: 'system', text }))); }
+
+  scrolled(f) {
+    const atBottom = this.log.scrollTop + this.log.clientHeight >= this.log.scrollHeight - 8;
+    f();
+    if (atBottom) this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  close() { this.closed = true; this.ws?.close(); }
+}
+
+/**
+ * Shows the nickname form in the chat panel once; resolves with the nickname
+ * (remembered in localStorage for later visits).
+ */
+export function askNickname(form, input) {
+  const saved = localStorage.getItem('nick');
+  if (saved) { form.hidden = true; return Promise.resolve(saved); }
+  form.hidden = false;
+  input.focus();
+  return new Promise((resolve) => {
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const n = input.value.trim().slice(0, 24);
+      if (!n) return;
+      localStorage.setItem('nick', n);
+      form.hidden = true;
+      resolve(n);
+    });
+  });
+}

@@ -1,0 +1,44 @@
+import { api, el, since } from './common.js';
+
+const q = document.getElementById('q');
+const live = document.getElementById('live');
+const ended = document.getElementById('ended');
+const empty = document.getElementById('empty');
+const REFRESH_MS = 5000;
+
+function card(b) {
+  const img = el('img', { class: 'thumb', alt: '', loading: 'lazy' });
+  if (b.status === 'live') img.src = `${b.thumbnail_url}?t=${Math.floor(Date.now() / REFRESH_MS)}`;
+  img.onerror = () => img.removeAttribute('src');
+  const meta = b.status === 'live'
+    ? [el('span', { class: 'badge', text: 'LIVE' }), ` ${b.viewer_count} watching · live for ${since(b.started_at)}`]
+    : [`ended ${b.ended_at ? new Date(b.ended_at).toLocaleString() : ''}`];
+  return el('a', { class: 'card', href: `/watch/${encodeURIComponent(b.id)}`, 'data-id': b.id },
+    img,
+    el('div', { class: 'body' },
+      el('div', { class: 'title', text: b.title }),
+      el('div', { class: 'desc', text: b.description }),
+      el('div', { class: 'dim' }, ...meta)));
+}
+
+async function refresh() {
+  const text = q.value.trim();
+  try {
+    const [l, e] = await Promise.all([
+      api(`/api/broadcasts?status=live&limit=100&q=${encodeURIComponent(text)}`),
+      api(`/api/broadcasts?status=ended&limit=12&q=${encodeURIComponent(text)}`),
+    ]);
+    live.replaceChildren(...l.broadcasts.map(card));
+    ended.replaceChildren(...e.broadcasts.map(card));
+    empty.hidden = l.broadcasts.length > 0;
+    empty.textContent = text ? `Nobody live matches “${text}”.` : 'Nobody is live right now.';
+  } catch (err) {
+    empty.hidden = false;
+    empty.textContent = `Could not load broadcasts: ${err.message}`;
+  }
+}
+
+document.getElementById('search').addEventListener('submit', (e) => { e.preventDefault(); refresh(); });
+q.addEventListener('input', () => { clearTimeout(q.t); q.t = setTimeout(refresh, 250); });
+refresh();
+setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,111 @@
+import { api, Chat } from './common.js';
+
+const $ = (x) => document.getElementById(x);
+const STORE = 'studio';
+const POLL_MS = 2000;
+let mine = JSON.parse(localStorage.getItem(STORE) || 'null');
+let hls = null;
+let chat = null;
+let poll = null;
+
+async function create(e) {
+  e.preventDefault();
+  try {
+    const b = await api('/api/broadcasts', { method: 'POST', body: { title: $('title').value, description: $('desc').value } });
+    mine = { id: b.id, token: b.owner_token };
+    // The owner token stays in this browser, so a reload gets the broadcast back.
+    localStorage.setItem(STORE, JSON.stringify(mine));
+    show(b);
+  } catch (err) {
+    $('createError').textContent = err.message;
+  }
+}
+
+function preview(live) {
+  if (live && !hls && window.Hls?.isSupported()) {
+    hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
+    hls.loadSource(`/hls/${encodeURIComponent(mine.id)}/master.m3u8`);
+    hls.attachMedia($('preview'));
+    hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) { hls.destroy(); hls = null; } });
+    $('preview').play().catch(() => {});
+  }
+  if (!live && hls) { hls.destroy(); hls = null; }
+}
+
+function render(b) {
+  $('btitle').textContent = b.title;
+  const text = { ready: 'Waiting for the stream', live: 'LIVE', ended: 'Ended' }[b.status];
+  $('status').textContent = text;
+  $('status').className = `status ${b.status}`;
+  $('viewers').textContent = `${b.viewer_count} watching`;
+  $('overlay').hidden = b.status === 'live';
+  $('overlay').textContent = b.status === 'ended' ? 'This broadcast has ended.' : 'Waiting for the stream… start streaming in OBS.';
+  $('end').hidden = b.status === 'ended';
+  $('new').hidden = b.status !== 'ended';
+  preview(b.status === 'live');
+}
+
+async function refresh() {
+  try {
+    render(await api(`/api/broadcasts/${encodeURIComponent(mine.id)}`, { token: mine.token }));
+  } catch (err) {
+    if (err.message === 'not found' || err.message.startsWith('not the owner')) reset();
+  }
+}
+
+function show(b) {
+  $('create').hidden = true;
+  $('dashboard').hidden = false;
+  $('server').value = b.rtmp_url;
+  $('key').value = b.stream_key ?? '';
+  $('watchlink').href = `/watch/${encodeURIComponent(b.id)}`;
+  render(b);
+  chat ??= new Chat({ id: b.id, nick: 'host', token: mine.token, log: $('log'), form: $('chatform'), input: $('message'),
+    onViewers: (n) => { $('viewers').textContent = `${n} watching`; } });
+  clearInterval(poll);
+  poll = setInterval(refresh, POLL_MS);
+}
+
+function reset() {
+  localStorage.removeItem(STORE);
+  mine = null;
+  chat?.close();
+  chat = null;
+  clearInterval(poll);
+  preview(false);
+  $('dashboard').hidden = true;
+  $('create').hidden = false;
+}
+
+$('create').addEventListener('submit', create);
+$('reveal').addEventListener('click', () => {
+  const hidden = $('key').type === 'password';
+  $('key').type = hidden ? 'text' : 'password';
+  $('reveal').textContent = hidden ? 'Hide' : 'Show';
+  $('reveal').setAttribute('aria-pressed', String(hidden));
+});
+for (const b of document.querySelectorAll('[data-copy]')) {
+  b.addEventListener('click', async () => {
+    const v = $(b.dataset.copy).value;
+    try { await navigator.clipboard.writeText(v); } catch { $(b.dataset.copy).select(); document.execCommand?.('copy'); }
+    b.textContent = 'Copied';
+    setTimeout(() => { b.textContent = 'Copy'; }, 1500);
+  });
+}
+$('end').addEventListener('click', async () => {
+  const btn = $('end');
+  if (btn.dataset.armed !== '1') {
+    btn.dataset.armed = '1';
+    btn.textContent = 'Click again to end';
+    setTimeout(() => { btn.dataset.armed = ''; btn.textContent = 'End broadcast'; }, 5000);
+    return;
+  }
+  render(await api(`/api/broadcasts/${encodeURIComponent(mine.id)}`, { method: 'PATCH', body: { status: 'ended' }, token: mine.token }));
+});
+$('new').addEventListener('click', reset);
+
+if (mine) {
+  api(`/api/broadcasts/${encodeURIComponent(mine.id)}`, { token: mine.token }).then(show).catch(reset);
+} else {
+  $('create').hidden = false;
+}

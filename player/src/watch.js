@@ -1,0 +1,88 @@
+import { api, Chat, askNickname } from './common.js';
+
+const id = decodeURIComponent(location.pathname.split('/')[2] || '');
+const $ = (x) => document.getElementById(x);
+const video = $('video');
+const overlay = $('overlay');
+const quality = $('quality');
+const STATUS_POLL_MS = 4000;
+let hls = null;
+let status = null;
+let stalledSince = null;
+
+function show(text) { overlay.textContent = text; overlay.hidden = !text; }
+
+function setViewers(n) { $('viewers').textContent = `${n} watching`; }
+
+function label(level) {
+  return /source\.m3u8$/.test(level.url?.[0] ?? level.uri ?? '') ? 'Source' : `${level.height}p`;
+}
+
+function start() {
+  if (hls || !window.Hls?.isSupported()) {
+    if (!window.Hls?.isSupported()) show('This browser cannot play the stream (no Media Source Extensions).');
+    return;
+  }
+  // Low-latency mode; no liveSyncDuration, so the playlist's PART-HOLD-BACK
+  // sets the target, and catch-up speeds playback up to 1.5x.
+  hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30 });
+  window.player = { hls, video };
+  hls.on(Hls.Events.MANIFEST_PARSED, () => {
+    const levels = hls.levels.map((l, i) => [l, i]).sort((a, b) => b[0].height - a[0].height);
+    quality.replaceChildren(new Option('Auto', '-1'), ...levels.map(([l, i]) => new Option(label(l), String(i))));
+    video.play().catch(() => {});
+  });
+  hls.on(Hls.Events.ERROR, (_, d) => {
+    if (!d.fatal) return;
+    show('Reconnecting…');
+    hls.destroy();
+    hls = null;
+    setTimeout(check, 2000);
+  });
+  hls.loadSource(`/hls/${encodeURIComponent(id)}/master.m3u8`);
+  hls.attachMedia(video);
+}
+
+video.addEventListener('playing', () => { stalledSince = null; if (status === 'live') show(''); });
+video.addEventListener('waiting', () => { stalledSince ??= Date.now(); });
+video.addEventListener('ended', () => show('This broadcast has ended.'));
+quality.addEventListener('change', () => { if (hls) hls.currentLevel = Number(quality.value); });
+$('unmute').addEventListener('click', () => {
+  video.muted = !video.muted;
+  $('unmute').textContent = video.muted ? 'Unmute' : 'Mute';
+});
+$('jump').addEventListener('click', () => {
+  if (hls?.liveSyncPosition) video.currentTime = hls.liveSyncPosition;
+  video.play().catch(() => {});
+});
+
+setInterval(() => {
+  if (!hls || hls.latency === undefined || Number.isNaN(hls.latency)) { $('latency').textContent = ''; return; }
+  $('latency').textContent = `${hls.latency.toFixed(1)} s behind live`;
+  $('jump').hidden = !(hls.latency > (hls.targetLatency ?? 1) + 2 || video.paused);
+  if (stalledSince && Date.now() - stalledSince > 2000 && status === 'live') show('Reconnecting… (the stream is restarting)');
+}, 1000);
+
+async function check() {
+  try {
+    const b = await api(`/api/broadcasts/${encodeURIComponent(id)}`);
+    document.title = b.title;
+    $('title').textContent = b.title;
+    $('description').textContent = b.description;
+    setViewers(b.viewer_count);
+    status = b.status;
+    if (b.status === 'ready') show('Not started yet. The stream will start here when the streamer goes live.');
+    else if (b.status === 'ended') {
+      show('This broadcast has ended.');
+      hls?.stopLoad();
+    } else start();
+  } catch (err) {
+    show(err.message === 'not found' ? 'There is no such broadcast.' : `Could not load the broadcast: ${err.message}`);
+  }
+}
+
+check();
+setInterval(check, STATUS_POLL_MS);
+askNickname($('nickform'), $('nick')).then((nick) => {
+  window.chat = new Chat({ id, nick, log: $('log'), form: $('chatform'), input: $('message'), onViewers: setViewers });
+});

@@ -1,0 +1,139 @@
+// The web app in headless Chromium against a running server: create a
+// broadcast in the studio, publish to the key it shows with ffmpeg, find it in
+// the directory, watch it on two pages, switch quality, chat, count viewers,
+// end it. Saves screenshots of the three pages under player/screenshots/.
+//
+// Usage: node tests/webapp.mjs BASE_URL
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const base = process.argv[2];
+const shots = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'screenshots');
+fs.mkdirSync(shots, { recursive: true });
+const step = (s) => process.stderr.write(`webapp: ${s}\n`);
+const TITLE = '<script>window.pwned=1</script> 오늘의 방송 & <b>bold</b>';
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--autoplay-policy=no-user-gesture-required', '--disable-quic', '--no-first-run',
+    '--disable-component-update', '--disable-sync'],
+});
+let ffmpeg = null;
+const offsite = [];
+async function page(width = 1280, height = 800) {
+  const ctx = await browser.newContext({ viewport: { width, height } });
+  const p = await ctx.newPage();
+  p.on('pageerror', (e) => { throw new Error(`page error: ${e.message}`); });
+  p.on('dialog', (d) => { throw new Error(`unexpected dialog: ${d.message()}`); });
+  p.on('request', (r) => { if (!r.url().startsWith(base) && !r.url().startsWith(base.replace('http', 'ws')) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) offsite.push(r.url()); });
+  return p;
+}
+const until = async (f, ms, what) => {
+  const end = Date.now() + ms;
+  while (Date.now() < end) { if (await f()) return; await new Promise((r) => setTimeout(r, 250)); }
+  throw new Error(`timed out: ${what}`);
+};
+const apiGet = async (id) => (await fetch(`${base}/api/broadcasts/${id}`)).json();
+
+try {
+  step('studio: create a broadcast');
+  const studio = await page();
+  await studio.goto(`${base}/studio`);
+  await studio.fill('#title', TITLE);
+  await studio.fill('#desc', 'A test of the whole app');
+  await studio.click('button[type=submit]');
+  await studio.waitForSelector('#dashboard:not([hidden])');
+  assert.equal(await studio.getAttribute('#key', 'type'), 'password', 'the key is hidden until revealed');
+  await studio.click('#reveal');
+  assert.equal(await studio.getAttribute('#key', 'type'), 'text');
+  const server = await studio.inputValue('#server');
+  const key = await studio.inputValue('#key');
+  const id = (await studio.getAttribute('#watchlink', 'href')).split('/').pop();
+  assert.match(server, /^rtmp:\/\/127\.0\.0\.1:\d+\/live$/);
+  assert.match(key, /^live_[0-9a-f]{32}$/);
+  assert.equal(await studio.textContent('#btitle'), TITLE, 'the title is shown as text');
+  assert.match(await studio.textContent('#status'), /Waiting/);
+
+  step('publish with ffmpeg to the key the studio shows');
+  ffmpeg = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-re',
+    '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    '-t', '120', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '60',
+    '-c:a', 'aac', '-f', 'flv', `${server}/${key}`], { stdio: 'inherit' });
+  await until(async () => (await studio.textContent('#status')) === 'LIVE', 30000, 'studio shows LIVE');
+
+  step('directory lists it with its thumbnail');
+  const dir = await page(390, 844);
+  await dir.goto(`${base}/`);
+  const card = `.card[data-id="${id}"]`;
+  await until(async () => dir.evaluate((sel) => {
+    const img = document.querySelector(`${sel} img`);
+    return !!img && img.complete && img.naturalWidth > 0;
+  }, card), 30000, 'the card with a loaded thumbnail');
+  assert.equal(await dir.textContent(`${card} .title`), TITLE, 'a <script> title renders as text');
+  assert.equal(await dir.evaluate(() => window.pwned), undefined, 'and never runs');
+  assert.equal(await dir.locator(`${card} .title b`).count(), 0);
+  await dir.fill('#q', '오늘의');
+  await until(async () => (await dir.locator(card).count()) === 1, 5000, 'search finds it');
+  await dir.fill('#q', 'nothing-matches-this');
+  await until(async () => dir.isVisible('#empty'), 5000, 'the empty state');
+  await dir.fill('#q', '');
+  await until(async () => (await dir.locator(card).count()) === 1, 10000, 'back in the list');
+  await dir.screenshot({ path: path.join(shots, 'directory.png'), fullPage: true });
+
+  step('two watch pages play; quality switch; viewer count');
+  const w1 = await page();
+  await w1.goto(`${base}/watch/${id}`);
+  await w1.fill('#nick', 'alice');
+  await w1.press('#nick', 'Enter');
+  await until(async () => w1.evaluate(() => (window.player?.video.currentTime ?? 0) > 2), 30000, 'watch page 1 plays');
+  const w2 = await page();
+  await w2.goto(`${base}/watch/${id}`);
+  await w2.fill('#nick', 'bob');
+  await w2.click('#nickform button');
+  await until(async () => w2.evaluate(() => (window.player?.video.currentTime ?? 0) > 1), 30000, 'watch page 2 plays');
+  await until(async () => (await apiGet(id)).viewer_count === 2, 10000, 'two viewers');
+  await until(async () => /2 watching/.test(await w1.textContent('#viewers')), 10000, 'the count is shown live');
+  const options = await w1.$$eval('#quality option', (o) => o.map((x) => x.textContent));
+  assert.deepEqual(options, ['Auto', '720p', '480p']);
+  await w1.selectOption('#quality', { label: '480p' });
+  await until(async () => w1.evaluate(() => window.player.video.videoHeight === 480), 20000, 'videoHeight 480');
+  assert.match(await w1.textContent('#latency'), /behind live/);
+
+  step('chat between the watch pages and the studio');
+  await w1.fill('#message', 'hi from alice <b>x</b>');
+  await w1.press('#message', 'Enter');
+  for (const p of [w2, studio]) {
+    await until(async () => (await p.locator('#log li .text', { hasText: 'hi from alice <b>x</b>' }).count()) === 1, 10000, 'message arrives');
+    assert.equal(await p.locator('#log li .text b').count(), 0, 'chat text is text');
+  }
+  await studio.fill('#message', 'welcome!');
+  await studio.press('#message', 'Enter');
+  await until(async () => (await w1.locator('#log li.streamer', { hasText: 'welcome!' }).count()) === 1, 10000, 'the streamer is marked');
+  await w1.screenshot({ path: path.join(shots, 'watch.png') });
+  await studio.screenshot({ path: path.join(shots, 'studio.png'), fullPage: true });
+
+  await w2.context().close();
+  await until(async () => (await apiGet(id)).viewer_count === 1, 10000, 'the count falls back to one');
+
+  step('the studio ends the broadcast; the watch page shows it');
+  await studio.click('#end');
+  await studio.click('#end');
+  await until(async () => (await studio.textContent('#status')) === 'Ended', 10000, 'studio shows Ended');
+  await until(async () => /ended/i.test(await w1.textContent('#overlay')) && await w1.isVisible('#overlay'), 15000, 'watch page shows ended');
+  await w1.screenshot({ path: path.join(shots, 'watch-ended.png') });
+
+  step('a reload of the studio gets the broadcast back');
+  await studio.reload();
+  await studio.waitForSelector('#dashboard:not([hidden])');
+  assert.equal(await studio.textContent('#btitle'), TITLE);
+  assert.deepEqual(offsite, [], 'no request to another host');
+  console.log(JSON.stringify({ ok: true, id }));
+} finally {
+  ffmpeg?.kill('SIGKILL');
+  await browser.close();
+}
