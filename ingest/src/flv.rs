@@ -29,6 +29,12 @@ pub struct Demuxer {
     pub dropped_before_config: u64,
     /// Video frames whose negative composition offset was clamped to zero.
     pub clamped_cts: u64,
+    /// Sequence headers that carried no configuration (skipped).
+    pub empty_sequence_headers: u64,
+    /// The publisher sends Annex B access units (decided once, only for
+    /// streams without a real sequence header: with one, FLV payloads are
+    /// length-prefixed, and a 256-511 byte NAL starts with `00 00 01`).
+    annexb: Option<bool>,
 }
 
 /// A readable name for an FLV video CodecID.
@@ -79,6 +85,65 @@ fn fourcc_name(fourcc: &[u8]) -> String {
     format!("{name} (Enhanced-RTMP FourCC {text:?})")
 }
 
+/// Rewrites an Annex B access unit (start codes, as ffmpeg's FLV muxer writes
+/// when the encoder has no global header) into 4-byte length-prefixed NAL
+/// units; `None` when it is not Annex B.
+fn annexb_to_avcc(au: &[u8]) -> Option<Vec<u8>> {
+    if !(au.starts_with(&[0, 0, 0, 1]) || au.starts_with(&[0, 0, 1])) {
+        return None;
+    }
+    let mut starts = vec![];
+    let mut i = 0;
+    while i + 3 <= au.len() {
+        if au[i] == 0 && au[i + 1] == 0 && au[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut out = Vec::with_capacity(au.len() + 4 * starts.len());
+    for (k, &s) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).map_or(au.len(), |&n| n - 3);
+        // Drop the zero byte of a 4-byte start code and trailing zeros.
+        let mut nal = &au[s..end];
+        while let [rest @ .., 0] = nal {
+            nal = rest;
+        }
+        if !nal.is_empty() {
+            out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            out.extend_from_slice(nal);
+        }
+    }
+    Some(out)
+}
+
+/// Builds an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1) from the
+/// first SPS and PPS found in an access unit with 4-byte NAL lengths, for
+/// publishers that send parameter sets in-band instead of a sequence header.
+fn avcc_from_inband(au: &[u8]) -> Option<Vec<u8>> {
+    let (mut sps, mut pps) = (None, None);
+    let mut p = 0;
+    while p + 4 <= au.len() {
+        let n = u32::from_be_bytes([au[p], au[p + 1], au[p + 2], au[p + 3]]) as usize;
+        let nal = au.get(p + 4..p + 4 + n)?;
+        match nal.first().map(|h| h & 0x1f) {
+            Some(7) if sps.is_none() && nal.len() >= 4 => sps = Some(nal),
+            Some(8) if pps.is_none() => pps = Some(nal),
+            _ => {}
+        }
+        p += 4 + n;
+    }
+    let (sps, pps) = (sps?, pps?);
+    let mut r = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+    r.extend_from_slice(&u16::try_from(sps.len()).ok()?.to_be_bytes());
+    r.extend_from_slice(sps);
+    r.push(1);
+    r.extend_from_slice(&u16::try_from(pps.len()).ok()?.to_be_bytes());
+    r.extend_from_slice(pps);
+    Some(r)
+}
+
 fn i24(b: &[u8]) -> i32 {
     // Sign-extend a big-endian 24-bit value.
     (i32::from(b[0]) << 24 | i32::from(b[1]) << 16 | i32::from(b[2]) << 8) >> 8
@@ -120,17 +185,39 @@ impl Demuxer {
             return Err(FlvError::Truncated("video"));
         }
         match body[1] {
+            // ffmpeg's tee muxer (and others without a global header) send an
+            // empty sequence header first; it carries nothing, so skip it.
+            0 if body.len() == 5 => self.empty_sequence_headers += 1,
             0 => {
                 let config = AvcConfig::parse(body.slice(5..))?;
+                if self.video.is_none() {
+                    self.annexb = Some(false);
+                }
                 if self.video.as_ref() != Some(&config) {
                     self.video = Some(config.clone());
                     out.push(MediaEvent::VideoConfig(config));
                 }
             }
             1 if body.len() > 5 => {
+                let annexb = *self.annexb.get_or_insert_with(|| {
+                    self.video.is_none() && annexb_to_avcc(&body[5..]).is_some()
+                });
+                let data = match annexb.then(|| annexb_to_avcc(&body[5..])).flatten() {
+                    Some(converted) => Bytes::from(converted),
+                    None => body.slice(5..),
+                };
                 if self.video.is_none() {
-                    self.dropped_before_config += 1;
-                    return Ok(());
+                    // No sequence header: take the configuration from in-band SPS/PPS.
+                    match avcc_from_inband(&data).map(|r| AvcConfig::parse(r.into())) {
+                        Some(Ok(config)) if frame_type == 1 => {
+                            self.video = Some(config.clone());
+                            out.push(MediaEvent::VideoConfig(config));
+                        }
+                        _ => {
+                            self.dropped_before_config += 1;
+                            return Ok(());
+                        }
+                    }
                 }
                 let mut cts = i24(&body[2..5]);
                 if cts < 0 {
@@ -146,7 +233,7 @@ impl Demuxer {
                     dts: t.time,
                     pts: pts.max(t.time),
                     keyframe: frame_type == 1,
-                    data: body.slice(5..),
+                    data,
                 }));
             }
             // Empty NALU packets and end-of-sequence carry no picture.
@@ -177,6 +264,7 @@ impl Demuxer {
             return Err(FlvError::Truncated("audio"));
         }
         match body[1] {
+            0 if body.len() == 2 => self.empty_sequence_headers += 1,
             0 => {
                 let config = AacConfig::parse(body.slice(2..))?;
                 if self.audio.as_ref() != Some(&config) {
@@ -339,9 +427,79 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn empty_sequence_headers_are_skipped_not_errors() {
+        let mut d = Demuxer::default();
+        let mut out = vec![];
+        d.video(video_tag(1, 0, 0, &[]), 0, &mut out).unwrap();
+        d.audio(Bytes::from_static(&[0xaf, 0]), 0, &mut out)
+            .unwrap();
+        assert!(out.is_empty());
+        assert_eq!(d.empty_sequence_headers, 2);
+        d.video(video_tag(1, 0, 0, AVCC_720P), 0, &mut out).unwrap();
+        assert!(matches!(out[..], [MediaEvent::VideoConfig(_)]));
+    }
+
+    #[test]
+    fn in_band_parameter_sets_stand_in_for_a_missing_sequence_header() {
+        // The SPS and PPS of AVCC_720P, sent in-band before an IDR slice.
+        let (sps, pps) = (&AVCC_720P[8..34], &AVCC_720P[37..43]);
+        let mut au = vec![];
+        for nal in [sps, pps, &[0x65, 0x88][..]] {
+            au.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            au.extend_from_slice(nal);
+        }
+        let mut d = Demuxer::default();
+        let mut out = vec![];
+        d.video(video_tag(2, 1, 0, &au), 0, &mut out).unwrap();
+        assert!(out.is_empty(), "not from an inter frame");
+        d.video(video_tag(1, 1, 0, &au), 33, &mut out).unwrap();
+        let MediaEvent::VideoConfig(c) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((c.width, c.height), (1280, 720));
+        assert_eq!(
+            &c.record[..],
+            AVCC_720P.strip_suffix(&[0xfd, 0xf8, 0xf8, 0x00]).unwrap()
+        );
+        assert!(matches!(out[1], MediaEvent::Video(_)));
+    }
+
+    #[test]
+    fn with_a_sequence_header_payloads_are_never_taken_for_annex_b() {
+        let mut d = Demuxer::default();
+        let mut out = vec![];
+        d.video(video_tag(1, 0, 0, AVCC_720P), 0, &mut out).unwrap();
+        // A 300-byte NAL: its length prefix starts 00 00 01.
+        let mut au = vec![0, 0, 1, 44, 0x65];
+        au.resize(4 + 300, 7);
+        d.video(video_tag(1, 1, 0, &au), 0, &mut out).unwrap();
+        let MediaEvent::Video(f) = &out[1] else {
+            panic!()
+        };
+        assert_eq!(&f.data[..], &au[..], "passed through untouched");
+    }
+
+    #[test]
+    fn annex_b_access_units_become_length_prefixed() {
+        let au = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5, 0,
+        ];
+        assert_eq!(
+            annexb_to_avcc(&au).unwrap(),
+            [
+                0, 0, 0, 3, 0x67, 1, 2, 0, 0, 0, 2, 0x68, 3, 0, 0, 0, 3, 0x65, 4, 5
+            ]
+        );
+        assert!(
+            annexb_to_avcc(&[0, 0, 0, 9, 0x65]).is_none(),
+            "already length-prefixed"
+        );
+    }
+
+    #[test]
     fn garbage_sequence_headers_are_errors_not_panics() {
         let mut d = Demuxer::default();
-        for junk in [&[][..], &[1], &[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 0xff]] {
+        for junk in [&[1][..], &[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 0xff]] {
             assert!(d.video(video_tag(1, 0, 0, junk), 0, &mut vec![]).is_err());
         }
         assert!(

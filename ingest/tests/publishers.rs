@@ -122,3 +122,48 @@ async fn gstreamer_rtmp2sink_publishes_and_is_demuxed() {
     let _ = tokio::time::timeout(Duration::from_secs(10), gst.wait()).await;
     assert_well_formed(&events, 90, 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_tee_without_a_global_header_is_demuxed_from_in_band_parameter_sets() {
+    // The tee muxer sends an empty AVC sequence header and puts SPS/PPS in the keyframes.
+    let mut server = start(&["teekey"], test_config()).await;
+    let url = format!("[f=flv]{}", server.url("teekey"));
+    let mut ff = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-t",
+            "2",
+            "-map",
+            "0:v",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-f",
+            "tee",
+            &url,
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let publish = server.next_publish(Duration::from_secs(20)).await;
+    let events = collect(publish, Duration::from_secs(30)).await;
+    assert!(ff.wait().await.unwrap().success());
+    let cfg = events
+        .iter()
+        .find_map(|(_, e)| match e {
+            MediaEvent::VideoConfig(c) => Some(c.clone()),
+            _ => None,
+        })
+        .expect("a configuration from in-band SPS/PPS");
+    assert_eq!((cfg.width, cfg.height), (320, 240));
+    assert_eq!(video_frames(&events).len(), 60);
+}

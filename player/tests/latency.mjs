@@ -1,0 +1,66 @@
+// Glass-to-glass latency: plays a stream whose frames carry their capture time
+// (scripts/bench/clock_source.py) and reads the time off every displayed frame.
+// Prints one JSON line: samples, p50/p95/max, stalls, time to first frame.
+//
+// Usage: node tests/latency.mjs URL SECONDS [--ll]   (--ll: hls.js low-latency mode)
+import { chromium } from 'playwright-core';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const [url, secondsArg, ...flags] = process.argv.slice(2);
+const seconds = Number(secondsArg ?? 60);
+const lowLatency = flags.includes('--ll');
+const hlsPath = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'node_modules', 'hls.js', 'dist', 'hls.min.js');
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--autoplay-policy=no-user-gesture-required', '--disable-quic', '--no-first-run'],
+});
+try {
+  const page = await browser.newPage();
+  await page.setContent('<video id="v" muted playsinline></video><canvas id="c"></canvas>');
+  await page.addScriptTag({ path: hlsPath });
+  const r = await page.evaluate(async ({ url, seconds, lowLatency }) => {
+    const video = document.getElementById('v');
+    const canvas = document.getElementById('c');
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    const out = { samples: [], waiting: 0, fatal: [], firstFrameMs: null };
+    const hls = new Hls(lowLatency ? { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 } : { lowLatencyMode: false });
+    const t0 = performance.now();
+    let playing = false;
+    hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) out.fatal.push(d.details); });
+    video.addEventListener('waiting', () => { if (playing) out.waiting++; });
+    video.addEventListener('playing', () => { if (!playing) out.firstFrameMs = Math.round(performance.now() - t0); playing = true; });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+    hls.on(Hls.Events.MANIFEST_PARSED, () => video.play());
+    const onFrame = () => {
+      const w = video.videoWidth, h = video.videoHeight;
+      if (w && h) {
+        canvas.width = w; canvas.height = h;
+        ctx.drawImage(video, 0, 0, w, h);
+        const block = w / 32;
+        const row = ctx.getImageData(0, Math.floor(block / 2), w, 1).data;
+        let stamp = 0;
+        for (let i = 0; i < 32; i++) {
+          const x = Math.floor(block * i + block / 2);
+          stamp = (stamp * 2) + (row[x * 4] > 128 ? 1 : 0);
+        }
+        const now = Date.now() % 4294967296;
+        const lag = (now - stamp + 4294967296) % 4294967296;
+        if (lag < 60000) out.samples.push(lag);
+      }
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    hls.destroy();
+    return out;
+  }, { url, seconds, lowLatency });
+  const s = [...r.samples].sort((a, b) => a - b);
+  const q = (p) => s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : null;
+  console.log(JSON.stringify({ url, lowLatency, n: s.length, p50_ms: q(0.5), p95_ms: q(0.95), max_ms: s[s.length - 1] ?? null,
+    waiting: r.waiting, fatal: r.fatal, first_frame_ms: r.firstFrameMs, samples: r.samples }));
+} finally {
+  await browser.close();
+}
