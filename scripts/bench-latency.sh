@@ -11,6 +11,8 @@ SECS=${1:-60}
 OUT=target/bench
 WORK=$(mktemp -d)
 mkdir -p "$OUT" "$WORK/hls"
+# nginx workers run unprivileged: they must read (and nginx-rtmp write) the HLS files.
+chmod 755 "$WORK"; chmod 777 "$WORK/hls"
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release -q -p origin
 python3 -c "import matplotlib" 2>/dev/null || pip install -q matplotlib
@@ -24,7 +26,7 @@ cleanup() {
 trap cleanup EXIT
 
 target/release/origin --rtmp-listen 127.0.0.1:19350 --http-listen 127.0.0.1:18080 \
-  --data-dir "$WORK/data" --stream-key bench >"$WORK/origin.log" 2>&1 &
+  --data-dir "$WORK/data" --stream-key bench >"$OUT/latency-origin.log" 2>&1 &
 cat >"$WORK/nginx.conf" <<NGINX
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 worker_processes 1;
@@ -51,8 +53,8 @@ python3 scripts/bench/clock_source.py "$TOTAL" | ffmpeg -hide_banner -loglevel e
 sleep 8
 
 cd player
-node tests/latency.mjs http://127.0.0.1:18080/hls/bench/master.m3u8 "$SECS" --ll >"$WORK/ours.json"
-node tests/latency.mjs http://127.0.0.1:18090/hls/bench.m3u8 "$SECS" >"$WORK/nginx.json"
+node tests/latency.mjs http://127.0.0.1:18080/hls/bench/master.m3u8 "$SECS" --ll >"$WORK/ours.json"; cp "$WORK/ours.json" "../$OUT/latency-ours-raw.json"
+node tests/latency.mjs http://127.0.0.1:18090/hls/bench.m3u8 "$SECS" >"$WORK/nginx.json"; cp "$WORK/nginx.json" "../$OUT/latency-nginx-raw.json"
 cd ..
 
 python3 - "$WORK/ours.json" "$WORK/nginx.json" "$OUT" <<'PY'
