@@ -7,6 +7,7 @@
 # Usage: scripts/bench-latency.sh [SECONDS]; writes target/bench/latency.{json,png}
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/deps.sh test
 SECS=${1:-60}
 OUT=target/bench
 WORK=$(mktemp -d)

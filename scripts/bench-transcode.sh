@@ -8,6 +8,7 @@
 # Usage: scripts/bench-transcode.sh [SECONDS] ; writes target/bench/transcode.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/deps.sh test
 SECONDS_IN=${1:-60}
 OUT=target/bench
 mkdir -p "$OUT"
