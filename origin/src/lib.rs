@@ -7,6 +7,7 @@
 //! - [`hls`]: CMAF packaging, live windows and LL-HLS serving.
 //! - [`api`]: broadcasts, stream keys, chat and viewer counts on sled.
 //! - [`pages`]: the web pages and their assets.
+//! - [`loadgen`]: the hls.js-like load generator behind `llhls-load`.
 //! - [`error`]: HTTP errors and their status codes.
 
 pub mod api;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod hls;
 pub mod http;
+pub mod loadgen;
 pub mod pages;
 
 use std::collections::HashSet;
