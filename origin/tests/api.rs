@@ -15,16 +15,28 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn call(method: &str, url: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+    let ct = body.as_ref().map(|_| "application/json");
+    let body = body.map(|b| b.to_string()).unwrap_or_default().into_bytes();
+    raw(method, url, ct, body, token).await
+}
+
+/// A request with any content type and body; the answer's JSON (Null if none).
+async fn raw(
+    method: &str,
+    url: &str,
+    ct: Option<&str>,
+    body: Vec<u8>,
+    token: Option<&str>,
+) -> (u16, Value) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     let mut req = hyper::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
+    if let Some(ct) = ct {
+        req = req.header("content-type", ct);
     }
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
     let resp = client
         .request(req.body(http_body_util::Full::from(body)).unwrap())
         .await
@@ -352,25 +364,6 @@ async fn bad_bodies_get_clear_errors_and_change_nothing() {
     let base = server.base();
     let b = create(&base, "Keep", "me").await;
     let url = format!("{base}/api/broadcasts");
-    let raw = |ct: &'static str, body: Vec<u8>| {
-        let url = url.clone();
-        async move {
-            let client =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http::<http_body_util::Full<bytes::Bytes>>();
-            let req = hyper::Request::post(url)
-                .header("content-type", ct)
-                .body(http_body_util::Full::from(body))
-                .unwrap();
-            let resp = client.request(req).await.unwrap();
-            let status = resp.status().as_u16();
-            let bytes = http_body_util::BodyExt::collect(resp.into_body())
-                .await
-                .unwrap()
-                .to_bytes();
-            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
-        }
-    };
     for (ct, body, want) in [
         ("application/json", b"not json".to_vec(), 400),
         ("application/json", br#"{"title": 5}"#.to_vec(), 400),
@@ -392,7 +385,7 @@ async fn bad_bodies_get_clear_errors_and_change_nothing() {
         ("application/json", vec![b' '; 70 * 1024], 413),
         ("text/plain", br#"{"title": "x"}"#.to_vec(), 415),
     ] {
-        let (s, v) = raw(ct, body).await;
+        let (s, v) = raw("POST", &url, Some(ct), body, None).await;
         assert_eq!(s, want, "{v}");
         assert!(v["error"].is_string(), "JSON error body");
     }
