@@ -77,9 +77,11 @@ pub fn sha256_hex(s: &str) -> String {
     hex(&Sha256::digest(s.as_bytes()))
 }
 
-/// RFC 3339 with milliseconds.
+/// RFC 3339 with microseconds: fixed width, so string order is time order,
+/// and fine enough that broadcasts created in the same millisecond still sort
+/// newest first.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
 impl Store {
