@@ -137,13 +137,10 @@ pub async fn handle(
     let pieces: Vec<&str> = req.path.split('/').collect();
     match pieces[..] {
         [id, "master.m3u8"] if valid_name(id) => master(hls, id, req.client).await,
-        [id, file] if valid_name(id) => {
-            let name = file.strip_prefix("").and_then(|f| f.strip_suffix(".m3u8"));
-            match name {
-                Some(name) if valid_name(name) => media_playlist(hls, id, name, &req).await,
-                _ => Err(HttpError::NotFound),
-            }
-        }
+        [id, file] if valid_name(id) => match file.strip_suffix(".m3u8") {
+            Some(name) if valid_name(name) => media_playlist(hls, id, name, &req).await,
+            _ => Err(HttpError::NotFound),
+        },
         [id, name, generation, file]
             if valid_name(id) && valid_name(name) && valid_name(generation) =>
         {
