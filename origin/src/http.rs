@@ -29,6 +29,10 @@ pub struct App {
     pub api: Arc<Api>,
     /// Web pages.
     pub pages: crate::pages::Pages,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Cancelled when the server is stopping (`/readyz` turns 503).
+    pub shutdown: CancellationToken,
 }
 
 /// Serves HTTP on `listener` until `shutdown`.
@@ -79,6 +83,12 @@ async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    app.metrics
+        .http_responses
+        .get_or_create(&crate::metrics::StatusLabel {
+            status: resp.status().as_u16(),
+        })
+        .inc();
     let h = resp.headers_mut();
     // Players on other origins fetch everything; no credentials are ever involved.
     h.insert("access-control-allow-origin", "*".parse().expect("static"));
@@ -125,7 +135,44 @@ async fn dispatch(
     }
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     if path == "/healthz" && get {
+        // Alive: the process answers.
         return Ok(json(StatusCode::OK, "{\"status\":\"ok\"}".into()));
+    }
+    if path == "/readyz" && get {
+        // Ready: not stopping, GStreamer usable, the database answering.
+        let problem = if app.shutdown.is_cancelled() {
+            Some("shutting down".to_string())
+        } else if let Err(e) = transcoder::pipeline::init() {
+            Some(e.to_string())
+        } else if let Err(e) = app.api.store.get("readyz") {
+            Some(e.to_string())
+        } else {
+            None
+        };
+        return Ok(match problem {
+            None => json(StatusCode::OK, "{\"status\":\"ready\"}".into()),
+            Some(p) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "status": "not ready", "error": p }).to_string(),
+            ),
+        });
+    }
+    if path == "/metrics" && get {
+        app.metrics.held_requests.set(app.hls.held.held() as i64);
+        for (id, n) in app.api.rooms.all_viewers() {
+            app.metrics
+                .viewers
+                .get_or_create(&crate::metrics::BroadcastLabel { broadcast: id })
+                .set(n as i64);
+        }
+        return Ok(Response::builder()
+            .header(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .header("cache-control", "no-store")
+            .body(Full::new(Bytes::from(app.metrics.encode())))
+            .expect("valid response"));
     }
     if get && let Some(page) = app.pages.get(path) {
         return Ok(page);

@@ -8,6 +8,7 @@
 //! - [`api`]: broadcasts, stream keys, chat and viewer counts on sled.
 //! - [`pages`]: the web pages and their assets.
 //! - [`loadgen`]: the hls.js-like load generator behind `llhls-load`.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`error`]: HTTP errors and their status codes.
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod hls;
 pub mod http;
 pub mod loadgen;
+pub mod metrics;
 pub mod pages;
 
 use std::collections::HashSet;
@@ -85,7 +87,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let hls = hls::Hls::new(config.hls.clone());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let hls = hls::Hls::new(config.hls.clone(), metrics.clone());
     let api = api::Api::open(
         &config.data_dir,
         hls.clone(),
@@ -120,12 +123,15 @@ pub async fn run(
         transcoder,
         hls.clone(),
         api.clone(),
+        metrics.clone(),
         shutdown.clone(),
     ));
     let app = Arc::new(http::App {
         hls: hls.clone(),
         api: api.clone(),
         pages: pages::Pages::load(&config.player_dir),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
     });
     let http = tokio::spawn(http::run(listeners.http, app, shutdown.clone()));
 
@@ -149,6 +155,7 @@ async fn consume_publishes(
     transcoder: Arc<transcoder::TranscoderConfig>,
     hls: Arc<hls::Hls>,
     api: Arc<api::Api>,
+    metrics: Arc<metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -159,6 +166,7 @@ async fn consume_publishes(
         let transcoder = transcoder.clone();
         let hls = hls.clone();
         let api = api.clone();
+        let metrics = metrics.clone();
         let span =
             tracing::info_span!("publish", broadcast = %publish.broadcast_id, peer = %publish.peer);
         tokio::spawn(
@@ -173,12 +181,18 @@ async fn consume_publishes(
                 let cancel = CancellationToken::new();
                 let (tx, input) = mpsc::channel(FORWARD_CAPACITY);
                 let stop = cancel.clone();
+                let (m, id) = (metrics.clone(), broadcast_id.clone());
                 tokio::spawn(async move {
                     loop {
                         tokio::select! {
                             _ = stop.cancelled() => return,
                             e = media.recv() => match e {
-                                Some(e) => if tx.send(e).await.is_err() { return },
+                                Some(e) => {
+                                    if let ingest::MediaEvent::Video(f) = &e {
+                                        m.video_frame(&id, f.data.len());
+                                    }
+                                    if tx.send(e).await.is_err() { return }
+                                }
                                 None => return,
                             },
                         }

@@ -72,6 +72,15 @@ impl Rooms {
             .clone()
     }
 
+    /// Viewers of every room.
+    pub fn all_viewers(&self) -> Vec<(String, u64)> {
+        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        rooms
+            .iter()
+            .map(|(id, r)| (id.clone(), r.viewers()))
+            .collect()
+    }
+
     /// Distinct sessions watching `broadcast` now.
     pub fn viewers(&self, broadcast: &str) -> u64 {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
@@ -227,6 +236,11 @@ pub async fn serve(
                 Some(Ok(Message::Text(t))) => {
                     match accept(&api, &broadcast, &user, streamer, t.as_str(), &mut bucket).await {
                         Ok(m) => {
+                            api.hls
+                                .metrics
+                                .chat_messages
+                                .get_or_create(&crate::metrics::BroadcastLabel { broadcast: broadcast.clone() })
+                                .inc();
                             let _ = presence.room.tx.send(serde_json::to_string(&m).unwrap_or_default().into());
                             None
                         }

@@ -378,17 +378,20 @@ pub struct Hls {
     pub held: server::HeldLimiter,
     /// Told the id of every broadcast that ends.
     ended: Mutex<Option<mpsc::Sender<String>>>,
+    /// Where parts and transcode outcomes are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Hls {
     /// An empty registry.
-    pub fn new(config: HlsConfig) -> Arc<Hls> {
+    pub fn new(config: HlsConfig, metrics: Arc<crate::metrics::Metrics>) -> Arc<Hls> {
         let held = server::HeldLimiter::new(config.max_held_per_client, config.max_held_total);
         Arc::new(Hls {
             config,
             broadcasts: RwLock::default(),
             held,
             ended: Mutex::new(None),
+            metrics,
         })
     }
 
@@ -459,7 +462,20 @@ impl Hls {
             let _ = t.await;
         }
         match transcode.task.await {
-            Ok(Ok(stats)) => debug!(broadcast = %broadcast_id, ?stats, "transcode done"),
+            Ok(Ok(stats)) => {
+                let l = crate::metrics::BroadcastLabel {
+                    broadcast: broadcast_id.to_owned(),
+                };
+                self.metrics
+                    .transcode_dropped_frames
+                    .get_or_create(&l)
+                    .inc_by(stats.dropped);
+                self.metrics
+                    .transcode_restarts
+                    .get_or_create(&l)
+                    .inc_by(u64::from(stats.restarts));
+                debug!(broadcast = %broadcast_id, ?stats, "transcode done")
+            }
             Ok(Err(err)) => warn!(broadcast = %broadcast_id, %err, "transcode failed"),
             Err(err) => warn!(broadcast = %broadcast_id, %err, "transcode task failed"),
         }
@@ -569,7 +585,16 @@ async fn package(
                             w.set_init(data);
                             Ok(())
                         }
-                        Output::Part(p) => w.push(p).map(|_| ()),
+                        Output::Part(p) => {
+                            hls.metrics
+                                .parts
+                                .get_or_create(&crate::metrics::RenditionLabel {
+                                    broadcast: broadcast.id.clone(),
+                                    rendition: rendition.name.clone(),
+                                })
+                                .inc();
+                            w.push(p).map(|_| ())
+                        }
                     };
                     if let Err(err) = r {
                         debug!(rendition = %rendition.name, %err, "part not stored");

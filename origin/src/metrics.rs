@@ -1,0 +1,145 @@
+//! Prometheus metrics, served at `/metrics` in the text exposition format.
+//! Counters are bumped where things happen; gauges (held requests, viewers)
+//! are read at scrape time.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// `broadcast` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BroadcastLabel {
+    /// Broadcast id.
+    pub broadcast: String,
+}
+
+/// `broadcast` and `rendition` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RenditionLabel {
+    /// Broadcast id.
+    pub broadcast: String,
+    /// Rendition name.
+    pub rendition: String,
+}
+
+/// `status` label (HTTP status code).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The status code.
+    pub status: u16,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// HTTP responses by status code.
+    pub http_responses: Family<StatusLabel, Counter>,
+    /// Bytes of video received from publishers (rate() gives the ingest bitrate).
+    pub ingest_video_bytes: Family<BroadcastLabel, Counter>,
+    /// Video frames received from publishers (rate() gives the frame rate).
+    pub ingest_video_frames: Family<BroadcastLabel, Counter>,
+    /// Decoded frames the transcoder dropped because it could not keep up.
+    pub transcode_dropped_frames: Family<BroadcastLabel, Counter>,
+    /// Transcoder pipeline restarts.
+    pub transcode_restarts: Family<BroadcastLabel, Counter>,
+    /// LL-HLS parts produced.
+    pub parts: Family<RenditionLabel, Counter>,
+    /// Chat messages accepted.
+    pub chat_messages: Family<BroadcastLabel, Counter>,
+    /// Requests held for a blocking reload or a preload hint (set at scrape).
+    pub held_requests: Gauge,
+    /// People watching, per broadcast (set at scrape).
+    pub viewers: Family<BroadcastLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Metrics {
+            registry: Mutex::new(Registry::with_prefix("origin")),
+            http_responses: Family::default(),
+            ingest_video_bytes: Family::default(),
+            ingest_video_frames: Family::default(),
+            transcode_dropped_frames: Family::default(),
+            transcode_restarts: Family::default(),
+            parts: Family::default(),
+            chat_messages: Family::default(),
+            held_requests: Gauge::default(),
+            viewers: Family::default(),
+        };
+        {
+            let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
+            r.register(
+                "http_responses",
+                "HTTP responses by status",
+                m.http_responses.clone(),
+            );
+            r.register(
+                "ingest_video_bytes",
+                "Video bytes received per broadcast",
+                m.ingest_video_bytes.clone(),
+            );
+            r.register(
+                "ingest_video_frames",
+                "Video frames received per broadcast",
+                m.ingest_video_frames.clone(),
+            );
+            r.register(
+                "transcode_dropped_frames",
+                "Decoded frames dropped because the transcoder could not keep up",
+                m.transcode_dropped_frames.clone(),
+            );
+            r.register(
+                "transcode_restarts",
+                "Transcoder pipeline restarts",
+                m.transcode_restarts.clone(),
+            );
+            r.register(
+                "parts",
+                "LL-HLS parts produced per rendition",
+                m.parts.clone(),
+            );
+            r.register(
+                "chat_messages",
+                "Chat messages accepted per broadcast",
+                m.chat_messages.clone(),
+            );
+            r.register(
+                "held_requests",
+                "Requests held for blocking reloads and preload hints",
+                m.held_requests.clone(),
+            );
+            r.register(
+                "viewers",
+                "People watching per broadcast",
+                m.viewers.clone(),
+            );
+        }
+        m
+    }
+}
+
+impl Metrics {
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let r = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        prometheus_client::encoding::text::encode(&mut out, &r)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Counts `n` video bytes of one frame from `broadcast`'s publisher.
+    pub fn video_frame(&self, broadcast: &str, bytes: usize) {
+        let l = BroadcastLabel {
+            broadcast: broadcast.to_owned(),
+        };
+        self.ingest_video_frames.get_or_create(&l).inc();
+        self.ingest_video_bytes
+            .get_or_create(&l)
+            .inc_by(bytes as u64);
+    }
+}

@@ -1,0 +1,63 @@
+//! Health, readiness and Prometheus metrics of the real server under a real publish.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics_report_a_live_stream() {
+    let server = start_server(&["ops"], |_| {}).await;
+    let base = server.base();
+    assert_eq!(get(&format!("{base}/healthz")).await.status, 200);
+    let ready = get(&format!("{base}/readyz")).await;
+    assert_eq!((ready.status, ready.text().contains("ready")), (200, true));
+
+    let mut ff = ffmpeg_publish(&server.rtmp_url("ops"), 15, "854x480", true);
+    let master = format!("{base}/hls/ops/master.m3u8");
+    assert!(
+        eventually(Duration::from_secs(20), async || get(&master).await.status
+            == 200)
+        .await
+    );
+    let _ = get(&format!("{base}/hls/ops/nope.m3u8")).await;
+    // A blocking request in flight shows up as held.
+    let m = parse_media(&get(&format!("{base}/hls/ops/480p.m3u8")).await.text());
+    let (msn, part) = m.last_position();
+    let held = tokio::spawn(get(format!(
+        "{base}/hls/ops/480p.m3u8?_HLS_msn={}&_HLS_part={}",
+        msn + 1,
+        part
+    )
+    .leak()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let r = get(&format!("{base}/metrics")).await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    eprintln!("{text}");
+    assert!(
+        value(
+            &text,
+            "origin_parts_total{broadcast=\"ops\",rendition=\"480p\"}"
+        ) > 0.0
+    );
+    assert!(value(&text, "origin_ingest_video_frames_total{broadcast=\"ops\"}") > 30.0);
+    assert!(value(&text, "origin_ingest_video_bytes_total{broadcast=\"ops\"}") > 10_000.0);
+    assert!(value(&text, "origin_http_responses_total{status=\"200\"}") >= 3.0);
+    assert!(value(&text, "origin_http_responses_total{status=\"404\"}") >= 1.0);
+    assert!(
+        value(&text, "origin_held_requests") >= 1.0,
+        "the held request is counted"
+    );
+    assert_eq!(held.await.unwrap().status, 200);
+    ff.kill().await.ok();
+}
