@@ -63,12 +63,6 @@ impl LiveSet {
             broadcast_id: broadcast_id.to_owned(),
         })
     }
-
-    /// Whether `broadcast_id` has a publisher.
-    pub fn is_live(&self, broadcast_id: &str) -> bool {
-        let set = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        set.contains(broadcast_id)
-    }
 }
 
 impl Drop for LiveGuard {
@@ -96,7 +90,6 @@ mod tests {
         let live = LiveSet::default();
         let first = live.claim("b1").unwrap();
         assert!(live.claim("b1").is_none());
-        assert!(live.is_live("b1"));
         drop(first);
         assert!(live.claim("b1").is_some());
     }

@@ -23,6 +23,9 @@ use serde::Serialize;
 const REMEMBERED_PARTS: usize = 64;
 /// Pause after an error before the viewer tries again.
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest a request may take: a blocking reload is held at most 3 x TD at
+/// the origin, so anything far beyond that is stuck and counts as an error.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Delay samples kept in all (enough for percentiles).
 const MAX_DELAY_SAMPLES: usize = 2_000_000;
 
@@ -78,18 +81,23 @@ type Http = Client<HttpConnector, Empty<Bytes>>;
 
 async fn fetch(client: &Http, url: &str) -> Result<Bytes, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let resp = client.get(uri).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
+    let request = async {
+        let resp = client.get(uri).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if status != hyper::StatusCode::OK {
+            return Err(format!("{status}"));
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, request)
         .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if status != hyper::StatusCode::OK {
-        return Err(format!("{status}"));
-    }
-    Ok(body)
+        .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
 }
 
 fn resolve(base: &str, uri: &str) -> String {
@@ -289,6 +297,24 @@ pub async fn run(cfg: LoadConfig) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_never_answers_is_an_error_not_a_hang() {
+        // A listener that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = vec![];
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let client: Http = Client::builder(TokioExecutor::new()).build_http();
+        let err = fetch(&client, &format!("http://{addr}/x.m3u8"))
+            .await
+            .unwrap_err();
+        assert!(err.contains("no answer"), "{err}");
+    }
 
     #[test]
     fn the_last_part_is_found_in_full_and_delta_playlists() {

@@ -565,7 +565,6 @@ async fn package(
     let settings = hls.config.playlist_settings();
     let mut packager = Packager::new(hls.config.packager_settings(), anchor, continuing);
     let mut out = Vec::new();
-    let mut facts_known = false;
     loop {
         let event = media.recv().await;
         let done = event.is_none();
@@ -577,6 +576,11 @@ async fn package(
             warn!(broadcast = %broadcast.id, rendition = %rendition.name, %err, "packaging failed");
         }
         if !out.is_empty() {
+            // Codecs and frame rate only change with a segment (or an init segment).
+            let new_segment = out.iter().any(|o| match o {
+                Output::Init(_) => true,
+                Output::Part(p) => p.new_segment.is_some(),
+            });
             {
                 let mut w = rendition.window.lock().unwrap_or_else(|p| p.into_inner());
                 for o in out.drain(..) {
@@ -601,8 +605,8 @@ async fn package(
                     }
                 }
             }
-            if !facts_known || packager.frame_rate().is_some() {
-                facts_known |= update_facts(&rendition, &packager);
+            if new_segment {
+                update_facts(&rendition, &packager);
             }
             broadcast.refresh(&settings);
             broadcast.changed.send_modify(|v| *v += 1);
@@ -610,6 +614,14 @@ async fn package(
         if done {
             break;
         }
+    }
+    if packager.dropped_audio > 0 {
+        warn!(
+            broadcast = %broadcast.id,
+            rendition = %rendition.name,
+            dropped = packager.dropped_audio,
+            "audio frames dropped while video stalled"
+        );
     }
     // Close the open segment so that it can be served whole while we wait for a reconnect.
     rendition
@@ -620,10 +632,10 @@ async fn package(
     broadcast.refresh(&settings);
 }
 
-/// Records codecs and frame rate; returns true once the codecs are known.
-fn update_facts(rendition: &Rendition, packager: &Packager) -> bool {
+/// Records codecs and frame rate for the multivariant playlist.
+fn update_facts(rendition: &Rendition, packager: &Packager) {
     let Some(video) = packager.video_config() else {
-        return false;
+        return;
     };
     let mut facts = rendition.facts.lock().unwrap_or_else(|p| p.into_inner());
     facts.codecs = match packager.audio_config() {
@@ -634,5 +646,4 @@ fn update_facts(rendition: &Rendition, packager: &Packager) -> bool {
     if let Some(fps) = packager.frame_rate().or(video.frame_rate) {
         facts.frame_rate = fps;
     }
-    true
 }

@@ -286,11 +286,6 @@ impl Window {
         self.close_segment();
     }
 
-    /// Whether the window has ended.
-    pub fn ended(&self) -> bool {
-        self.ended
-    }
-
     /// Where the window stands; `None` until a segment is complete.
     pub fn position(&self) -> Option<Position> {
         let complete_msn = self.segments.iter().rev().find(|s| s.complete)?.msn;
