@@ -4,6 +4,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
+/// Seconds a client is told to wait after a 503 or 429.
+const RETRY_AFTER_SECS: &str = "1";
+
 /// Everything an HTTP handler can refuse with.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HttpError {
@@ -68,11 +71,14 @@ impl HttpError {
             HttpError::NotFound => "public, max-age=1",
             _ => "no-store",
         };
-        Response::builder()
+        let mut resp = Response::builder()
             .status(self.status())
             .header("content-type", "application/json")
-            .header("cache-control", cache)
-            .body(Full::new(Bytes::from(body)))
+            .header("cache-control", cache);
+        if let HttpError::Unavailable(_) | HttpError::TooManyRequests(_) = self {
+            resp = resp.header("retry-after", RETRY_AFTER_SECS);
+        }
+        resp.body(Full::new(Bytes::from(body)))
             .expect("valid response")
     }
 }

@@ -32,6 +32,8 @@ use tracing::{Instrument, info, warn};
 
 use crate::config::Config;
 
+/// Under the data dir: live windows kept for a restart (see [`hls::spool`]).
+const SPOOL_DIR: &str = "hls";
 /// Accepted publishes waiting for the pipeline to pick them up.
 const PUBLISH_QUEUE_CAPACITY: usize = 16;
 /// Ended-broadcast notices waiting for the API to record them.
@@ -88,7 +90,11 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let hls = hls::Hls::new(config.hls.clone(), metrics.clone());
+    let hls = hls::Hls::new(
+        config.hls.clone(),
+        metrics.clone(),
+        Some(hls::spool::Spool::new(config.data_dir.join(SPOOL_DIR))),
+    );
     let api = api::Api::open(
         &config.data_dir,
         hls.clone(),
@@ -97,6 +103,15 @@ pub async fn run(
         config.stream_keys.iter().cloned().collect::<HashSet<_>>(),
     )
     .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
+    // Windows of broadcasts that are not over continue where they stopped.
+    let ended: HashSet<String> = api
+        .store
+        .all()?
+        .into_iter()
+        .filter(|r| r.status == api::model::Status::Ended)
+        .map(|r| r.id)
+        .collect();
+    hls.restore(move |id| !ended.contains(id)).await;
     api.recover(config.hls.reconnect_grace).await?;
     let (ended_tx, mut ended_rx) = mpsc::channel(ENDED_QUEUE_CAPACITY);
     hls.notify_ended(ended_tx);
@@ -136,9 +151,10 @@ pub async fn run(
     let http = tokio::spawn(http::run(listeners.http, app, shutdown.clone()));
 
     shutdown.cancelled().await;
-    // Publishers are being disconnected by ingest; end every playlist so that
-    // held requests are answered with ENDLIST before the HTTP side stops.
-    hls.end_all();
+    // Publishers are being disconnected by ingest. Held requests are answered
+    // (503, retry) and every window is saved, so the restarted server
+    // continues the playlists; they get no ENDLIST, the broadcasts go on.
+    hls.stop().await;
     let (ingest, pipeline, http) = tokio::join!(ingest, pipeline, http);
     on_end.abort();
     api.store.flush().await.context("flushing the database")?;

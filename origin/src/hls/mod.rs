@@ -8,6 +8,7 @@
 //! - [`playlist`]: media and multivariant playlists (pure).
 //! - [`directives`]: `_HLS_*` parsing and hold decisions (pure).
 //! - [`server`]: the HTTP side.
+//! - [`spool`]: windows on disk, continued after a restart.
 //!
 //! Each rendition publishes an immutable [`Snapshot`] (rendered playlists,
 //! already gzipped) on a `tokio::sync::watch` channel after every part. Held
@@ -19,6 +20,7 @@ pub mod fmp4;
 pub mod packager;
 pub mod playlist;
 pub mod server;
+pub mod spool;
 pub mod window;
 
 use std::collections::HashMap;
@@ -28,6 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::directives::Position;
@@ -53,6 +56,8 @@ pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(15);
 pub const DEFAULT_MAX_HELD_PER_CLIENT: usize = 256;
 /// Held requests allowed in all.
 pub const DEFAULT_MAX_HELD_TOTAL: usize = 100_000;
+/// How long a stopping server waits for windows to reach the disk.
+pub const SAVE_ON_STOP_LIMIT: Duration = Duration::from_secs(5);
 /// Rendered playlists are gzipped at this level once per part, not per request.
 const GZIP_LEVEL: u32 = 6;
 
@@ -190,7 +195,7 @@ pub struct Snapshot {
 }
 
 /// Codec facts of a rendition, for the multivariant playlist.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RenditionFacts {
     /// RFC 6381 codecs.
     pub codecs: String,
@@ -208,9 +213,13 @@ pub struct Rendition {
     pub name: String,
     /// URI naming.
     pub uris: Uris,
+    /// Position in the ladder.
+    order: usize,
     window: Mutex<Window>,
     facts: Mutex<RenditionFacts>,
     snapshot: watch::Sender<Arc<Snapshot>>,
+    /// Keeps the window on disk, when there is a spool.
+    saver: Option<spool::Writer>,
 }
 
 impl Rendition {
@@ -222,6 +231,18 @@ impl Rendition {
     /// Looks something up in the window.
     pub fn with_window<T>(&self, f: impl FnOnce(&Window) -> T) -> T {
         f(&self.window.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Saves the window's complete segments (once per segment; never waits).
+    fn save(&self) {
+        if let Some(saver) = &self.saver {
+            saver.save(spool::Saved {
+                order: self.order,
+                generation: self.uris.generation.clone(),
+                facts: self.facts.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                state: self.with_window(|w| w.state()),
+            });
+        }
     }
 }
 
@@ -290,6 +311,7 @@ impl Broadcast {
         &self,
         info: &transcoder::RenditionInfo,
         limits: WindowLimits,
+        spool: Option<&spool::Spool>,
     ) -> (Arc<Rendition>, bool) {
         let mut list = self.renditions.write().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = list.iter().find(|r| r.name == info.name) {
@@ -308,6 +330,7 @@ impl Broadcast {
                 rendition: info.name.clone(),
                 generation,
             },
+            order: list.len(),
             window: Mutex::new(Window::new(limits, 1)),
             facts: Mutex::new(RenditionFacts {
                 resolution: (info.width, info.height),
@@ -315,6 +338,7 @@ impl Broadcast {
                 ..Default::default()
             }),
             snapshot: watch::Sender::new(Arc::new(Snapshot::default())),
+            saver: spool.and_then(|s| s.writer(&self.id, &info.name)),
         });
         list.push(r.clone());
         self.changed.send_modify(|v| *v += 1);
@@ -380,11 +404,19 @@ pub struct Hls {
     ended: Mutex<Option<mpsc::Sender<String>>>,
     /// Where parts and transcode outcomes are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where windows are kept across restarts.
+    spool: Option<spool::Spool>,
+    /// Cancelled when the server stops: held requests are answered at once.
+    pub stopping: CancellationToken,
 }
 
 impl Hls {
-    /// An empty registry.
-    pub fn new(config: HlsConfig, metrics: Arc<crate::metrics::Metrics>) -> Arc<Hls> {
+    /// An empty registry; windows are kept in `spool` when given.
+    pub fn new(
+        config: HlsConfig,
+        metrics: Arc<crate::metrics::Metrics>,
+        spool: Option<spool::Spool>,
+    ) -> Arc<Hls> {
         let held = server::HeldLimiter::new(config.max_held_per_client, config.max_held_total);
         Arc::new(Hls {
             config,
@@ -392,7 +424,104 @@ impl Hls {
             held,
             ended: Mutex::new(None),
             metrics,
+            spool,
+            stopping: CancellationToken::new(),
         })
+    }
+
+    /// Brings back the windows saved by the last run, for every broadcast
+    /// `keep` accepts; the others are deleted. A restored broadcast is live,
+    /// waiting for its publisher, and ends after the reconnect grace if nobody
+    /// comes back.
+    pub async fn restore(self: &Arc<Self>, keep: impl Fn(&str) -> bool + Send + 'static) {
+        let Some(spool) = self.spool.clone() else {
+            return;
+        };
+        let mut restored = tokio::task::spawn_blocking(move || spool.load(keep))
+            .await
+            .unwrap_or_default();
+        restored.sort_by_key(|r| (r.broadcast.clone(), r.saved.order));
+        let settings = self.config.playlist_settings();
+        let mut broadcasts: Vec<Arc<Broadcast>> = Vec::new();
+        for r in restored {
+            let broadcast = self.broadcast_or_new(&r.broadcast);
+            let window = Window::restore(self.config.window_limits(), r.saved.state);
+            let rendition = Arc::new(Rendition {
+                uris: Uris {
+                    rendition: r.rendition.clone(),
+                    generation: r.saved.generation,
+                },
+                order: r.saved.order,
+                window: Mutex::new(window),
+                facts: Mutex::new(r.saved.facts),
+                snapshot: watch::Sender::new(Arc::new(Snapshot::default())),
+                saver: self
+                    .spool
+                    .as_ref()
+                    .and_then(|s| s.writer(&r.broadcast, &r.rendition)),
+                name: r.rendition,
+            });
+            let segments = rendition.with_window(|w| w.position().map(|p| p.last_msn));
+            info!(broadcast = %broadcast.id, rendition = %rendition.name, last_msn = ?segments, "window restored");
+            broadcast
+                .renditions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(rendition);
+            if !broadcasts.iter().any(|b| b.id == broadcast.id) {
+                broadcasts.push(broadcast);
+            }
+        }
+        for b in broadcasts {
+            b.refresh(&settings);
+            b.changed.send_modify(|v| *v += 1);
+            self.end_after_grace(b, 0);
+        }
+    }
+
+    /// Stops for a restart: held requests are answered (503, retry), open
+    /// segments are closed and every window is saved, so the next run
+    /// continues the playlists. Nothing gets EXT-X-ENDLIST: the broadcasts are
+    /// not over.
+    pub async fn stop(self: &Arc<Self>) {
+        self.stopping.cancel();
+        let renditions: Vec<Arc<Rendition>> = self
+            .broadcasts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|b| b.ended_at().is_none())
+            .flat_map(|b| b.renditions())
+            .collect();
+        for r in &renditions {
+            r.window
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .finish_segment();
+            r.save();
+        }
+        for r in &renditions {
+            if let Some(saver) = &r.saver
+                && !saver.flush(SAVE_ON_STOP_LIMIT).await
+            {
+                warn!(rendition = %r.name, "window not saved in time");
+            }
+        }
+    }
+
+    /// Ends the broadcast unless another publish starts within the reconnect grace.
+    fn end_after_grace(self: &Arc<Self>, broadcast: Arc<Broadcast>, session: u64) {
+        let hls = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(hls.config.reconnect_grace).await;
+            let current = *broadcast
+                .publishes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if current == session && broadcast.ended_at().is_none() {
+                hls.end(&broadcast.id);
+            }
+        });
     }
 
     /// Where to report ended broadcasts (the API marks them ended).
@@ -441,7 +570,8 @@ impl Hls {
         let anchor = ClockAnchor::default();
         let mut tasks = Vec::new();
         for out in transcode.renditions {
-            let (rendition, existed) = broadcast.get_or_add(&out.info, self.config.window_limits());
+            let (rendition, existed) =
+                broadcast.get_or_add(&out.info, self.config.window_limits(), self.spool.as_ref());
             let continuing = existed && rendition.with_window(|w| w.next_msn() > 1);
             // A publish after the end (without the API to refuse it) resumes the window.
             rendition
@@ -480,41 +610,29 @@ impl Hls {
             Err(err) => warn!(broadcast = %broadcast_id, %err, "transcode task failed"),
         }
         // End the windows unless the publisher comes back within the grace period.
-        let hls = self.clone();
-        let id = broadcast_id.to_owned();
-        tokio::spawn(async move {
-            tokio::time::sleep(hls.config.reconnect_grace).await;
-            let current = *broadcast
-                .publishes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if current == session {
-                hls.end(&id);
-            }
-        });
+        self.end_after_grace(broadcast, session);
     }
 
     /// Adds EXT-X-ENDLIST to every rendition, then frees the broadcast after the linger time.
     pub fn end(self: &Arc<Self>, broadcast_id: &str) {
-        self.end_inner(broadcast_id, true);
-    }
-
-    fn end_inner(self: &Arc<Self>, broadcast_id: &str, notify: bool) {
         let Some(broadcast) = self.broadcast(broadcast_id) else {
             return;
         };
         for r in broadcast.renditions() {
             r.window.lock().unwrap_or_else(|p| p.into_inner()).end();
+            // Over: nothing to continue after a restart.
+            if let Some(saver) = &r.saver {
+                saver.remove();
+            }
         }
         *broadcast.ended_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(SystemTime::now());
         broadcast.refresh(&self.config.playlist_settings());
         info!(broadcast = %broadcast_id, "broadcast ended");
-        if notify
-            && let Some(tx) = self
-                .ended
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
+        if let Some(tx) = self
+            .ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
         {
             let _ = tx.try_send(broadcast_id.to_owned());
         }
@@ -535,22 +653,6 @@ impl Hls {
                 debug!(broadcast = %id, "window freed");
             }
         });
-    }
-
-    /// Ends every playlist now (server shutdown). The broadcasts themselves are
-    /// not reported ended: a publisher that reconnects to the restarted server
-    /// continues them.
-    pub fn end_all(self: &Arc<Self>) {
-        let ids: Vec<String> = self
-            .broadcasts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        for id in ids {
-            self.end_inner(&id, false);
-        }
     }
 }
 
@@ -607,6 +709,8 @@ async fn package(
             }
             if new_segment {
                 update_facts(&rendition, &packager);
+                // The segment before this one just completed.
+                rendition.save();
             }
             broadcast.refresh(&settings);
             broadcast.changed.send_modify(|v| *v += 1);
@@ -629,6 +733,7 @@ async fn package(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .finish_segment();
+    rendition.save();
     broadcast.refresh(&settings);
 }
 

@@ -171,11 +171,13 @@ async fn master(
         if _permit.is_none() {
             _permit = Some(hls.held.acquire(client)?);
         }
-        match timeout_at(deadline, changes.changed()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(HttpError::NotFound),
-            Err(_) => return Err(HttpError::Unavailable("broadcast has no media yet".into())),
-        }
+        wait_change(
+            hls,
+            deadline,
+            changes.changed(),
+            "broadcast has no media yet",
+        )
+        .await?;
     }
 }
 
@@ -204,15 +206,13 @@ async fn media_playlist(
         if _permit.is_none() {
             _permit = Some(hls.held.acquire(req.client)?);
         }
-        match timeout_at(deadline, rx.changed()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(HttpError::NotFound),
-            Err(_) => {
-                return Err(HttpError::Unavailable(
-                    "the requested part did not appear within 3 target durations".into(),
-                ));
-            }
-        }
+        wait_change(
+            hls,
+            deadline,
+            rx.changed(),
+            "the requested part did not appear within 3 target durations",
+        )
+        .await?;
     };
     let pos = snap
         .position
@@ -319,11 +319,29 @@ async fn media_file(
         if _permit.is_none() {
             _permit = Some(hls.held.acquire(client)?);
         }
-        match timeout_at(deadline, rx.changed()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(HttpError::NotFound),
-            Err(_) => return Err(HttpError::Unavailable("not produced in time".into())),
-        }
+        wait_change(hls, deadline, rx.changed(), "not produced in time").await?;
+    }
+}
+
+/// Waits for the next change of what a held request waits on: a 503 after the
+/// hold `deadline` (saying `late`), or at once when the server is stopping
+/// (players and edges retry, reaching the restarted or another origin).
+async fn wait_change<E>(
+    hls: &Hls,
+    deadline: Instant,
+    changed: impl Future<Output = Result<(), E>>,
+    late: &str,
+) -> Result<(), HttpError> {
+    if hls.stopping.is_cancelled() {
+        return Err(HttpError::Unavailable("the server is restarting".into()));
+    }
+    tokio::select! {
+        r = timeout_at(deadline, changed) => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(HttpError::NotFound),
+            Err(_) => Err(HttpError::Unavailable(late.into())),
+        },
+        _ = hls.stopping.cancelled() => Err(HttpError::Unavailable("the server is restarting".into())),
     }
 }
 

@@ -89,6 +89,42 @@ struct Segment {
     data: Option<Bytes>,
 }
 
+/// A complete segment as kept on disk (see [`super::spool`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedSegment {
+    /// Media sequence number.
+    pub msn: u64,
+    /// Duration.
+    pub duration: Duration,
+    /// Marked with EXT-X-DISCONTINUITY.
+    pub discontinuity: bool,
+    /// Wall-clock time of its first sample.
+    pub program_date_time: SystemTime,
+    /// The init segment it uses.
+    pub init_id: u32,
+    /// Its bytes.
+    pub data: Bytes,
+}
+
+/// What a window needs to continue after a restart: its counters, its
+/// complete segments and their init segments. Parts are not kept: a restored
+/// window lists whole segments until new parts arrive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowState {
+    /// The sequence number the next part gets (part URIs are never reused).
+    pub next_part_seq: u64,
+    /// The id the next new init segment gets.
+    pub next_init_id: u32,
+    /// EXT-X-DISCONTINUITY-SEQUENCE.
+    pub discontinuity_sequence: u64,
+    /// The MSN the next segment gets when there are no segments.
+    pub next_msn: u64,
+    /// Init segments in use, by id.
+    pub inits: Vec<(u32, Bytes)>,
+    /// Complete segments, oldest first, with consecutive MSNs.
+    pub segments: Vec<SavedSegment>,
+}
+
 /// URI naming for one rendition, relative to its media playlist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uris {
@@ -158,6 +194,93 @@ impl Window {
             parts: VecDeque::new(),
             bytes: 0,
         }
+    }
+
+    /// The durable part of the window: complete segments only (an open
+    /// segment is lost on a crash; a clean stop closes it first).
+    pub fn state(&self) -> WindowState {
+        let segments: Vec<SavedSegment> = self
+            .segments
+            .iter()
+            .filter_map(|s| {
+                Some(SavedSegment {
+                    msn: s.msn,
+                    duration: s.duration,
+                    discontinuity: s.discontinuity,
+                    program_date_time: s.program_date_time,
+                    init_id: s.init_id,
+                    data: s.data.clone().filter(|_| s.complete)?,
+                })
+            })
+            .collect();
+        let inits = self
+            .inits
+            .iter()
+            .filter(|(id, _)| segments.iter().any(|s| s.init_id == *id))
+            .cloned()
+            .collect();
+        WindowState {
+            next_part_seq: self.next_seq,
+            next_init_id: self.next_init_id,
+            discontinuity_sequence: self.discontinuity_sequence,
+            next_msn: segments.last().map_or(self.next_msn, |s| s.msn + 1),
+            inits,
+            segments,
+        }
+    }
+
+    /// A window continuing `state` (after a restart). Segments whose init
+    /// segment is missing, or that break the MSN sequence, are dropped from
+    /// the front; the next segment follows the last one kept.
+    pub fn restore(limits: WindowLimits, state: WindowState) -> Window {
+        let mut w = Window::new(limits, state.next_msn);
+        w.next_seq = state.next_part_seq;
+        w.next_init_id = state
+            .inits
+            .iter()
+            .map(|(id, _)| id + 1)
+            .max()
+            .unwrap_or(0)
+            .max(state.next_init_id);
+        w.discontinuity_sequence = state.discontinuity_sequence;
+        let mut kept: Vec<SavedSegment> = Vec::new();
+        for s in state.segments {
+            let follows = kept.last().is_none_or(|k| s.msn == k.msn + 1);
+            let has_init = state.inits.iter().any(|(id, _)| *id == s.init_id);
+            if !follows || !has_init {
+                // Everything before a gap goes; count the discontinuities that leave.
+                w.discontinuity_sequence += kept.iter().filter(|k| k.discontinuity).count() as u64;
+                kept.clear();
+                if !has_init {
+                    w.discontinuity_sequence += u64::from(s.discontinuity);
+                    continue;
+                }
+            }
+            kept.push(s);
+        }
+        if let Some(last) = kept.last() {
+            w.next_msn = last.msn + 1;
+        }
+        w.inits = state
+            .inits
+            .into_iter()
+            .filter(|(id, _)| kept.iter().any(|s| s.init_id == *id))
+            .collect();
+        for s in kept {
+            w.bytes += s.data.len();
+            w.segments.push_back(Segment {
+                msn: s.msn,
+                parts: Vec::new(),
+                duration: s.duration,
+                complete: true,
+                discontinuity: s.discontinuity,
+                program_date_time: s.program_date_time,
+                init_id: s.init_id,
+                data: Some(s.data),
+            });
+        }
+        w.trim();
+        w
     }
 
     /// Sets the init segment for the parts that follow; returns its id.
@@ -425,6 +548,22 @@ mod tests {
         }
     }
 
+    fn uris() -> Uris {
+        Uris {
+            rendition: "r".into(),
+            generation: "g".into(),
+        }
+    }
+
+    fn settings() -> PlaylistSettings {
+        PlaylistSettings {
+            target_duration_secs: 1,
+            part_target: Duration::from_millis(200),
+            part_hold_back: Duration::from_millis(600),
+            can_skip_until: Duration::from_secs(6),
+        }
+    }
+
     /// Pushes `segments` segments of 5 parts each.
     fn filled(segments: usize) -> Window {
         let mut w = Window::new(LIMITS, 1);
@@ -436,6 +575,63 @@ mod tests {
             }
         }
         w
+    }
+
+    #[test]
+    fn a_restored_window_continues_numbering_after_a_discontinuity() {
+        let w = filled(4); // the fourth is still open: lost on a crash
+        let state = w.state();
+        assert_eq!(state.segments.len(), 3, "complete segments only");
+        assert_eq!(state.next_msn, 4, "the open segment's MSN is not skipped");
+        let mut r = Window::restore(LIMITS, state.clone());
+        assert_eq!(r.state(), state, "restoring is lossless");
+        assert_eq!(r.segment(2), w.segment(2));
+        assert_eq!(r.init(0), w.init(0));
+        let pos = r.position().unwrap();
+        assert_eq!(
+            (pos.first_msn, pos.last_msn, pos.complete_msn),
+            (1, 3, Some(3))
+        );
+        assert_eq!(r.part(0), None, "parts are not kept");
+        // The next publish: same init bytes keep the id; parts never reuse a URI.
+        assert_eq!(r.set_init(w.init(0).unwrap()), 0);
+        let next = r
+            .push(part(
+                Some(SegmentStart {
+                    discontinuity: true,
+                    program_date_time: SystemTime::UNIX_EPOCH,
+                }),
+                7,
+            ))
+            .unwrap();
+        assert_eq!((next.msn, next.seq), (4, w.next_part_seq()));
+        let pl = r.playlist(&uris(), &settings(), vec![]);
+        assert_eq!(pl.media_sequence, 1);
+        let msns: Vec<(u64, bool)> = pl
+            .segments
+            .iter()
+            .map(|s| (s.msn, s.discontinuity))
+            .collect();
+        assert_eq!(msns, [(1, false), (2, false), (3, false), (4, true)]);
+    }
+
+    #[test]
+    fn restoring_drops_segments_before_a_gap_or_without_their_init() {
+        let mut state = filled(5).state();
+        state.segments[1].discontinuity = true;
+        state.segments.remove(2); // msn 3 missing on disk
+        let r = Window::restore(LIMITS, state.clone());
+        let pos = r.position().unwrap();
+        assert_eq!((pos.first_msn, pos.last_msn), (4, 4));
+        assert_eq!(
+            r.playlist(&uris(), &settings(), vec![])
+                .discontinuity_sequence,
+            1
+        );
+        state.inits.clear();
+        let r = Window::restore(LIMITS, state);
+        assert_eq!(r.position(), None);
+        assert_eq!(r.next_msn(), 5, "MSNs still never go back");
     }
 
     #[test]
@@ -461,19 +657,7 @@ mod tests {
     #[test]
     fn the_window_slides_and_parts_outlive_their_listing() {
         let w = filled(8);
-        let p = w.playlist(
-            &Uris {
-                rendition: "r".into(),
-                generation: "g".into(),
-            },
-            &PlaylistSettings {
-                target_duration_secs: 1,
-                part_target: Duration::from_millis(200),
-                part_hold_back: Duration::from_millis(600),
-                can_skip_until: Duration::from_secs(6),
-            },
-            vec![],
-        );
+        let p = w.playlist(&uris(), &settings(), vec![]);
         assert_eq!(p.media_sequence, 4);
         assert_eq!(p.segments.len(), 5, "4 complete + the open one");
         let with_parts: Vec<u64> = p
@@ -503,18 +687,9 @@ mod tests {
         for s in 0..5 {
             w.push(part(start(), s)).unwrap();
         }
-        let uris = Uris {
-            rendition: "r".into(),
-            generation: "g".into(),
-        };
-        let settings = PlaylistSettings {
-            target_duration_secs: 1,
-            part_target: Duration::from_millis(200),
-            part_hold_back: Duration::from_millis(600),
-            can_skip_until: Duration::from_secs(6),
-        };
         assert_eq!(
-            w.playlist(&uris, &settings, vec![]).discontinuity_sequence,
+            w.playlist(&uris(), &settings(), vec![])
+                .discontinuity_sequence,
             1
         );
     }
