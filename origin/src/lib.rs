@@ -42,6 +42,9 @@ const ENDED_QUEUE_CAPACITY: usize = 64;
 /// owner's "end broadcast" disconnect the publisher).
 const FORWARD_CAPACITY: usize = 64;
 
+/// How often a transcode's real-time factor is measured.
+const USAGE_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The bound listening sockets; tests bind `127.0.0.1:0`.
 pub struct Listeners {
     /// RTMP ingest.
@@ -216,6 +219,11 @@ async fn consume_publishes(
                 });
                 match transcoder::start(transcoder, input).await {
                     Ok(t) => {
+                        tokio::spawn(sample_usage(
+                            t.usage.clone(),
+                            metrics.clone(),
+                            broadcast_id.clone(),
+                        ));
                         api.on_publish(&broadcast_id, cancel, t.thumbnails.clone())
                             .await;
                         hls.publish(&broadcast_id, t).await;
@@ -226,4 +234,29 @@ async fn consume_publishes(
             .instrument(span),
         );
     }
+}
+
+/// Keeps `origin_transcode_realtime_factor` for one transcode up to date
+/// while it runs.
+async fn sample_usage(
+    usage: transcoder::usage::Usage,
+    metrics: Arc<metrics::Metrics>,
+    broadcast: String,
+) {
+    let label = metrics::BroadcastLabel { broadcast };
+    let mut last = (usage.cpu_seconds(), usage.media_seconds());
+    while !usage.is_done() {
+        tokio::time::sleep(USAGE_SAMPLE_INTERVAL).await;
+        let now = (usage.cpu_seconds(), usage.media_seconds());
+        let media = now.1 - last.1;
+        // CPU time falls when a restarted pipeline's threads exit; skip that sample.
+        if media > 0.0 && now.0 >= last.0 {
+            metrics
+                .transcode_realtime_factor
+                .get_or_create(&label)
+                .set((now.0 - last.0) / media);
+        }
+        last = now;
+    }
+    metrics.transcode_realtime_factor.remove(&label);
 }

@@ -3,6 +3,7 @@
 //! are read at scrape time.
 
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -46,6 +47,9 @@ pub struct Metrics {
     pub transcode_dropped_frames: Family<BroadcastLabel, Counter>,
     /// Transcoder pipeline restarts.
     pub transcode_restarts: Family<BroadcastLabel, Counter>,
+    /// Transcoder CPU seconds per second of source video over the last
+    /// sample interval (the real-time factor; it keeps up on one core below 1).
+    pub transcode_realtime_factor: Family<BroadcastLabel, Gauge<f64, AtomicU64>>,
     /// LL-HLS parts produced.
     pub parts: Family<RenditionLabel, Counter>,
     /// Chat messages accepted.
@@ -65,6 +69,7 @@ impl Default for Metrics {
             ingest_video_frames: Family::default(),
             transcode_dropped_frames: Family::default(),
             transcode_restarts: Family::default(),
+            transcode_realtime_factor: Family::default(),
             parts: Family::default(),
             chat_messages: Family::default(),
             held_requests: Gauge::default(),
@@ -96,6 +101,11 @@ impl Default for Metrics {
                 "transcode_restarts",
                 "Transcoder pipeline restarts",
                 m.transcode_restarts.clone(),
+            );
+            r.register(
+                "transcode_realtime_factor",
+                "Transcoder CPU seconds per second of source video, over the last few seconds",
+                m.transcode_realtime_factor.clone(),
             );
             r.register(
                 "parts",

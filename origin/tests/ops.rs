@@ -59,5 +59,22 @@ async fn health_readiness_and_metrics_report_a_live_stream() {
         "the held request is counted"
     );
     assert_eq!(held.await.unwrap().status, 200);
+    // The transcoder's real-time factor: its threads' CPU seconds per second
+    // of source video, sampled every 5 s.
+    let mut rtf = 0.0;
+    assert!(
+        eventually(Duration::from_secs(12), async || {
+            let text = get(&format!("{base}/metrics")).await.text();
+            rtf = value(&text, "origin_transcode_realtime_factor{broadcast=\"ops\"}");
+            rtf > 0.0
+        })
+        .await,
+        "a real-time factor is reported"
+    );
+    eprintln!("real-time factor of a 480p30 -> 480p transcode: {rtf:.3}");
+    assert!(
+        (0.01..2.0).contains(&rtf),
+        "one x264 encode of 480p30 costs a fraction of a core: {rtf}"
+    );
     ff.kill().await.ok();
 }

@@ -1,6 +1,8 @@
 // Plays an LL-HLS stream with hls.js in headless Chromium and prints one JSON
 // line: stalls, fatal errors, playback progress, latency, and the result of
-// forced quality switches. Used by origin/tests/players.rs.
+// forced quality switches, and the longest freeze (wall-clock time in which
+// the picture did not advance, e.g. across an origin restart). Used by
+// origin/tests/players.rs and origin/tests/edge.rs.
 //
 // Usage: node tests/llhls-play.mjs MASTER_URL SECONDS [--switch]
 import { chromium } from 'playwright-core';
@@ -55,6 +57,24 @@ try {
       return false;
     };
     await waitFor(() => playing, 20000);
+    // Freezes: sampled every 50 ms once playing.
+    out.maxFreezeMs = 0;
+    out.freezes = [];
+    let lastTime = video.currentTime;
+    let frozenSince = null;
+    const freezeTimer = setInterval(() => {
+      const now = performance.now();
+      if (video.currentTime !== lastTime) {
+        if (frozenSince !== null && now - frozenSince > 500) {
+          out.freezes.push({ atMs: Math.round(frozenSince - started), ms: Math.round(now - frozenSince) });
+        }
+        frozenSince = null;
+        lastTime = video.currentTime;
+      } else if (frozenSince === null) {
+        frozenSince = now;
+      }
+      if (frozenSince !== null) out.maxFreezeMs = Math.max(out.maxFreezeMs, Math.round(now - frozenSince));
+    }, 50);
     const end = performance.now() + seconds * 1000;
     let switched = !doSwitch;
     while (performance.now() < end && out.fatal.length === 0) {
@@ -77,6 +97,7 @@ try {
         }
       }
     }
+    clearInterval(freezeTimer);
     out.currentTime = video.currentTime;
     out.levels = hls.levels.map((l) => l.height);
     out.lowLatency = hls.lowLatencyMode;

@@ -16,6 +16,7 @@ pub mod error;
 pub mod ladder;
 pub mod pipeline;
 pub mod session;
+pub mod usage;
 
 pub use config::TranscoderConfig;
 pub use error::Error;

@@ -30,6 +30,7 @@ use ingest::{AvcConfig, VideoFrame};
 
 use crate::error::Error;
 use crate::ladder::{Planned, Size};
+use crate::usage::Usage;
 
 /// Queued frames in front of each encoder. Small: they only decouple threads.
 const ENCODER_QUEUE_FRAMES: u32 = 3;
@@ -74,6 +75,8 @@ pub struct PipelineSpec<'a> {
     pub raw_queue_frames: u32,
     /// After a restart: decoded frames up to this time were already emitted and are dropped.
     pub resume_after: Option<Duration>,
+    /// Where the session's CPU time is accounted.
+    pub usage: &'a Usage,
     /// After a restart: the last frame each rendition emitted. The first frame
     /// after each is forced to an IDR, so every rendition resumes on a keyframe
     /// even when one encoder had got further than another before the failure.
@@ -265,6 +268,7 @@ pub fn build_pipeline(spec: &PipelineSpec<'_>, sinks: Sinks) -> Result<Pipeline,
     if let Some((tee, size)) = last_tee {
         add_thumbnail_branch(&pipeline, &tee, size, spec, sinks.thumbnail)?;
     }
+    name_streaming_threads(&pipeline, spec.usage);
     Ok(Pipeline {
         pipeline,
         appsrc,
@@ -345,6 +349,23 @@ fn install_raw_probes(
 fn consume(info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
     drop(info.data.take());
     gst::PadProbeReturn::Handled
+}
+
+/// Every streaming thread (the source's and each queue's) takes the session's
+/// name on its first buffer, before x264 starts its own threads from it, so
+/// that [`Usage::cpu_seconds`] finds them all.
+fn name_streaming_threads(pipeline: &gst::Pipeline, usage: &Usage) {
+    for e in pipeline.iterate_elements().into_iter().flatten() {
+        let starts_thread =
+            e.is::<gst_app::AppSrc>() || e.factory().is_some_and(|f| f.name() == "queue");
+        if let (true, Some(pad)) = (starts_thread, e.static_pad("src")) {
+            let usage = usage.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                usage.name_this_thread();
+                gst::PadProbeReturn::Remove
+            });
+        }
+    }
 }
 
 fn add_thumbnail_branch(

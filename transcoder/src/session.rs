@@ -20,6 +20,7 @@ use crate::config::{MAX_GOP_CACHE_BYTES, MAX_RESTARTS, TranscoderConfig};
 use crate::error::Error;
 use crate::ladder::{Planned, Size, plan};
 use crate::pipeline::{self, EncodedFrame, Pipeline, PipelineSpec, Sinks, bus_error};
+use crate::usage::Usage;
 
 /// How long a finished publish may take to flush out of the pipeline.
 const EOS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,6 +77,8 @@ pub struct Transcode {
     pub thumbnails: watch::Receiver<Option<Bytes>>,
     /// The session task; resolves when the publish has been drained.
     pub task: JoinHandle<Result<Stats, Error>>,
+    /// CPU and media time, for the real-time factor.
+    pub usage: Usage,
     control: mpsc::Sender<Control>,
 }
 
@@ -182,6 +185,13 @@ struct Session {
     need_keyframe: bool,
     discontinuity_armed: bool,
     stats: Stats,
+    usage: Usage,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.usage.finish();
+    }
 }
 
 /// Starts transcoding a publish: waits for its first video sequence header,
@@ -268,7 +278,9 @@ pub async fn start(
         need_keyframe: true,
         discontinuity_armed: false,
         stats: Stats::default(),
+        usage: Usage::new(),
     };
+    let usage = session.usage.clone();
     let pipeline = session.build(None, Vec::new())?;
     pipeline.start()?;
     let (control, control_rx) = mpsc::channel(4);
@@ -277,6 +289,7 @@ pub async fn start(
         renditions,
         thumbnails,
         task,
+        usage,
         control,
     })
 }
@@ -315,6 +328,7 @@ impl Session {
                 raw_queue_frames: self.config.raw_queue_frames,
                 resume_after,
                 resume_keyframes_after,
+                usage: &self.usage,
             },
             sinks,
         )
@@ -385,7 +399,7 @@ impl Session {
             .map(|o| o.overflows.load(Ordering::Relaxed))
             .sum();
         info!(drained, stats = ?self.stats, "transcode finished");
-        Ok(self.stats)
+        Ok(self.stats.clone())
     }
 
     async fn input(&mut self, pipeline: &Pipeline, event: MediaEvent) -> Result<(), Error> {
@@ -406,6 +420,7 @@ impl Session {
             }
             MediaEvent::Video(f) => {
                 self.stats.frames_in += 1;
+                self.usage.saw(f.pts);
                 if f.keyframe {
                     self.reset_gop();
                     self.need_keyframe = false;
