@@ -10,6 +10,9 @@ want=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  # The scaler element links FFmpeg's libswscale; ffmpeg-sys-next generates its
+  # bindings with libclang and reads the FFmpeg version from libavcodec's headers.
+  libswscale-dev libavutil-dev libavcodec-dev libclang-dev
 )
 # Node.js from another source (e.g. nodesource) bundles npm and conflicts with
 # Debian's npm package, so ask for Debian's only when the commands are missing.

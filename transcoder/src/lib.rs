@@ -8,6 +8,7 @@
 //! Layout:
 //! - [`session`]: one publish: ladder planning, feeding, restarts, outputs.
 //! - [`pipeline`]: the GStreamer pipeline (build, probes, appsinks).
+//! - [`swscale`]: the scaler element, on FFmpeg's libswscale.
 //! - [`ladder`]: which renditions a source gets and at what sizes (pure).
 //! - [`config`], [`error`].
 
@@ -16,6 +17,7 @@ pub mod error;
 pub mod ladder;
 pub mod pipeline;
 pub mod session;
+pub mod swscale;
 pub mod usage;
 
 pub use config::TranscoderConfig;
