@@ -67,7 +67,7 @@ ours, nginx, out = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), s
 machine = f"{os.cpu_count()} cores, " + open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t")
 result = {"machine": machine}
 for name, r in (("ours_llhls", ours), ("nginx_rtmp_hls_1s", nginx)):
-    result[name] = {k: r[k] for k in ("n", "p50_ms", "p95_ms", "max_ms", "waiting", "fatal", "first_frame_ms")}
+    result[name] = {k: r[k] for k in ("n", "p50_ms", "p95_ms", "max_ms", "waiting", "jumps", "fatal", "first_frame_ms")}
 result["ratio_p50"] = ours["p50_ms"] / nginx["p50_ms"]
 json.dump(result, open(f"{out}/latency.json", "w"), indent=2)
 plt.figure(figsize=(8, 4))
@@ -79,9 +79,9 @@ plt.legend()
 plt.tight_layout()
 plt.savefig(f"{out}/latency.png", dpi=100)
 print(f"""
-glass-to-glass latency ({ours['n']} / {nginx['n']} frames)   p50      p95      max     stalls  first frame
-  ours (LL-HLS, 2 transcodes)   {ours['p50_ms']/1000:6.3f} s {ours['p95_ms']/1000:6.3f} s {ours['max_ms']/1000:6.3f} s   {ours['waiting']:3d}    {ours['first_frame_ms']} ms
-  nginx-rtmp (HLS, 1-s frags)   {nginx['p50_ms']/1000:6.3f} s {nginx['p95_ms']/1000:6.3f} s {nginx['max_ms']/1000:6.3f} s   {nginx['waiting']:3d}    {nginx['first_frame_ms']} ms
+glass-to-glass latency ({ours['n']} / {nginx['n']} frames)   p50      p95      max     stalls  jumps  first frame
+  ours (LL-HLS, 2 transcodes)   {ours['p50_ms']/1000:6.3f} s {ours['p95_ms']/1000:6.3f} s {ours['max_ms']/1000:6.3f} s   {ours['waiting']:3d}   {ours['jumps']:3d}    {ours['first_frame_ms']} ms
+  nginx-rtmp (HLS, 1-s frags)   {nginx['p50_ms']/1000:6.3f} s {nginx['p95_ms']/1000:6.3f} s {nginx['max_ms']/1000:6.3f} s   {nginx['waiting']:3d}   {nginx['jumps']:3d}    {nginx['first_frame_ms']} ms
   ratio ours/nginx (p50)        {result['ratio_p50']:.2f}
   ({machine}; {out}/latency.json, {out}/latency.png)""")
 PY

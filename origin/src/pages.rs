@@ -12,7 +12,7 @@ use hyper::Response;
 use tracing::error;
 
 /// URL, path under the player directory, content type.
-const FILES: [(&str, &str, &str); 9] = [
+const FILES: [(&str, &str, &str); 10] = [
     ("/", "src/index.html", "text/html; charset=utf-8"),
     ("/watch", "src/watch.html", "text/html; charset=utf-8"),
     ("/studio", "src/studio.html", "text/html; charset=utf-8"),
@@ -25,6 +25,11 @@ const FILES: [(&str, &str, &str); 9] = [
     (
         "/assets/directory.js",
         "src/directory.js",
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/assets/live.js",
+        "src/live.js",
         "text/javascript; charset=utf-8",
     ),
     (

@@ -23,9 +23,7 @@ async function create(e) {
 
 function preview(live) {
   if (live && !hls && window.Hls?.isSupported()) {
-    hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
-    hls.loadSource(`/hls/${encodeURIComponent(mine.id)}/master.m3u8`);
-    hls.attachMedia($('preview'));
+    hls = Live.create($('preview'), `/hls/${encodeURIComponent(mine.id)}/master.m3u8`);
     hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) { hls.destroy(); hls = null; } });
     $('preview').play().catch(() => {});
   }

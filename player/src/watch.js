@@ -23,9 +23,7 @@ function start() {
     if (!window.Hls?.isSupported()) show('This browser cannot play the stream (no Media Source Extensions).');
     return;
   }
-  // Low-latency mode; no liveSyncDuration, so the playlist's PART-HOLD-BACK
-  // sets the target, and catch-up speeds playback up to 1.5x.
-  hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30 });
+  hls = Live.create(video, `/hls/${encodeURIComponent(id)}/master.m3u8`);
   window.player = { hls, video };
   hls.on(Hls.Events.MANIFEST_PARSED, () => {
     const levels = hls.levels.map((l, i) => [l, i]).sort((a, b) => b[0].height - a[0].height);
@@ -39,8 +37,6 @@ function start() {
     hls = null;
     setTimeout(check, 2000);
   });
-  hls.loadSource(`/hls/${encodeURIComponent(id)}/master.m3u8`);
-  hls.attachMedia(video);
 }
 
 video.addEventListener('playing', () => { stalledSince = null; if (status === 'live') show(''); });

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 const [url, secondsArg, ...flags] = process.argv.slice(2);
 const seconds = Number(secondsArg ?? 60);
 const lowLatency = flags.includes('--ll');
-const hlsPath = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'node_modules', 'hls.js', 'dist', 'hls.min.js');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const hlsPath = path.join(here, '..', 'node_modules', 'hls.js', 'dist', 'hls.min.js');
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -20,16 +21,21 @@ try {
   const page = await browser.newPage();
   await page.setContent('<video id="v" muted playsinline></video><canvas id="c"></canvas>');
   await page.addScriptTag({ path: hlsPath });
+  await page.addScriptTag({ path: path.join(here, '..', 'src', 'live.js') });
   const r = await page.evaluate(async ({ url, seconds, lowLatency }) => {
     const video = document.getElementById('v');
     const canvas = document.getElementById('c');
     const ctx = canvas.getContext('2d', { willReadFrequently: true });
-    const out = { samples: [], waiting: 0, fatal: [], firstFrameMs: null };
-    const hls = new Hls(lowLatency ? { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 } : { lowLatencyMode: false });
+    const out = { samples: [], waiting: 0, jumps: 0, fatal: [], firstFrameMs: null };
+    // The watch page's player (src/live.js); the peer's plain HLS gets the same
+    // jump to the live sync position, only without low-latency mode.
+    const hls = new Hls(lowLatency ? Live.config : { ...Live.config, lowLatencyMode: false });
+    Live.keepUp(hls, video);
     const t0 = performance.now();
     let playing = false;
     hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) out.fatal.push(d.details); });
     video.addEventListener('waiting', () => { if (playing) out.waiting++; });
+    video.addEventListener('seeking', () => { if (playing) out.jumps++; });
     video.addEventListener('playing', () => { if (!playing) out.firstFrameMs = Math.round(performance.now() - t0); playing = true; });
     hls.loadSource(url);
     hls.attachMedia(video);
@@ -60,7 +66,7 @@ try {
   const s = [...r.samples].sort((a, b) => a - b);
   const q = (p) => s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : null;
   console.log(JSON.stringify({ url, lowLatency, n: s.length, p50_ms: q(0.5), p95_ms: q(0.95), max_ms: s[s.length - 1] ?? null,
-    waiting: r.waiting, fatal: r.fatal, first_frame_ms: r.firstFrameMs, samples: r.samples }));
+    waiting: r.waiting, jumps: r.jumps, fatal: r.fatal, first_frame_ms: r.firstFrameMs, samples: r.samples }));
 } finally {
   await browser.close();
 }

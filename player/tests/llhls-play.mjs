@@ -26,6 +26,7 @@ try {
   page.on('console', (m) => process.stderr.write(`page: ${m.text()}\n`));
   await page.setContent('<video id="v" muted playsinline width="640"></video>');
   await page.addScriptTag({ path: hlsPath });
+  await page.addScriptTag({ path: path.join(here, '..', 'src', 'live.js') });
   const result = await page.evaluate(async ({ url, seconds, doSwitch }) => {
     const video = document.getElementById('v');
     const out = {
@@ -33,8 +34,9 @@ try {
       firstFrameMs: null, currentTime: 0, latencies: [], switches: [], heights: [],
     };
     if (!out.supported) return out;
-    // Low-latency mode; no liveSyncDuration, so PART-HOLD-BACK sets the target.
-    const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30 });
+    // The watch page's player (src/live.js).
+    const hls = new Hls(Live.config);
+    Live.keepUp(hls, video);
     const started = performance.now();
     let playing = false;
     hls.on(Hls.Events.ERROR, (_, d) => {
@@ -43,6 +45,7 @@ try {
       if (d.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR && playing) out.stalls++;
     });
     video.addEventListener('waiting', () => { if (playing) out.waiting++; });
+    video.addEventListener('seeking', () => { if (playing) out.jumps = (out.jumps ?? 0) + 1; });
     video.addEventListener('playing', () => {
       if (!playing) out.firstFrameMs = Math.round(performance.now() - started);
       playing = true;
