@@ -64,7 +64,7 @@ impl Context {
                 dst.0,
                 dst.1,
                 ff::AVPixelFormat::AV_PIX_FMT_YUV420P,
-                ff::SWS_BILINEAR as i32,
+                ff::SWS_BILINEAR,
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
                 std::ptr::null(),
