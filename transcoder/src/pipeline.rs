@@ -356,15 +356,18 @@ fn consume(info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
 }
 
 /// Every streaming thread (the source's and each queue's) takes the session's
-/// name on its first buffer, before x264 starts its own threads from it, so
-/// that [`Usage::cpu_seconds`] finds them all.
+/// name on the first thing it pushes, before x264 starts its own threads from
+/// it, so that [`Usage::cpu_seconds`] finds them all.
 fn name_streaming_threads(pipeline: &gst::Pipeline, usage: &Usage) {
     for e in pipeline.iterate_elements().into_iter().flatten() {
         let starts_thread =
             e.is::<gst_app::AppSrc>() || e.factory().is_some_and(|f| f.name() == "queue");
         if let (true, Some(pad)) = (starts_thread, e.static_pad("src")) {
             let usage = usage.clone();
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            // The first event (stream-start) comes before the caps that make
+            // x264 start its threads.
+            let first = gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::BUFFER;
+            pad.add_probe(first, move |_, _| {
                 usage.name_this_thread();
                 gst::PadProbeReturn::Remove
             });

@@ -2,7 +2,8 @@
 //! factor (below 1.0 it keeps up on one core; the benchmark's number).
 //!
 //! Each session's streaming threads name themselves after it (`tc{n}`) on
-//! their first buffer; the x264 threads they start inherit the name. So the
+//! the first event they push; the x264 threads they start later inherit the
+//! name. So the
 //! session's CPU time is the sum over `/proc/self/task/*` with that name.
 //! Threads that have exited take their time with them; sample it often (the
 //! origin does every few seconds) and treat a drop as a pipeline restart.
