@@ -3,30 +3,41 @@
 // that test pages can load the very same file).
 (() => {
   // Low-latency mode; no liveSyncDuration, so the playlist's PART-HOLD-BACK
-  // sets the target latency, and hls.js may play up to 1.5x fast to reach it.
-  const config = { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30 };
-  // hls.js only speeds up while more than 1 s is buffered ahead, which a
-  // stream played 0.6 s behind live never has. So whatever start-up took
-  // (first fetches, first decode) would stay in the latency for good. Instead,
-  // when playback is behind the live sync position by more than this and that
-  // position is already buffered, jump to it.
-  const MAX_BEHIND_S = 0.15;
-  const CHECK_EVERY_MS = 2000;
+  // sets the target latency. hls.js's own catch-up (maxLiveSyncPlaybackRate)
+  // only runs while more than 1 s is buffered ahead, which a stream played
+  // 0.6 s behind live never has: whatever start-up took (first fetches, first
+  // decode) would stay in the latency for good. So it is off, and keepUp()
+  // below does the catching up.
+  const config = { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1, backBufferLength: 30 };
+  // Behind the target by more than this: play faster...
+  const CATCH_UP_FROM_S = 0.1;
+  // ...at this rate (audio keeps its pitch)...
+  const CATCH_UP_RATE = 1.15;
+  // ...until within this of the target, or less than this is buffered ahead.
+  const CAUGHT_UP_S = 0.03;
+  const MIN_AHEAD_S = 0.2;
+  // Further behind than this (a long stall, a background tab): jump instead.
+  const JUMP_FROM_S = 3;
+  const CHECK_EVERY_MS = 250;
 
   function keepUp(hls, video) {
     const check = () => {
-      const target = hls.liveSyncPosition;
-      if (!Number.isFinite(target) || video.paused || video.seeking) return;
+      const target = hls.targetLatency;
+      const latency = hls.latency;
+      if (!target || !latency || video.paused || video.seeking || !hls.liveSyncPosition) return;
       const b = video.buffered;
-      const end = b.length ? b.end(b.length - 1) : 0;
-      if (video.currentTime < target - MAX_BEHIND_S && end > target + 0.1) video.currentTime = target;
+      const ahead = (b.length ? b.end(b.length - 1) : 0) - video.currentTime;
+      const behind = latency - target;
+      if (behind > JUMP_FROM_S && hls.liveSyncPosition < video.currentTime + ahead) {
+        video.currentTime = hls.liveSyncPosition;
+      } else if (behind > CATCH_UP_FROM_S && ahead > MIN_AHEAD_S) {
+        video.playbackRate = CATCH_UP_RATE;
+      } else if (video.playbackRate !== 1 && (behind < CAUGHT_UP_S || ahead < MIN_AHEAD_S)) {
+        video.playbackRate = 1;
+      }
     };
-    video.addEventListener('playing', check);
     const timer = setInterval(check, CHECK_EVERY_MS);
-    hls.on(Hls.Events.DESTROYING, () => {
-      clearInterval(timer);
-      video.removeEventListener('playing', check);
-    });
+    hls.on(Hls.Events.DESTROYING, () => clearInterval(timer));
   }
 
   // A player for `url` in `video`, kept near the live edge.
