@@ -20,6 +20,8 @@ python3 -c "import matplotlib" 2>/dev/null || pip install -q matplotlib
 cleanup() {
   local rc=$?
   kill $(jobs -p) 2>/dev/null || true
+  # The origin saves its windows into $WORK as it stops.
+  wait 2>/dev/null || true
   nginx -c "$WORK/nginx.conf" -s stop 2>/dev/null || true
   if ((rc != 0)); then tail -20 "$WORK/origin.log" "$WORK/nginx-error.log" 2>/dev/null || true; fi
   rm -rf "$WORK"

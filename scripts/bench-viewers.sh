@@ -16,7 +16,7 @@ chmod 755 "$WORK" "$WORK/static"
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release -q -p origin --bins
 python3 -c "import matplotlib" 2>/dev/null || pip install -q matplotlib
-cleanup() { kill $(jobs -p) 2>/dev/null || true; nginx -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; nginx -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 # Every simulated viewer comes from 127.0.0.1, so lift the per-address hold cap.
