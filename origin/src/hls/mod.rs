@@ -56,7 +56,7 @@ pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(15);
 pub const DEFAULT_MAX_HELD_PER_CLIENT: usize = 256;
 /// Held requests allowed in all.
 pub const DEFAULT_MAX_HELD_TOTAL: usize = 100_000;
-/// How long a stopping server waits for windows to reach the disk.
+/// How long a stopping server waits, in all, for windows to reach the disk.
 pub const SAVE_ON_STOP_LIMIT: Duration = Duration::from_secs(5);
 /// Rendered playlists are gzipped at this level once per part, not per request.
 const GZIP_LEVEL: u32 = 6;
@@ -500,9 +500,12 @@ impl Hls {
                 .finish_segment();
             r.save();
         }
+        // One deadline for all of them: the stop as a whole stays bounded.
+        let deadline = tokio::time::Instant::now() + SAVE_ON_STOP_LIMIT;
         for r in &renditions {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if let Some(saver) = &r.saver
-                && !saver.flush(SAVE_ON_STOP_LIMIT).await
+                && !saver.flush(left).await
             {
                 warn!(rendition = %r.name, "window not saved in time");
             }
