@@ -27,6 +27,17 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Whether `addr` answers `/healthz` with 200 within `limit`.
+async fn answers_health(addr: SocketAddr, limit: Duration) -> bool {
+    let url: hyper::Uri = format!("http://{addr}/healthz").parse().unwrap();
+    eventually(limit, async || {
+        tokio::time::timeout(Duration::from_secs(1), common::client().get(url.clone()))
+            .await
+            .is_ok_and(|r| r.is_ok_and(|r| r.status() == 200))
+    })
+    .await
+}
+
 /// The origin binary on fixed loopback ports, so that a restart comes back
 /// where the edge looks for it.
 struct Origin {
@@ -51,17 +62,8 @@ impl Origin {
                 eprintln!("origin: {l}");
             }
         });
-        let health = format!("http://{http}/healthz");
         assert!(
-            eventually(Duration::from_secs(20), async || {
-                tokio::time::timeout(
-                    Duration::from_secs(1),
-                    common::client().get(health.parse().unwrap()),
-                )
-                .await
-                .is_ok_and(|r| r.is_ok_and(|r| r.status() == 200))
-            })
-            .await,
+            answers_health(http, Duration::from_secs(20)).await,
             "the origin came up"
         );
         Origin { child }
@@ -130,17 +132,8 @@ impl Edge {
             .kill_on_drop(true)
             .spawn()
             .expect("nginx must be installed (scripts/check.sh installs it)");
-        let health = format!("http://{addr}/healthz");
         assert!(
-            eventually(Duration::from_secs(10), async || {
-                tokio::time::timeout(
-                    Duration::from_secs(1),
-                    common::client().get(health.parse().unwrap()),
-                )
-                .await
-                .is_ok_and(|r| r.is_ok_and(|r| r.status() == 200))
-            })
-            .await,
+            answers_health(addr, Duration::from_secs(10)).await,
             "the edge came up: {}",
             std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
         );

@@ -102,7 +102,8 @@ impl Drop for HeldPermit<'_> {
     }
 }
 
-fn valid_name(s: &str) -> bool {
+/// A broadcast, rendition or generation name: also safe as one path component.
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_NAME_LEN
         && s.bytes()

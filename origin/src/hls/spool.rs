@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::RenditionFacts;
+use super::server::valid_name;
 use super::window::{SavedSegment, WindowState};
 
 /// Format of `meta.json`; another number is not read.
@@ -88,15 +89,6 @@ fn init_file(id: u32) -> String {
     format!("init{id}.mp4")
 }
 
-/// Only names that are safe as one path component become directories.
-fn safe(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// Where windows are kept.
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -118,14 +110,14 @@ impl Spool {
         };
         for b in broadcasts.flatten() {
             let id = b.file_name().to_string_lossy().into_owned();
-            if !safe(&id) || !keep(&id) {
+            if !valid_name(&id) || !keep(&id) {
                 remove_dir(&b.path());
                 continue;
             }
             for r in std::fs::read_dir(b.path()).into_iter().flatten().flatten() {
                 let name = r.file_name().to_string_lossy().into_owned();
                 match read_window(&r.path()) {
-                    Ok(saved) if safe(&name) => out.push(Restored {
+                    Ok(saved) if valid_name(&name) => out.push(Restored {
                         broadcast: id.clone(),
                         rendition: name,
                         saved,
@@ -144,7 +136,7 @@ impl Spool {
     /// A writer for one rendition's window, or `None` if the names cannot be
     /// directory names (then the window is simply not kept).
     pub fn writer(&self, broadcast: &str, rendition: &str) -> Option<Writer> {
-        if !safe(broadcast) || !safe(rendition) {
+        if !valid_name(broadcast) || !valid_name(rendition) {
             warn!(%broadcast, %rendition, "names unsafe as paths; window not kept on disk");
             return None;
         }
