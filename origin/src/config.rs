@@ -75,6 +75,8 @@ pub struct TranscoderFile {
     pub keyframe_interval_secs: Option<f64>,
     /// x264 speed preset.
     pub preset: Option<String>,
+    /// x264 threads per rendition (0: x264 chooses).
+    pub x264_threads: Option<u32>,
     /// Also offer the untouched source as a rendition.
     pub source_passthrough: Option<bool>,
     /// Seconds between thumbnails.
@@ -174,6 +176,9 @@ impl Config {
             }
             if let Some(v) = f.preset {
                 tc.preset = v;
+            }
+            if let Some(v) = f.x264_threads {
+                tc.x264_threads = v;
             }
             if let Some(v) = f.source_passthrough {
                 tc.source_passthrough = v;
@@ -304,6 +309,8 @@ mod tests {
         let d = Config::load(cli(&[])).unwrap();
         assert_eq!(c.ingest.max_connections, d.ingest.max_connections);
         assert_eq!(c.transcoder.renditions, d.transcoder.renditions);
+        assert_eq!(c.transcoder.preset, d.transcoder.preset);
+        assert_eq!(c.transcoder.x264_threads, d.transcoder.x264_threads);
         assert_eq!(c.hls.part_target, d.hls.part_target);
         assert_eq!(c.hls.segments_kept, d.hls.segments_kept);
     }

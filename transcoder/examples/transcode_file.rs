@@ -2,7 +2,7 @@
 //! simultaneous live streams paced in real time, and prints one JSON line of
 //! results. `scripts/bench-transcode.sh` runs it beside ffmpeg.
 //!
-//! Usage: transcode_file FILE [--streams N] [--preset P] [--as-fast-as-possible]
+//! Usage: transcode_file FILE [--streams N] [--preset P] [--x264-threads N] [--as-fast-as-possible]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,7 +74,9 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let path = args
         .get(1)
-        .expect("usage: transcode_file FILE [--streams N] [--preset P] [--as-fast-as-possible]");
+        .expect(
+            "usage: transcode_file FILE [--streams N] [--preset P] [--x264-threads N] [--as-fast-as-possible]",
+        );
     let arg = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -86,6 +88,9 @@ async fn main() {
     let mut config = TranscoderConfig::default();
     if let Some(p) = arg("--preset") {
         config.preset = p;
+    }
+    if let Some(t) = arg("--x264-threads") {
+        config.x264_threads = t.parse().expect("--x264-threads takes a number");
     }
     let config = Arc::new(config);
     let events = Arc::new(flv_events(path));

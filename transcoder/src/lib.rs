@@ -8,12 +8,14 @@
 //! Layout:
 //! - [`session`]: one publish: ladder planning, feeding, restarts, outputs.
 //! - [`pipeline`]: the GStreamer pipeline (build, probes, appsinks).
+//! - [`h264dec`]: the decoder element, on FFmpeg's libavcodec, zero-copy.
 //! - [`swscale`]: the scaler element, on FFmpeg's libswscale.
 //! - [`ladder`]: which renditions a source gets and at what sizes (pure).
 //! - [`config`], [`error`].
 
 pub mod config;
 pub mod error;
+pub mod h264dec;
 pub mod ladder;
 pub mod pipeline;
 pub mod session;

@@ -1,12 +1,12 @@
 //! The GStreamer pipeline of one publish.
 //!
 //! ```text
-//! appsrc (H.264 avc/au, live, time) ! avdec_h264 max-threads=1 ! videoconvert
+//! appsrc (H.264 avc/au, live, time) ! originh264dec (libavcodec, 1 thread, zero-copy) ! videoconvert
 //!   ! queue name=raw leaky=downstream max-size-buffers=N      <- the one place frames are dropped
 //!     [src probe: drop replayed frames; force-key-unit at every cadence boundary]
-//!   ! videoscale ! capsfilter W0xH0 ! tee t0
+//!   ! originswscale ! capsfilter W0xH0 ! tee t0
 //!       t0. ! queue ! x264enc ! capsfilter avc/au/high ! appsink r0
-//!       t0. ! queue ! videoscale ! capsfilter W1xH1 ! tee t1      (480p scaled from 720p)
+//!       t0. ! queue ! originswscale ! capsfilter W1xH1 ! tee t1   (480p scaled from 720p)
 //!             t1. ! queue ! x264enc ! capsfilter ! appsink r1
 //!             t1. ! [probe: 1 frame per interval] queue leaky ! videoscale ! capsfilter ! jpegenc ! appsink thumb
 //! ```
@@ -65,6 +65,8 @@ pub struct PipelineSpec<'a> {
     pub renditions: &'a [Planned],
     /// x264 speed preset.
     pub preset: &'a str,
+    /// x264 threads per encoder (0: x264 chooses).
+    pub x264_threads: u32,
     /// IDR cadence.
     pub keyframe_interval: Duration,
     /// Thumbnail cadence.
@@ -120,6 +122,7 @@ pub fn init() -> Result<(), Error> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
         gst::init().map_err(|e| e.to_string())?;
+        crate::h264dec::register().map_err(|e| e.to_string())?;
         crate::swscale::register().map_err(|e| e.to_string())
     })
     .clone()
@@ -195,9 +198,8 @@ pub fn build_pipeline(spec: &PipelineSpec<'_>, sinks: Sinks) -> Result<Pipeline,
         .max_bytes(64 << 20)
         .block(false)
         .build();
-    let decode = make("avdec_h264", "decode")?;
-    // Frame threading would add a frame of latency per thread.
-    decode.set_property("max-threads", 1i32);
+    // libavcodec, one thread, pictures passed on without a copy.
+    let decode = make(crate::h264dec::FACTORY, "decode")?;
     let convert = make("videoconvert", "convert")?;
     let raw = make("queue", "raw")?;
     raw.set_property("max-size-buffers", spec.raw_queue_frames);
@@ -233,6 +235,7 @@ pub fn build_pipeline(spec: &PipelineSpec<'_>, sinks: Sinks) -> Result<Pipeline,
         enc.set_property("key-int-max", X264_KEY_INT_MAX);
         // No scene-cut IDRs: they would land at different frames per rendition.
         enc.set_property("option-string", "scenecut=0");
+        enc.set_property("threads", spec.x264_threads);
         let enc_caps = capsfilter(
             &format!("h264caps{i}"),
             gst::Caps::builder("video/x-h264")

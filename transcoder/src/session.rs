@@ -322,6 +322,7 @@ impl Session {
                 avc: &self.avc,
                 renditions: &self.planned,
                 preset: &self.config.preset,
+                x264_threads: self.config.x264_threads,
                 keyframe_interval: self.config.keyframe_interval,
                 thumbnail_interval: self.config.thumbnail_interval,
                 thumbnail_width: self.config.thumbnail_width,
