@@ -40,12 +40,14 @@ first=1
 for N in 100 500 1000 2000; do
   c0=$(cpu)
   (sleep $((STEP / 2)); rss >"$WORK/rss") &
-  R=$(target/release/llhls-load --url "$MASTER" --viewers "$N" --seconds "$STEP" --rendition 480p.m3u8 --ramp 3)
+  R=$(/usr/bin/time -o "$WORK/loadgen-time" -f "%U %S" \
+    target/release/llhls-load --url "$MASTER" --viewers "$N" --seconds "$STEP" --rendition 480p.m3u8 --ramp 3)
   c1=$(cpu)
+  L=$(awk '{print $1 + $2}' "$WORK/loadgen-time")
   M=$(cat "$WORK/rss")
   ((first)) || echo "," >>"$WORK/steps.json"
   first=0
-  echo "{\"load\": $R, \"origin_cpu_seconds\": $(( (c1 - c0) )) , \"origin_rss_kb\": $M}" >>"$WORK/steps.json"
+  echo "{\"load\": $R, \"origin_cpu_seconds\": $(( (c1 - c0) )) , \"loadgen_cpu_seconds\": $L, \"origin_rss_kb\": $M}" >>"$WORK/steps.json"
   echo "  $N viewers: $R"
 done
 echo "]" >>"$WORK/steps.json"
@@ -78,6 +80,7 @@ rows = []
 for s in steps:
     l = s["load"]
     rows.append({**l, "origin_cpu_percent": 100.0 * s["origin_cpu_seconds"] / tck / l["seconds"],
+                 "loadgen_cpu_percent": 100.0 * s["loadgen_cpu_seconds"] / l["seconds"],
                  "origin_rss_mb": s["origin_rss_kb"] / 1024,
                  "kb_per_viewer": (s["origin_rss_kb"] - idle_rss) / l["viewers"]})
 clean = [r["viewers"] for r in rows if r["stalls"] == 0 and r["errors"] == 0]
@@ -92,13 +95,14 @@ ax1.set_xlabel("simulated LL-HLS viewers (one 480p stream, loopback, 2 cores sha
 ax1.set_ylabel("stalls / errors")
 ax2 = ax1.twinx()
 ax2.plot(xs, [r["origin_cpu_percent"] for r in rows], "^-", color="tab:blue", label="origin CPU % (incl. transcode)")
-ax2.set_ylabel("origin CPU %")
+ax2.plot(xs, [r["loadgen_cpu_percent"] for r in rows], "v--", color="tab:green", label="load generator CPU %")
+ax2.set_ylabel("CPU % of one core")
 fig.legend(loc="upper left")
 fig.tight_layout()
 fig.savefig(f"{out}/viewers.png", dpi=100)
-print("\nviewers  parts      errors  stalls  delay p50/p99 ms   origin CPU %  RSS MB  KB/viewer")
+print("\nviewers  parts      errors  stalls  delay p50/p99 ms   origin CPU %  loadgen CPU %  RSS MB  KB/viewer")
 for r in rows:
-    print(f"{r['viewers']:7d}  {r['parts']:9d}  {r['errors']:6d}  {r['stalls']:6d}  {r['delay_p50_ms']:6.1f} / {r['delay_p99_ms']:7.1f}   {r['origin_cpu_percent']:8.1f}   {r['origin_rss_mb']:6.1f}  {r['kb_per_viewer']:7.1f}")
+    print(f"{r['viewers']:7d}  {r['parts']:9d}  {r['errors']:6d}  {r['stalls']:6d}  {r['delay_p50_ms']:6.1f} / {r['delay_p99_ms']:7.1f}   {r['origin_cpu_percent']:8.1f}   {r['loadgen_cpu_percent']:11.1f}   {r['origin_rss_mb']:6.1f}  {r['kb_per_viewer']:7.1f}")
 print(f"\nlargest count with zero stalls and errors: {result['max_viewers_without_stalls_or_errors']}")
 print(f"one {part_bytes}-byte part URL, wrk -t2 -c64: ours {ours:.0f} req/s, nginx static {theirs:.0f} req/s, ratio {ours/theirs:.2f}")
 print(f"({machine}; {out}/viewers.json, {out}/viewers.png)")

@@ -131,7 +131,6 @@ pub fn init() -> Result<(), Error> {
 
 fn package_of(factory: &str) -> &'static str {
     match factory {
-        "avdec_h264" => "gstreamer1.0-libav",
         "x264enc" => "gstreamer1.0-plugins-ugly",
         "jpegenc" => "gstreamer1.0-plugins-good",
         "queue" | "tee" | "capsfilter" => "libgstreamer1.0-0",
