@@ -223,8 +223,11 @@ pub struct PartRef<'a> {
 pub struct MediaView<'a> {
     /// EXT-X-PARTs in order.
     pub parts: Vec<PartRef<'a>>,
-    /// MSN of the segment holding the newest part, and its index there.
-    pub last: (u64, u32),
+    /// MSN of the segment holding the newest part, and its index there
+    /// (none when no part is listed).
+    pub last: Option<(u64, u32)>,
+    /// MSN of the segment after the last complete one.
+    pub next_msn: u64,
     /// PART-TARGET.
     pub part_target: Duration,
     /// EXT-X-ENDLIST.
@@ -280,9 +283,8 @@ pub fn read_media(text: &str) -> Option<MediaView<'_>> {
             open = 0;
         }
     }
-    if let Some(p) = v.parts.last() {
-        v.last = (p.msn, p.index);
-    }
+    v.last = v.parts.last().map(|p| (p.msn, p.index));
+    v.next_msn = seq + skipped + complete;
     Some(v)
 }
 
@@ -329,13 +331,16 @@ async fn viewer(cfg: Arc<LoadConfig>, start_after: Duration) -> Tally {
         }
     };
     let delay_cap = MAX_DELAY_SAMPLES / cfg.viewers.max(1);
+    let mut joined = false;
     // The newest part fetched (or, on joining, passed over).
     let mut fetched: Option<(u64, u32)> = None;
+    // What the next blocking reload waits for.
+    let mut next: Option<(u64, u32)> = None;
     let mut last_part_at: Option<Instant> = None;
     while Instant::now() < end {
-        let target = match fetched {
+        let target = match next {
             None => media.clone(),
-            Some((m, p)) => format!("{media}?_HLS_msn={m}&_HLS_part={}&_HLS_skip=YES", p + 1),
+            Some((m, p)) => format!("{media}?_HLS_msn={m}&_HLS_part={p}&_HLS_skip=YES"),
         };
         tally.requests += 1;
         text.clear();
@@ -353,12 +358,18 @@ async fn viewer(cfg: Arc<LoadConfig>, start_after: Duration) -> Tally {
         if view.ended {
             break;
         }
-        let Some(after) = fetched else {
+        // The part after the newest listed one; with none listed (a window
+        // restored before its publisher returned), the next segment's first.
+        next = Some(view.last.map_or((view.next_msn, 0), |(m, p)| (m, p + 1)));
+        if !joined {
             // Join at the live edge, like a player does.
-            fetched = Some(view.last);
+            joined = true;
+            fetched = view.last;
             continue;
-        };
-        for part in view.parts.iter().filter(|p| (p.msn, p.index) > after) {
+        }
+        let after = fetched;
+        let new = |p: &&PartRef<'_>| after.is_none_or(|f| (p.msn, p.index) > f);
+        for part in view.parts.iter().filter(new) {
             tally.requests += 1;
             fetched = Some((part.msn, part.index));
             let body = match resolve(&conn.authority, &media, part.uri) {
@@ -508,19 +519,29 @@ mod tests {
             listed,
             [(5, 0, "p1.m4s"), (5, 1, "p2.m4s"), (6, 0, "p3.m4s")]
         );
-        assert_eq!(v.last, (6, 0));
+        assert_eq!(v.last, Some((6, 0)));
+        assert_eq!(v.next_msn, 6);
         assert_eq!(v.part_target, Duration::from_millis(200));
         let delta = full.replace(
             "#EXT-X-MEDIA-SEQUENCE:4\n#EXTINF:1,\ns4.m4s\n",
             "#EXT-X-MEDIA-SEQUENCE:4\n#EXT-X-SKIP:SKIPPED-SEGMENTS=1\n",
         );
         let d = read_media(&delta).unwrap();
-        assert_eq!(d.last, (6, 0));
+        assert_eq!(d.last, Some((6, 0)));
+        assert_eq!(d.next_msn, 6);
         assert_eq!(d.parts, v.parts);
         let abs = "#EXT-X-PART:DURATION=0.2,URI=\"http://h:8080/a,b.m4s\",INDEPENDENT=YES";
         assert_eq!(attribute(abs, "URI"), Some("http://h:8080/a,b.m4s"));
         assert_eq!(attribute(abs, "INDEPENDENT"), Some("YES"));
         let closed = "#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PART:DURATION=0.2,URI=\"a\"\n#EXT-X-PART:DURATION=0.2,URI=\"b\"\n#EXTINF:0.4,\ns1.m4s\n";
-        assert_eq!(read_media(closed).unwrap().last, (1, 1));
+        let c = read_media(closed).unwrap();
+        assert_eq!((c.last, c.next_msn), (Some((1, 1)), 2));
+        let no_parts = "#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1,\ns7.m4s\n#EXTINF:1,\ns8.m4s\n";
+        let n = read_media(no_parts).unwrap();
+        assert_eq!(
+            (n.last, n.next_msn),
+            (None, 9),
+            "wait for segment 9's first part"
+        );
     }
 }
