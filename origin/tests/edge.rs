@@ -91,6 +91,7 @@ struct Edge {
     child: tokio::process::Child,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
+    _cache: tempfile::TempDir,
 }
 
 impl Edge {
@@ -103,10 +104,20 @@ impl Edge {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
+        // The cache lives in RAM, as the config has it.
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        std::fs::set_permissions(
+            shm.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let addr = free_addr();
         let mut conf = std::fs::read_to_string(repo().join("deploy/nginx-edge.conf")).unwrap();
         for (from, to) in [
-            ("/var/cache/nginx/llhls", format!("{d}/cache")),
+            (
+                "/dev/shm/nginx-llhls",
+                format!("{}/cache", shm.path().display()),
+            ),
             ("listen 80;", format!("listen {addr};")),
             ("server 127.0.0.1:8080 ", format!("server {origin} ")),
         ] {
@@ -141,6 +152,7 @@ impl Edge {
             child,
             addr,
             _dir: dir,
+            _cache: shm,
         }
     }
 }
