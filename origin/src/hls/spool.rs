@@ -211,6 +211,12 @@ async fn write_loop(dir: PathBuf, mut rx: watch::Receiver<(u64, Job)>, done: wat
                     on_disk = OnDisk::default();
                 }
             }
+            // The runtime is shutting down after the stop's final save
+            // (flush); a save queued after it is simply not made.
+            Err(err) if err.is_cancelled() => {
+                debug!(dir = %dir.display(), "window save cancelled at shutdown");
+                return;
+            }
             Err(err) => {
                 warn!(%err, "window writer panicked");
                 on_disk = OnDisk::default();
