@@ -2,7 +2,9 @@
 // (scripts/bench/clock_source.py) and reads the time off every displayed frame.
 // Prints one JSON line: samples, p50/p95/max, stalls, time to first frame.
 //
-// Usage: node tests/latency.mjs URL SECONDS [--ll]   (--ll: hls.js low-latency mode)
+// Usage: node tests/latency.mjs URL SECONDS [--ll] [--shaka]
+//   --ll: low-latency mode; --shaka: Shaka Player (which also loads preload
+//   hints) instead of the watch page's hls.js set-up.
 import { chromium } from 'playwright-core';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,8 +12,11 @@ import { fileURLToPath } from 'node:url';
 const [url, secondsArg, ...flags] = process.argv.slice(2);
 const seconds = Number(secondsArg ?? 60);
 const lowLatency = flags.includes('--ll');
+const shaka = flags.includes('--shaka');
 const here = path.dirname(fileURLToPath(import.meta.url));
-const hlsPath = path.join(here, '..', 'node_modules', 'hls.js', 'dist', 'hls.min.js');
+const modules = path.join(here, '..', 'node_modules');
+const hlsPath = path.join(modules, 'hls.js', 'dist', 'hls.min.js');
+const shakaPath = path.join(modules, 'shaka-player', 'dist', 'shaka-player.compiled.js');
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -20,26 +25,51 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage();
   await page.setContent('<video id="v" muted playsinline></video><canvas id="c"></canvas>');
-  await page.addScriptTag({ path: hlsPath });
-  await page.addScriptTag({ path: path.join(here, '..', 'src', 'live.js') });
-  const r = await page.evaluate(async ({ url, seconds, lowLatency }) => {
+  if (shaka) {
+    await page.addScriptTag({ path: shakaPath });
+  } else {
+    await page.addScriptTag({ path: hlsPath });
+    await page.addScriptTag({ path: path.join(here, '..', 'src', 'live.js') });
+  }
+  const r = await page.evaluate(async ({ url, seconds, lowLatency, shaka }) => {
     const video = document.getElementById('v');
     const canvas = document.getElementById('c');
     const ctx = canvas.getContext('2d', { willReadFrequently: true });
     const out = { samples: [], waiting: 0, jumps: 0, fatal: [], firstFrameMs: null };
-    // The watch page's player (src/live.js); the peer's plain HLS gets the same
-    // jump to the live sync position, only without low-latency mode.
-    const hls = new Hls(lowLatency ? Live.config : { ...Live.config, lowLatencyMode: false });
-    Live.keepUp(hls, video);
     const t0 = performance.now();
     let playing = false;
-    hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) out.fatal.push(d.details); });
     video.addEventListener('waiting', () => { if (playing) out.waiting++; });
     video.addEventListener('seeking', () => { if (playing) out.jumps++; });
     video.addEventListener('playing', () => { if (!playing) out.firstFrameMs = Math.round(performance.now() - t0); playing = true; });
-    hls.loadSource(url);
-    hls.attachMedia(video);
-    hls.on(Hls.Events.MANIFEST_PARSED, () => video.play());
+    let stop;
+    if (shaka) {
+      // Shaka Player as shipped, in its low-latency mode: it loads preload
+      // hints (hls.js does not) and has no catch-up of its own by default, so
+      // it plays on from where it started.
+      window.shaka.polyfill.installAll();
+      const player = new window.shaka.Player();
+      await player.attach(video);
+      player.configure({ streaming: { lowLatencyMode: lowLatency } });
+      player.addEventListener('error', (e) => out.fatal.push(String(e.detail?.code)));
+      player.addEventListener('adaptation', () => { out.switches = (out.switches ?? 0) + 1; });
+      try {
+        await player.load(url);
+        video.play();
+      } catch (e) {
+        out.fatal.push(String(e?.code ?? e));
+      }
+      stop = () => player.destroy();
+    } else {
+      // The watch page's player (src/live.js); the peer's plain HLS gets the same
+      // jump to the live sync position, only without low-latency mode.
+      const hls = new Hls(lowLatency ? Live.config : { ...Live.config, lowLatencyMode: false });
+      Live.keepUp(hls, video);
+      hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) out.fatal.push(d.details); });
+      hls.loadSource(url);
+      hls.attachMedia(video);
+      hls.on(Hls.Events.MANIFEST_PARSED, () => video.play());
+      stop = () => hls.destroy();
+    }
     const onFrame = () => {
       const w = video.videoWidth, h = video.videoHeight;
       if (w && h) {
@@ -60,13 +90,13 @@ try {
     };
     video.requestVideoFrameCallback(onFrame);
     await new Promise((r) => setTimeout(r, seconds * 1000));
-    hls.destroy();
+    await stop();
     return out;
-  }, { url, seconds, lowLatency });
+  }, { url, seconds, lowLatency, shaka });
   const s = [...r.samples].sort((a, b) => a - b);
   const q = (p) => s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : null;
-  console.log(JSON.stringify({ url, lowLatency, n: s.length, p50_ms: q(0.5), p95_ms: q(0.95), max_ms: s[s.length - 1] ?? null,
-    waiting: r.waiting, jumps: r.jumps, fatal: r.fatal, first_frame_ms: r.firstFrameMs, samples: r.samples }));
+  console.log(JSON.stringify({ url, lowLatency, player: shaka ? 'shaka' : 'hls.js', n: s.length, p50_ms: q(0.5), p95_ms: q(0.95), max_ms: s[s.length - 1] ?? null,
+    waiting: r.waiting, jumps: r.jumps, switches: r.switches ?? null, fatal: r.fatal, first_frame_ms: r.firstFrameMs, samples: r.samples }));
 } finally {
   await browser.close();
 }
