@@ -340,22 +340,16 @@ mod imp {
                         gst_video::VideoFormat::Y44410le,
                     ])
                     .build();
-                vec![
-                    gst::PadTemplate::new(
-                        "sink",
-                        gst::PadDirection::Sink,
-                        gst::PadPresence::Always,
-                        &sink,
-                    )
-                    .expect("valid sink template"),
-                    gst::PadTemplate::new(
-                        "src",
-                        gst::PadDirection::Src,
-                        gst::PadPresence::Always,
-                        &src,
-                    )
-                    .expect("valid src template"),
+                [
+                    ("sink", gst::PadDirection::Sink, sink),
+                    ("src", gst::PadDirection::Src, src),
                 ]
+                .into_iter()
+                .map(|(name, dir, caps)| {
+                    gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps)
+                        .expect("valid pad template")
+                })
+                .collect()
             });
             TEMPLATES.as_ref()
         }
