@@ -25,6 +25,7 @@ fn boxes(mut data: &[u8]) -> Vec<Any> {
 /// What a part says about itself.
 #[derive(Debug)]
 struct PartInfo {
+    /// The first moof's (a segment has one per part), like `audio_tfdt`.
     video_tfdt: u64,
     video_durations: Vec<u32>,
     video_sync: Vec<bool>,
@@ -66,7 +67,7 @@ fn part_info(data: &Bytes) -> PartInfo {
                     let s = trun.samples.get(i).unwrap();
                     let size = s.size.unwrap() as usize;
                     if traf.tfhd.track_id == 1 {
-                        if i == 0 {
+                        if i == 0 && info.video_durations.is_empty() {
                             info.video_tfdt = tfdt;
                         }
                         info.video_durations.push(s.duration.unwrap());
@@ -164,9 +165,11 @@ async fn ll_hls_rules_hold_over_http() {
     check_parts_are_short_flagged_and_sum_to_their_segment(&ctx).await;
     check_every_listed_part_can_be_served_whole_at_once(&ctx).await;
     check_cmaf_timeline_is_continuous_and_flags_truthful(&ctx).await;
+    check_media_time_is_playlist_time(&ctx).await;
     check_renditions_are_aligned(&ctx).await;
     check_blocking_reload_waits_for_the_next_part(&ctx).await;
     check_preload_hint_is_held_then_listed(&ctx).await;
+    check_a_hint_opens_a_segment_only_after_an_extinf(&ctx).await;
     check_bad_directives_are_refused_at_once(&ctx).await;
     check_old_and_out_of_range_requests(&ctx).await;
     check_delta_updates(&ctx).await;
@@ -428,6 +431,28 @@ async fn check_cmaf_timeline_is_continuous_and_flags_truthful(ctx: &Ctx) {
     }
 }
 
+/// The media timeline starts at zero with the publish and each segment's tfdt
+/// is the sum of the EXTINFs before it, so that a player placing parts by the
+/// playlist finds the media exactly there (Shaka Player drops a part whose
+/// media disagrees by a millisecond, unless it starts with a keyframe).
+async fn check_media_time_is_playlist_time(ctx: &Ctx) {
+    for v in &ctx.variants {
+        let (_, m) = ctx.media(v, "").await;
+        assert_eq!(m.segments[0].msn, 1, "the window still starts at MSN 1");
+        let mut playlist_time = 0.0;
+        for s in &m.segments {
+            let info = part_info(&get(&ctx.url(&s.uri)).await.body);
+            let media_time = info.video_tfdt as f64 / 90_000.0;
+            assert!(
+                (media_time - playlist_time).abs() < 0.0001,
+                "{v} segment {}: tfdt {media_time} s, playlist {playlist_time} s",
+                s.msn
+            );
+            playlist_time += s.duration;
+        }
+    }
+}
+
 async fn check_renditions_are_aligned(ctx: &Ctx) {
     // Segment boundaries (first tfdt of each segment) and PDTs match across renditions.
     let mut boundaries = vec![];
@@ -501,6 +526,38 @@ async fn check_preload_hint_is_held_then_listed(ctx: &Ctx) {
             "the next playlist lists the hinted URI {hint}"
         );
     }
+}
+
+/// A segment's last part is listed together with its EXTINF, so a preload hint
+/// that follows parts of an open segment is a part of that same segment, and a
+/// hint that follows a complete segment opens the next one. (Shaka Player counts
+/// a hint into the open segment; one listed after a segment's last part put every
+/// later part one part late and left a hole at each segment's end.)
+async fn check_a_hint_opens_a_segment_only_after_an_extinf(ctx: &Ctx) {
+    let (_, mut m) = ctx.media("720p.m3u8", "").await;
+    let mut boundaries = 0;
+    // Three segments, one blocking reload per part.
+    for _ in 0..16 {
+        let hint = m.preload_hints[0].clone();
+        let (_, next) = ctx.blocking_next("720p.m3u8", &m).await;
+        let index = next
+            .segments
+            .iter()
+            .map(|s| &s.parts)
+            .chain([&next.open_parts])
+            .find_map(|parts| parts.iter().position(|p| p.uri == hint))
+            .unwrap_or_else(|| panic!("the next playlist lists the hinted {hint}"));
+        assert_eq!(
+            index == 0,
+            m.open_parts.is_empty(),
+            "hinted {hint} is part {index} of its segment, hinted after {} open parts:\n{}",
+            m.open_parts.len(),
+            m.text
+        );
+        boundaries += usize::from(index == 0);
+        m = next;
+    }
+    assert!(boundaries >= 2, "crossed {boundaries} segment boundaries");
 }
 
 async fn check_bad_directives_are_refused_at_once(ctx: &Ctx) {

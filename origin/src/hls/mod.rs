@@ -685,9 +685,11 @@ async fn package(
             let new_segment = out.iter().any(|o| match o {
                 Output::Init(_) => true,
                 Output::Part(p) => p.new_segment.is_some(),
+                Output::SegmentEnd => false,
             });
-            {
+            let completed = {
                 let mut w = rendition.window.lock().unwrap_or_else(|p| p.into_inner());
+                let complete_before = w.position().and_then(|p| p.complete_msn);
                 for o in out.drain(..) {
                     let r = match o {
                         Output::Init(data) => {
@@ -704,15 +706,21 @@ async fn package(
                                 .inc();
                             w.push(p).map(|_| ())
                         }
+                        Output::SegmentEnd => {
+                            w.finish_segment();
+                            Ok(())
+                        }
                     };
                     if let Err(err) = r {
                         debug!(rendition = %rendition.name, %err, "part not stored");
                     }
                 }
-            }
+                w.position().and_then(|p| p.complete_msn) != complete_before
+            };
             if new_segment {
                 update_facts(&rendition, &packager);
-                // The segment before this one just completed.
+            }
+            if completed {
                 rendition.save();
             }
             broadcast.refresh(&settings);

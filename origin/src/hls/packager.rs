@@ -52,6 +52,12 @@ pub enum Output {
     Init(Bytes),
     /// A part.
     Part(NewPart),
+    /// The segment ends with the part before: the next frame opens a new one.
+    /// Sent with that part, so that no playlist lists a segment's last part
+    /// followed by a preload hint that will belong to the next segment. (Shaka
+    /// Player counts such a hint into the open segment and then plays every
+    /// later part of the next segment one part late.)
+    SegmentEnd,
 }
 
 fn ticks(d: Duration) -> u64 {
@@ -168,7 +174,7 @@ impl Packager {
                     let d = ticks(f.dts).saturating_sub(ticks(prev.dts)).max(1);
                     self.prev_duration = self.last_duration;
                     self.last_duration = d;
-                    self.add_sample(prev, d, out)?;
+                    self.add_sample(prev, d, f.keyframe, out)?;
                 }
                 self.held = Some(f);
             }
@@ -194,11 +200,26 @@ impl Packager {
     pub fn flush(&mut self, out: &mut Vec<Output>) -> Result<(), Fmp4Error> {
         if let Some(prev) = self.held.take() {
             let d = self.last_duration;
-            self.add_sample(prev, d, out)?;
+            self.add_sample(prev, d, false, out)?;
         }
         self.close_part(out)?;
+        if self.segment_open {
+            out.push(Output::SegmentEnd);
+        }
         self.segment_open = false;
         Ok(())
+    }
+
+    /// Where the publish's media timeline starts: its first video frame, which
+    /// every rendition puts at decode time zero. The playlist's times then
+    /// equal the media's (the sum of the EXTINFs before a segment is its
+    /// tfdt), so a player that checks one against the other finds no drift:
+    /// Shaka Player re-anchors each append that disagrees by a millisecond,
+    /// which drops the part when it does not start with a keyframe.
+    fn media_start(&self) -> Duration {
+        self.anchor
+            .get()
+            .map_or(Duration::ZERO, |(media0, _)| *media0)
     }
 
     fn pdt(&self, dts: Duration) -> SystemTime {
@@ -210,10 +231,13 @@ impl Packager {
         }
     }
 
+    /// Adds frame `f` of duration `d`; `next_keyframe` says whether the frame
+    /// after it (already received) is a keyframe.
     fn add_sample(
         &mut self,
         f: VideoFrame,
         d: u64,
+        next_keyframe: bool,
         out: &mut Vec<Output>,
     ) -> Result<(), Fmp4Error> {
         let s = &self.settings;
@@ -250,6 +274,13 @@ impl Packager {
         self.frames += 1;
         self.frame_ticks += d;
         self.part.push((f, d));
+        // The next frame will open a segment: end this one with this part.
+        if next_keyframe && self.segment_ticks >= ticks(self.settings.segment_min) {
+            self.close_part(out)?;
+            out.push(Output::SegmentEnd);
+            self.segment_open = false;
+            return Ok(());
+        }
         // Close now if the next frame could not fit anyway.
         let next = self.last_duration.min(self.prev_duration);
         if self.part_ticks + next > ticks(self.settings.part_target) {
@@ -278,7 +309,7 @@ impl Packager {
         self.sequence += 1;
         let data = fmp4::part(&PartSamples {
             sequence: self.sequence,
-            video_decode_time: ticks(first_dts),
+            video_decode_time: ticks(first_dts.saturating_sub(self.media_start())),
             video,
             audio_decode_time,
             audio,
@@ -298,11 +329,18 @@ impl Packager {
         let Some(rate) = self.audio.as_ref().map(|a| u64::from(a.sample_rate_hz)) else {
             return (0, Vec::new());
         };
-        let at = |pts: Duration| (pts.as_nanos() * u128::from(rate) / 1_000_000_000) as u64;
+        let media_start = self.media_start();
+        let at = |pts: Duration| {
+            (pts.saturating_sub(media_start).as_nanos() * u128::from(rate) / 1_000_000_000) as u64
+        };
         let mut out = Vec::new();
         let mut first = None;
         while self.audio_queue.front().is_some_and(|a| a.pts < end) {
             let frame = self.audio_queue.pop_front().expect("checked non-empty");
+            if frame.pts < media_start {
+                // Sound from before the first picture: no player plays it.
+                continue;
+            }
             let start = *self.audio_next.get_or_insert(at(frame.pts));
             first.get_or_insert(start);
             let mut duration = u64::from(AAC_FRAME_SAMPLES);
@@ -421,6 +459,88 @@ mod tests {
         );
         let per_segment: Duration = parts[5..10].iter().map(|p| p.duration).sum();
         assert_eq!(per_segment, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_segment_ends_with_its_last_part_not_with_the_next_keyframe() {
+        let out = run(stream(90));
+        let kinds: Vec<&str> = out
+            .iter()
+            .map(|o| match o {
+                Output::Init(_) => "init",
+                Output::Part(p) if p.new_segment.is_some() => "first",
+                Output::Part(_) => "part",
+                Output::SegmentEnd => "end",
+            })
+            .collect();
+        let segment = ["first", "part", "part", "part", "part", "end"];
+        let want: Vec<&str> = std::iter::once("init")
+            .chain(segment.iter().copied().cycle().take(3 * segment.len()))
+            .collect();
+        assert_eq!(kinds, want);
+        // The end is known from the next frame alone: the keyframe that opens the
+        // next segment is still held, not yet in any part.
+        let mut p = Packager::new(SETTINGS, Arc::default(), false);
+        let mut out = vec![];
+        for e in stream(31) {
+            p.push(e, &mut out).unwrap();
+        }
+        assert!(matches!(out.last(), Some(Output::SegmentEnd)));
+        assert_eq!(parts(&out).len(), 5);
+    }
+
+    /// (video tfdt, audio tfdt, audio samples) of a part.
+    fn decode_times(p: &NewPart) -> (u64, u64, usize) {
+        use mp4_atom::{Any, Decode};
+        let mut data = &p.data[..];
+        let Any::Moof(moof) = Any::decode(&mut data).unwrap() else {
+            panic!("a part starts with a moof")
+        };
+        let tfdt = |i: usize| moof.traf[i].tfdt.as_ref().unwrap().base_media_decode_time;
+        (tfdt(0), tfdt(1), moof.traf[1].trun[0].samples.len())
+    }
+
+    #[test]
+    fn the_media_timeline_starts_at_zero_with_the_first_picture() {
+        // The publisher's clock starts at 5.021 s, with sound from 4.9 s on.
+        let shift = |d: Duration| d + Duration::from_millis(5021);
+        let mut events = configs();
+        for n in 0..6u64 {
+            events.push(MediaEvent::Audio(AudioFrame {
+                pts: Duration::from_millis(4900 + n * 64 / 3),
+                data: Bytes::from_static(&[0x21, 0x10, 0x04]),
+            }));
+        }
+        events.extend(stream(60).into_iter().skip(2).map(|e| match e {
+            MediaEvent::Video(mut v) => {
+                v.dts = shift(v.dts);
+                v.pts = shift(v.pts);
+                MediaEvent::Video(v)
+            }
+            MediaEvent::Audio(mut a) => {
+                a.pts = shift(a.pts);
+                MediaEvent::Audio(a)
+            }
+            e => e,
+        }));
+        let out = run(events);
+        let parts = parts(&out);
+        let (video0, audio0, _) = decode_times(parts[0]);
+        assert_eq!(video0, 0, "the first picture is at zero");
+        assert!(audio0 < 1024, "sound starts within a frame of it: {audio0}");
+        // The second segment starts exactly where the first one's duration says.
+        let first: Duration = parts[..5].iter().map(|p| p.duration).sum();
+        assert!(parts[5].new_segment.is_some());
+        assert_eq!(decode_times(parts[5]).0, ticks(first));
+        // The 6 frames from before the first picture (4.9-5.0 s) are left out.
+        let audio: usize = parts.iter().map(|p| decode_times(p).2).sum();
+        assert_eq!(
+            audio,
+            stream(60)
+                .iter()
+                .filter(|e| matches!(e, MediaEvent::Audio(_)))
+                .count()
+        );
     }
 
     #[test]
