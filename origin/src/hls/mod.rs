@@ -685,7 +685,6 @@ async fn package(
             let new_segment = out.iter().any(|o| match o {
                 Output::Init(_) => true,
                 Output::Part(p) => p.new_segment.is_some(),
-                Output::SegmentEnd => false,
             });
             let completed = {
                 let mut w = rendition.window.lock().unwrap_or_else(|p| p.into_inner());
@@ -705,10 +704,6 @@ async fn package(
                                 })
                                 .inc();
                             w.push(p).map(|_| ())
-                        }
-                        Output::SegmentEnd => {
-                            w.finish_segment();
-                            Ok(())
                         }
                     };
                     if let Err(err) = r {

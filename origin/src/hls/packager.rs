@@ -52,12 +52,6 @@ pub enum Output {
     Init(Bytes),
     /// A part.
     Part(NewPart),
-    /// The segment ends with the part before: the next frame opens a new one.
-    /// Sent with that part, so that no playlist lists a segment's last part
-    /// followed by a preload hint that will belong to the next segment. (Shaka
-    /// Player counts such a hint into the open segment and then plays every
-    /// later part of the next segment one part late.)
-    SegmentEnd,
 }
 
 fn ticks(d: Duration) -> u64 {
@@ -174,7 +168,7 @@ impl Packager {
                     let d = ticks(f.dts).saturating_sub(ticks(prev.dts)).max(1);
                     self.prev_duration = self.last_duration;
                     self.last_duration = d;
-                    self.add_sample(prev, d, f.keyframe, out)?;
+                    self.add_sample(prev, d, out)?;
                 }
                 self.held = Some(f);
             }
@@ -200,12 +194,9 @@ impl Packager {
     pub fn flush(&mut self, out: &mut Vec<Output>) -> Result<(), Fmp4Error> {
         if let Some(prev) = self.held.take() {
             let d = self.last_duration;
-            self.add_sample(prev, d, false, out)?;
+            self.add_sample(prev, d, out)?;
         }
         self.close_part(out)?;
-        if self.segment_open {
-            out.push(Output::SegmentEnd);
-        }
         self.segment_open = false;
         Ok(())
     }
@@ -231,13 +222,10 @@ impl Packager {
         }
     }
 
-    /// Adds frame `f` of duration `d`; `next_keyframe` says whether the frame
-    /// after it (already received) is a keyframe.
     fn add_sample(
         &mut self,
         f: VideoFrame,
         d: u64,
-        next_keyframe: bool,
         out: &mut Vec<Output>,
     ) -> Result<(), Fmp4Error> {
         let s = &self.settings;
@@ -274,13 +262,6 @@ impl Packager {
         self.frames += 1;
         self.frame_ticks += d;
         self.part.push((f, d));
-        // The next frame will open a segment: end this one with this part.
-        if next_keyframe && self.segment_ticks >= ticks(self.settings.segment_min) {
-            self.close_part(out)?;
-            out.push(Output::SegmentEnd);
-            self.segment_open = false;
-            return Ok(());
-        }
         // Close now if the next frame could not fit anyway.
         let next = self.last_duration.min(self.prev_duration);
         if self.part_ticks + next > ticks(self.settings.part_target) {
@@ -459,34 +440,6 @@ mod tests {
         );
         let per_segment: Duration = parts[5..10].iter().map(|p| p.duration).sum();
         assert_eq!(per_segment, Duration::from_secs(1));
-    }
-
-    #[test]
-    fn a_segment_ends_with_its_last_part_not_with_the_next_keyframe() {
-        let out = run(stream(90));
-        let kinds: Vec<&str> = out
-            .iter()
-            .map(|o| match o {
-                Output::Init(_) => "init",
-                Output::Part(p) if p.new_segment.is_some() => "first",
-                Output::Part(_) => "part",
-                Output::SegmentEnd => "end",
-            })
-            .collect();
-        let segment = ["first", "part", "part", "part", "part", "end"];
-        let want: Vec<&str> = std::iter::once("init")
-            .chain(segment.iter().copied().cycle().take(3 * segment.len()))
-            .collect();
-        assert_eq!(kinds, want);
-        // The end is known from the next frame alone: the keyframe that opens the
-        // next segment is still held, not yet in any part.
-        let mut p = Packager::new(SETTINGS, Arc::default(), false);
-        let mut out = vec![];
-        for e in stream(31) {
-            p.push(e, &mut out).unwrap();
-        }
-        assert!(matches!(out.last(), Some(Output::SegmentEnd)));
-        assert_eq!(parts(&out).len(), 5);
     }
 
     /// (video tfdt, audio tfdt, audio samples) of a part.
