@@ -24,6 +24,19 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage();
   page.on('console', (m) => process.stderr.write(`page: ${m.text()}\n`));
+  // Requests that took over a second or failed, for telling a server that
+  // held a request too long from a player that stopped asking.
+  const slow = [];
+  const t0 = Date.now();
+  const note = (r, status) => {
+    const t = r.timing();
+    const ms = Math.round(t.responseEnd);
+    if (ms > 1000 || status >= 400 || status === 0) {
+      slow.push({ url: r.url().replace(/^https?:\/\/[^/]+/, ''), status, ms, endedAtMs: Date.now() - t0 });
+    }
+  };
+  page.on('requestfinished', async (r) => note(r, (await r.response())?.status() ?? 0));
+  page.on('requestfailed', (r) => note(r, 0));
   await page.setContent('<video id="v" muted playsinline width="640"></video>');
   await page.addScriptTag({ path: hlsPath });
   await page.addScriptTag({ path: path.join(here, '..', 'src', 'live.js') });
@@ -108,6 +121,7 @@ try {
     hls.destroy();
     return out;
   }, { url, seconds, doSwitch });
+  result.slowRequests = slow;
   console.log(JSON.stringify(result));
 } finally {
   await browser.close();
