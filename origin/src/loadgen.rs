@@ -331,7 +331,6 @@ async fn viewer(cfg: Arc<LoadConfig>, start_after: Duration) -> Tally {
         }
     };
     let delay_cap = MAX_DELAY_SAMPLES / cfg.viewers.max(1);
-    let mut joined = false;
     // The newest part fetched (or, on joining, passed over).
     let mut fetched: Option<(u64, u32)> = None;
     // What the next blocking reload waits for.
@@ -360,10 +359,10 @@ async fn viewer(cfg: Arc<LoadConfig>, start_after: Duration) -> Tally {
         }
         // The part after the newest listed one; with none listed (a window
         // restored before its publisher returned), the next segment's first.
+        let joining = next.is_none();
         next = Some(view.last.map_or((view.next_msn, 0), |(m, p)| (m, p + 1)));
-        if !joined {
+        if joining {
             // Join at the live edge, like a player does.
-            joined = true;
             fetched = view.last;
             continue;
         }

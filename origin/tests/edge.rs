@@ -96,21 +96,16 @@ struct Edge {
 
 impl Edge {
     async fn start(origin: SocketAddr) -> Edge {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display().to_string();
         // nginx workers run as an unprivileged user when started as root.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let readable = |dir: tempfile::TempDir| {
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+            std::fs::set_permissions(dir.path(), mode).unwrap();
+            dir
+        };
+        let dir = readable(tempfile::tempdir().unwrap());
+        let d = dir.path().display().to_string();
         // The cache lives in RAM, as the config has it.
-        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
-        std::fs::set_permissions(
-            shm.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let shm = readable(tempfile::tempdir_in("/dev/shm").unwrap());
         let addr = free_addr();
         let mut conf = std::fs::read_to_string(repo().join("deploy/nginx-edge.conf")).unwrap();
         for (from, to) in [

@@ -441,7 +441,7 @@ async fn check_media_time_is_playlist_time(ctx: &Ctx) {
         let mut playlist_time = 0.0;
         for s in &m.segments {
             let info = part_info(&get(&ctx.url(&s.uri)).await.body);
-            let media_time = info.video_tfdt as f64 / 90_000.0;
+            let media_time = info.video_tfdt as f64 / f64::from(origin::hls::fmp4::VIDEO_TIMESCALE);
             assert!(
                 (media_time - playlist_time).abs() < 0.0001,
                 "{v} segment {}: tfdt {media_time} s, playlist {playlist_time} s",

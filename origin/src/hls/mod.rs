@@ -686,9 +686,8 @@ async fn package(
                 Output::Init(_) => true,
                 Output::Part(p) => p.new_segment.is_some(),
             });
-            let completed = {
+            {
                 let mut w = rendition.window.lock().unwrap_or_else(|p| p.into_inner());
-                let complete_before = w.position().and_then(|p| p.complete_msn);
                 for o in out.drain(..) {
                     let r = match o {
                         Output::Init(data) => {
@@ -710,12 +709,10 @@ async fn package(
                         debug!(rendition = %rendition.name, %err, "part not stored");
                     }
                 }
-                w.position().and_then(|p| p.complete_msn) != complete_before
-            };
+            }
             if new_segment {
                 update_facts(&rendition, &packager);
-            }
-            if completed {
+                // The segment before this one just completed.
                 rendition.save();
             }
             broadcast.refresh(&settings);
