@@ -4,11 +4,13 @@
 //! announces, accepts a chunk size of 0, and mixes the payloads of interleaved
 //! chunk streams. [`ChunkGuard`] follows the chunk framing (RTMP 1.0 spec 5.3)
 //! with the same rules rml_rtmp uses, enforces our limits before a single byte
-//! reaches the library, and picks out AMF command names so the connection can
+//! reaches the library, refuses AMF messages nested deeper than a limit (see
+//! [`crate::amf`]), and picks out AMF command names so the connection can
 //! insist on `connect` first. It is pure and is the fuzzed entry point.
 
 use std::collections::HashMap;
 
+use crate::amf;
 use crate::error::ChunkError;
 
 /// Most distinct chunk stream ids one connection may use. Publishers use a handful.
@@ -20,13 +22,21 @@ const INITIAL_CHUNK_SIZE: usize = 128;
 const EXTENDED_TIMESTAMP: u32 = 0xFF_FFFF;
 /// Longest chunk header: 3-byte basic header, 11-byte type 0 header, 4-byte extended timestamp.
 const MAX_HEADER_LEN: usize = 18;
-/// Bytes of an AMF command message kept to read its name.
-const COMMAND_PEEK_LEN: usize = 128;
-
-/// Message type ids the guard looks into.
+/// Message type ids the guard looks into: the ones rml_rtmp decodes AMF in
+/// (it reads the AMF3-flagged ones as AMF0 too), and Set Chunk Size.
 const MSG_SET_CHUNK_SIZE: u8 = 1;
+const MSG_AMF3_DATA: u8 = 15;
 const MSG_AMF3_COMMAND: u8 = 17;
+const MSG_AMF0_DATA: u8 = 18;
 const MSG_AMF0_COMMAND: u8 = 20;
+
+/// Whether the guard keeps a message's bytes to read them when it completes.
+fn inspected(msg_type: u8) -> bool {
+    matches!(
+        msg_type,
+        MSG_SET_CHUNK_SIZE | MSG_AMF3_DATA | MSG_AMF3_COMMAND | MSG_AMF0_DATA | MSG_AMF0_COMMAND
+    )
+}
 
 #[derive(Debug, Clone, Copy)]
 struct PrevHeader {
@@ -40,7 +50,8 @@ struct InProgress {
     csid: u32,
     msg_type: u8,
     remaining: usize,
-    peek: Vec<u8>,
+    /// The message so far, for the types the guard reads ([`inspected`]).
+    body: Vec<u8>,
 }
 
 /// What a completed message told the guard.
@@ -76,6 +87,7 @@ pub fn split_after_commands<'a>(bytes: &'a [u8], notices: &[Notice]) -> Vec<&'a 
 #[derive(Debug)]
 pub struct ChunkGuard {
     max_message_size: usize,
+    max_amf_depth: usize,
     chunk_size: usize,
     prev: HashMap<u32, PrevHeader>,
     current: Option<InProgress>,
@@ -87,9 +99,10 @@ pub struct ChunkGuard {
 
 impl ChunkGuard {
     /// A guard for a fresh connection, right after the handshake.
-    pub fn new(max_message_size: usize) -> Self {
+    pub fn new(max_message_size: usize, max_amf_depth: usize) -> Self {
         Self {
             max_message_size,
+            max_amf_depth,
             chunk_size: INITIAL_CHUNK_SIZE,
             prev: HashMap::new(),
             current: None,
@@ -182,7 +195,7 @@ impl ChunkGuard {
                     csid,
                     msg_type: h.msg_type,
                     remaining: h.len,
-                    peek: Vec::new(),
+                    body: Vec::new(),
                 });
             }
         }
@@ -201,12 +214,9 @@ impl ChunkGuard {
             return;
         };
         cur.remaining -= bytes.len();
-        if matches!(
-            cur.msg_type,
-            MSG_SET_CHUNK_SIZE | MSG_AMF0_COMMAND | MSG_AMF3_COMMAND
-        ) {
-            let room = COMMAND_PEEK_LEN.saturating_sub(cur.peek.len());
-            cur.peek.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        if inspected(cur.msg_type) {
+            // At most max_message_size, like the buffer rml_rtmp keeps.
+            cur.body.extend_from_slice(bytes);
         }
     }
 
@@ -217,7 +227,7 @@ impl ChunkGuard {
         self.payload_left = 0;
         match cur.msg_type {
             MSG_SET_CHUNK_SIZE => {
-                let Some(b) = cur.peek.get(..4) else {
+                let Some(b) = cur.body.get(..4) else {
                     return Err(ChunkError::InvalidChunkSize(0));
                 };
                 let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
@@ -227,16 +237,43 @@ impl ChunkGuard {
                 }
                 self.chunk_size = size as usize;
             }
-            MSG_AMF0_COMMAND | MSG_AMF3_COMMAND => {
-                // AMF3 command messages start with a format byte, then AMF0 values.
-                let skip = usize::from(cur.msg_type == MSG_AMF3_COMMAND);
-                let name = command_name(cur.peek.get(skip..).unwrap_or(&[]));
-                notices.push(Notice::Command { name, end });
+            MSG_AMF0_COMMAND | MSG_AMF3_COMMAND | MSG_AMF0_DATA | MSG_AMF3_DATA => {
+                // AMF3 commands start with a format byte (0), then AMF0 values;
+                // rml_rtmp skips it only when it is 0, and so do we.
+                let skip =
+                    usize::from(cur.msg_type == MSG_AMF3_COMMAND && cur.body.first() == Some(&0));
+                let values = &cur.body[skip..];
+                amf::check_depth(values, self.max_amf_depth).map_err(|e| {
+                    ChunkError::AmfTooDeep {
+                        msg_type: cur.msg_type,
+                        limit: e.limit,
+                    }
+                })?;
+                if matches!(cur.msg_type, MSG_AMF0_COMMAND | MSG_AMF3_COMMAND) {
+                    let name = command_name(values);
+                    notices.push(Notice::Command { name, end });
+                }
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// `payload` as one message of `msg_type` on chunk stream `csid` (2 to 63),
+/// message stream 1, in chunks of the initial 128 bytes: what a client sends
+/// before any Set Chunk Size. For tests and fuzzing.
+#[doc(hidden)]
+pub fn chunked(csid: u8, msg_type: u8, payload: &[u8]) -> Vec<u8> {
+    let l = (payload.len() as u32).to_be_bytes();
+    let mut out = vec![csid & 0x3f, 0, 0, 0, l[1], l[2], l[3], msg_type, 1, 0, 0, 0];
+    for (i, chunk) in payload.chunks(INITIAL_CHUNK_SIZE).enumerate() {
+        if i > 0 {
+            out.push(0xC0 | (csid & 0x3f));
+        }
+        out.extend_from_slice(chunk);
+    }
+    out
 }
 
 /// Reads the leading AMF0 string (the command name) of a command message.
@@ -267,7 +304,7 @@ mod tests {
 
     #[test]
     fn command_names_are_reported_across_chunks_and_reads() {
-        let mut g = ChunkGuard::new(1 << 20);
+        let mut g = ChunkGuard::new(1 << 20, 64);
         let mut payload = command("connect");
         payload.resize(300, 5);
         let mut wire = type0(3, MSG_AMF0_COMMAND, payload.len());
@@ -292,7 +329,7 @@ mod tests {
 
     #[test]
     fn pipelined_commands_are_split_after_each_one() {
-        let mut g = ChunkGuard::new(1 << 20);
+        let mut g = ChunkGuard::new(1 << 20, 64);
         let (connect, publish) = (command("connect"), command("publish"));
         let mut wire = type0(3, MSG_AMF0_COMMAND, connect.len());
         wire.extend(&connect);
@@ -311,7 +348,7 @@ mod tests {
 
     #[test]
     fn an_oversized_message_is_refused_at_its_header() {
-        let mut g = ChunkGuard::new(1000);
+        let mut g = ChunkGuard::new(1000, 64);
         let err = g.feed(&type0(4, 9, 0xFF_FFFF), &mut vec![]).unwrap_err();
         assert_eq!(
             err,
@@ -324,7 +361,7 @@ mod tests {
 
     #[test]
     fn set_chunk_size_changes_the_framing() {
-        let mut g = ChunkGuard::new(1 << 20);
+        let mut g = ChunkGuard::new(1 << 20, 64);
         let mut wire = type0(2, MSG_SET_CHUNK_SIZE, 4);
         wire.extend_from_slice(&4096u32.to_be_bytes());
         // A 1000-byte video message now fits in one chunk; what follows is a new header.
@@ -347,7 +384,7 @@ mod tests {
 
     #[test]
     fn the_largest_legal_chunk_size_is_accepted_and_zero_is_not() {
-        let mut g = ChunkGuard::new(1 << 20);
+        let mut g = ChunkGuard::new(1 << 20, 64);
         let mut wire = type0(2, MSG_SET_CHUNK_SIZE, 4);
         wire.extend_from_slice(&0x7FFF_FFFFu32.to_be_bytes());
         g.feed(&wire, &mut vec![]).unwrap();
@@ -361,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_continuation_without_a_first_header_is_refused() {
-        let mut g = ChunkGuard::new(1 << 20);
+        let mut g = ChunkGuard::new(1 << 20, 64);
         assert_eq!(
             g.feed(&[0xC5, 1, 2], &mut vec![]),
             Err(ChunkError::NoPreviousHeader(5))
@@ -370,7 +407,7 @@ mod tests {
 
     #[test]
     fn interleaving_another_stream_mid_message_is_refused() {
-        let mut g = ChunkGuard::new(1 << 20);
+        let mut g = ChunkGuard::new(1 << 20, 64);
         let mut wire = type0(6, 9, 200);
         wire.extend(std::iter::repeat_n(0u8, 128));
         wire.extend(type0(4, 8, 10));
@@ -378,8 +415,50 @@ mod tests {
     }
 
     #[test]
+    fn a_command_nested_past_the_limit_is_refused_when_it_completes() {
+        let deep =
+            crate::amf::connect_command(&crate::amf::nested(crate::amf::Container::Object0, 65));
+        let wire = chunked(3, MSG_AMF0_COMMAND, &deep);
+        let mut g = ChunkGuard::new(1 << 20, 64);
+        let (head, tail) = wire.split_at(wire.len() - 1);
+        assert_eq!(
+            g.feed(head, &mut vec![]),
+            Ok(()),
+            "nothing to judge before the end"
+        );
+        assert_eq!(
+            g.feed(tail, &mut vec![]),
+            Err(ChunkError::AmfTooDeep {
+                msg_type: MSG_AMF0_COMMAND,
+                limit: 64
+            })
+        );
+        let fine =
+            crate::amf::connect_command(&crate::amf::nested(crate::amf::Container::Object0, 64));
+        let mut notices = vec![];
+        ChunkGuard::new(1 << 20, 64)
+            .feed(
+                &chunked(3, MSG_AMF3_COMMAND, &[&[0][..], &fine].concat()),
+                &mut notices,
+            )
+            .unwrap();
+        assert!(matches!(&notices[..], [Notice::Command { name, .. }] if name == "connect"));
+        // Data messages (onMetaData) are checked too.
+        let data = chunked(
+            4,
+            MSG_AMF0_DATA,
+            &crate::amf::nested(crate::amf::Container::Strict0, 65),
+        );
+        assert!(
+            ChunkGuard::new(1 << 20, 64)
+                .feed(&data, &mut vec![])
+                .is_err()
+        );
+    }
+
+    #[test]
     fn extended_timestamps_are_skipped_on_continuations_too() {
-        let mut g = ChunkGuard::new(1 << 20);
+        let mut g = ChunkGuard::new(1 << 20, 64);
         let mut wire = vec![0x06, 0xFF, 0xFF, 0xFF, 0, 0, 200, 9, 0, 0, 0, 0, 0, 0, 0, 1];
         wire.extend(std::iter::repeat_n(0u8, 128));
         wire.extend([0xC6, 0, 0, 0, 1]);

@@ -16,6 +16,14 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest RTMP message accepted. A 4K keyframe at 50 Mbit/s is about 3 MB;
 /// the protocol's own ceiling is 16 MiB, which no publisher needs.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 << 20;
+/// Deepest nesting of AMF values (objects, arrays) accepted in a command or
+/// metadata message. Publishers send flat objects (`connect`'s command object
+/// is one level); the AMF decoder recurses per level, so unbounded depth would
+/// let one connection overflow the stack and abort the process.
+pub const DEFAULT_MAX_AMF_DEPTH: usize = 64;
+/// The highest `max_amf_depth` allowed: deep enough for anything real, shallow
+/// enough that decoding stays far inside a 2 MiB thread stack.
+pub const MAX_AMF_DEPTH_LIMIT: usize = 256;
 /// Media events buffered between a connection and its consumer. About 5 s of
 /// 30 fps video with audio; when full the connection stops reading, which
 /// pushes back on the publisher through TCP.
@@ -36,6 +44,8 @@ pub struct IngestConfig {
     pub max_message_size: usize,
     /// Capacity of each publish's media channel.
     pub media_channel_capacity: usize,
+    /// Deepest accepted AMF nesting.
+    pub max_amf_depth: usize,
 }
 
 impl Default for IngestConfig {
@@ -47,6 +57,7 @@ impl Default for IngestConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             media_channel_capacity: DEFAULT_MEDIA_CHANNEL_CAPACITY,
+            max_amf_depth: DEFAULT_MAX_AMF_DEPTH,
         }
     }
 }
@@ -65,6 +76,11 @@ impl IngestConfig {
         }
         if self.handshake_timeout.is_zero() || self.idle_timeout.is_zero() {
             return Err("timeouts must be positive".into());
+        }
+        if self.max_amf_depth == 0 || self.max_amf_depth > MAX_AMF_DEPTH_LIMIT {
+            return Err(format!(
+                "max_amf_depth must be between 1 and {MAX_AMF_DEPTH_LIMIT}"
+            ));
         }
         if self.media_channel_capacity < 16 {
             return Err("media_channel_capacity must be at least 16".into());

@@ -67,6 +67,15 @@ pub enum ChunkError {
     /// rml_rtmp keeps one payload buffer, so interleaving would corrupt it.
     #[error("interleaved chunk streams are not supported")]
     Interleaved,
+    /// An AMF command or data message nests values deeper than
+    /// [`crate::IngestConfig::max_amf_depth`]; decoding it would recurse that deep.
+    #[error("AMF message (type {msg_type}) nests values more than {limit} levels deep")]
+    AmfTooDeep {
+        /// The RTMP message type.
+        msg_type: u8,
+        /// Configured limit.
+        limit: usize,
+    },
     /// More distinct chunk streams than [`crate::chunk::MAX_CHUNK_STREAMS`].
     #[error("too many chunk streams")]
     TooManyChunkStreams,

@@ -9,12 +9,14 @@
 //! Layout:
 //! - [`rtmp`]: the listener and per-connection task.
 //! - [`chunk`]: the chunk-header guard in front of rml_rtmp (pure; fuzzed).
+//! - [`amf`]: AMF nesting depth, measured without recursion (pure; fuzzed).
 //! - [`flv`]: FLV tag bodies into media events (pure).
 //! - [`timestamp`]: 32-bit RTMP time into a monotonic 64-bit timeline (pure).
 //! - [`media`]: the media types the later stages consume.
 //! - [`auth`]: the authorizer seam, key fingerprints, one publisher per broadcast.
 //! - [`config`], [`error`].
 
+pub mod amf;
 pub mod auth;
 pub mod chunk;
 pub mod config;

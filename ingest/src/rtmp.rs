@@ -105,7 +105,7 @@ pub async fn run(
                     ) => {
                         info!(%err, "rtmp connection ended")
                     }
-                    Err(err) => warn!(%err, "rtmp connection closed on error"),
+                    Err(err) => warn!(%peer, %err, "rtmp connection closed on error"),
                 }
                 drop(permit);
             }
@@ -151,7 +151,7 @@ fn contained<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, Error> {
 
 impl Connection {
     fn new(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Self {
-        let guard = ChunkGuard::new(shared.config.max_message_size);
+        let guard = ChunkGuard::new(shared.config.max_message_size, shared.config.max_amf_depth);
         Self {
             stream,
             peer,
@@ -459,8 +459,8 @@ fn metadata_of(m: &StreamMetadata) -> Metadata {
 /// connection (chunk guard, rml_rtmp with every request accepted, FLV demux),
 /// without sockets. For fuzzing; returns the number of media events produced.
 #[doc(hidden)]
-pub fn parse_untrusted(reads: &[&[u8]], max_message_size: usize) -> Result<usize, Error> {
-    let mut guard = ChunkGuard::new(max_message_size);
+pub fn parse_untrusted(reads: &[&[u8]], config: &IngestConfig) -> Result<usize, Error> {
+    let mut guard = ChunkGuard::new(config.max_message_size, config.max_amf_depth);
     let (mut session, _) =
         contained(|| ServerSession::new(ServerSessionConfig::new()).map_err(|e| format!("{e:?}")))?;
     let mut demux = Demuxer::default();

@@ -1,10 +1,15 @@
 //! Property-based fuzzing of the untrusted-input path: chunk guard, rml_rtmp's
-//! session, and the FLV demuxer. Whatever the bytes, the result is Ok or a typed
+//! session, and the FLV demuxer, with flat messages and with AMF values nested
+//! up to 100,000 deep. Whatever the bytes, the result is Ok or a typed
 //! error: never a panic that escapes, never a hang. Bounded by the case count
 //! (PROPTEST_CASES overrides it).
 
 use bytes::Bytes;
+use ingest::amf::{Container, connect_command, nested};
+use ingest::chunk::chunked;
+use ingest::error::ChunkError;
 use ingest::rtmp::parse_untrusted;
+use ingest::{Error, IngestConfig};
 use proptest::prelude::*;
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionResult, PublishRequestType, ServerSession,
@@ -12,7 +17,13 @@ use rml_rtmp::sessions::{
 };
 use rml_rtmp::time::RtmpTimestamp;
 
-const MAX_MESSAGE: usize = 1 << 20;
+/// The flat-message fuzzing's limits: a 1 MiB message ceiling.
+fn config() -> IngestConfig {
+    IngestConfig {
+        max_message_size: 1 << 20,
+        ..IngestConfig::default()
+    }
+}
 
 fn flv_bodies() -> Vec<Bytes> {
     vec![
@@ -105,7 +116,7 @@ fn publish_stream() -> Vec<u8> {
 #[test]
 fn the_unmutated_publish_stream_demuxes() {
     let wire = publish_stream();
-    assert_eq!(parse_untrusted(&[&wire], MAX_MESSAGE).unwrap(), 5);
+    assert_eq!(parse_untrusted(&[&wire], &config()).unwrap(), 5);
 }
 
 proptest! {
@@ -114,7 +125,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(reads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 1..6)) {
         let refs: Vec<&[u8]> = reads.iter().map(|r| &r[..]).collect();
-        let _ = parse_untrusted(&refs, MAX_MESSAGE);
+        let _ = parse_untrusted(&refs, &config());
     }
 
     #[test]
@@ -130,6 +141,69 @@ proptest! {
         }
         wire.truncate(cut.index(wire.len() + 1));
         let mid = split.index(wire.len() + 1);
-        let _ = parse_untrusted(&[&wire[..mid], &wire[mid..]], MAX_MESSAGE);
+        let _ = parse_untrusted(&[&wire[..mid], &wire[mid..]], &config());
+    }
+}
+
+/// A message carrying `value` as rml_rtmp would decode it: the command object
+/// of a `connect` (types 20 and 17, the latter with its format byte), or the
+/// value after `@setDataFrame` (types 18 and 15).
+fn carrying(msg_type: u8, value: &[u8]) -> Vec<u8> {
+    let payload = match msg_type {
+        20 => connect_command(value),
+        17 => [&[0u8][..], &connect_command(value)].concat(),
+        _ => {
+            let mut p = vec![0x02, 0, 13];
+            p.extend_from_slice(b"@setDataFrame");
+            p.extend_from_slice(value);
+            p
+        }
+    };
+    chunked(3, msg_type, &payload)
+}
+
+#[test]
+fn the_deepest_allowed_nesting_decodes_without_exhausting_the_stack() {
+    let config = IngestConfig {
+        max_amf_depth: ingest::config::MAX_AMF_DEPTH_LIMIT,
+        ..IngestConfig::default()
+    };
+    for kind in Container::ALL {
+        let value = nested(kind, config.max_amf_depth);
+        for msg_type in [20, 17, 18, 15] {
+            let r = parse_untrusted(&[&carrying(msg_type, &value)], &config);
+            assert!(
+                !matches!(r, Err(Error::Chunk(ChunkError::AmfTooDeep { .. }))),
+                "{kind:?} in type {msg_type}: {r:?}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Deep values of every container type, whole or cut short at any byte, in
+    /// every message type rml_rtmp decodes AMF in: never a crash, refused
+    /// exactly when deeper than the limit.
+    #[test]
+    fn nested_values_are_refused_past_the_limit_and_never_crash(
+        kind in prop::sample::select(Container::ALL.to_vec()),
+        depth in prop_oneof![1usize..130, 1usize..100_001],
+        msg_type in prop::sample::select(vec![20u8, 17, 18, 15]),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+    ) {
+        let config = IngestConfig::default();
+        let mut value = nested(kind, depth);
+        if let Some(cut) = cut {
+            value.truncate(cut.index(value.len() + 1));
+        }
+        let r = parse_untrusted(&[&carrying(msg_type, &value)], &config);
+        let refused = matches!(r, Err(Error::Chunk(ChunkError::AmfTooDeep { .. })));
+        if cut.is_none() {
+            prop_assert_eq!(refused, depth > config.max_amf_depth, "{:?}", r);
+        } else if refused {
+            prop_assert!(depth > config.max_amf_depth);
+        }
     }
 }

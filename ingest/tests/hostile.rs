@@ -7,6 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use ingest::amf::{Container, connect_command, nested};
+use ingest::chunk::chunked;
 use ingest::{IngestConfig, MediaEvent, fingerprint};
 use rml_rtmp::sessions::ClientSessionEvent;
 use tokio::io::AsyncWriteExt;
@@ -123,6 +125,20 @@ async fn hostile_clients_do_not_disturb_a_live_publisher() {
             .iter()
             .all(|(_, e)| matches!(e, MediaEvent::Metadata(_)))
     );
+
+    // A connect whose command object nests 100,000 levels deep, in every
+    // container type: once a stack overflow that aborted the process. Each is
+    // refused before rml_rtmp decodes it, and the log names the reason.
+    for kind in Container::ALL {
+        let mut c = RawClient::handshake(addr).await;
+        let wire = chunked(3, 20, &connect_command(&nested(kind, 100_000)));
+        let _ = c.stream.write_all(&wire).await;
+        assert!(
+            closed_within(&mut c.stream, SHORT).await,
+            "deep {kind:?} is closed"
+        );
+    }
+    assert!(logs_contain("levels deep").await);
 
     // publish before connect closes the connection.
     let mut c = RawClient::handshake(addr).await;
