@@ -254,6 +254,8 @@ pub struct Broadcast {
     /// Bumped whenever renditions or their facts change; master requests wait on it.
     changed: watch::Sender<u64>,
     refresh: Mutex<()>,
+    /// The last multivariant playlist served, and it gzipped.
+    multivariant: Mutex<(Bytes, Bytes)>,
     publishes: Mutex<u64>,
     ended_at: Mutex<Option<SystemTime>>,
 }
@@ -277,8 +279,19 @@ impl Broadcast {
         self.changed.subscribe()
     }
 
-    /// The multivariant playlist, once every rendition has a complete segment.
-    pub fn multivariant(&self) -> Option<String> {
+    /// The multivariant playlist and it gzipped, once every rendition has a
+    /// complete segment. It changes rarely: it is compressed when it does.
+    pub fn multivariant(&self) -> Option<(Bytes, Bytes)> {
+        let text = self.render_multivariant()?;
+        let mut cached = self.multivariant.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.0 != text.as_bytes() {
+            *cached = (Bytes::from(text.into_bytes()), Bytes::new());
+            cached.1 = gzip(&cached.0);
+        }
+        Some(cached.clone())
+    }
+
+    fn render_multivariant(&self) -> Option<String> {
         let renditions = self.renditions();
         if renditions.is_empty() {
             return None;
@@ -317,18 +330,11 @@ impl Broadcast {
         if let Some(r) = list.iter().find(|r| r.name == info.name) {
             return (r.clone(), true);
         }
-        let generation = format!(
-            "{:x}",
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis()
-        );
         let r = Arc::new(Rendition {
             name: info.name.clone(),
             uris: Uris {
                 rendition: info.name.clone(),
-                generation,
+                generation: new_generation(),
             },
             order: list.len(),
             window: Mutex::new(Window::new(limits, 1)),
@@ -385,6 +391,17 @@ impl Broadcast {
             r.snapshot.send_replace(Arc::new(snapshot));
         }
     }
+}
+
+/// A URI generation no earlier window used: the time in milliseconds.
+fn new_generation() -> String {
+    format!(
+        "{:x}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+    )
 }
 
 fn gzip(data: &[u8]) -> Bytes {
@@ -445,11 +462,22 @@ impl Hls {
         let mut broadcasts: Vec<Arc<Broadcast>> = Vec::new();
         for r in restored {
             let broadcast = self.broadcast_or_new(&r.broadcast);
+            // After a crash, parts (and perhaps segments and init segments)
+            // past the saved state were served and are cached forever by edges
+            // and players; continuing the numbering under the same URIs would
+            // serve other bytes. A new generation makes every URI new.
+            let generation = if r.saved.state.clean {
+                r.saved.generation
+            } else {
+                let g = new_generation();
+                info!(broadcast = %r.broadcast, rendition = %r.rendition, old = %r.saved.generation, new = %g, "window saved before an unclean stop; its URIs get a new generation");
+                g
+            };
             let window = Window::restore(self.config.window_limits(), r.saved.state);
             let rendition = Arc::new(Rendition {
                 uris: Uris {
                     rendition: r.rendition.clone(),
-                    generation: r.saved.generation,
+                    generation,
                 },
                 order: r.saved.order,
                 window: Mutex::new(window),
@@ -494,10 +522,9 @@ impl Hls {
             .flat_map(|b| b.renditions())
             .collect();
         for r in &renditions {
-            r.window
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .finish_segment();
+            // Parts still coming from a transcode are refused from here on,
+            // so the state saved is the last one served: a clean stop.
+            r.window.lock().unwrap_or_else(|p| p.into_inner()).freeze();
             r.save();
         }
         // One deadline for all of them: the stop as a whole stays bounded.
@@ -550,6 +577,7 @@ impl Hls {
                     renditions: RwLock::default(),
                     changed: watch::Sender::new(0),
                     refresh: Mutex::default(),
+                    multivariant: Mutex::default(),
                     publishes: Mutex::new(0),
                     ended_at: Mutex::new(None),
                 })

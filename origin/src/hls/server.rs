@@ -137,7 +137,7 @@ pub async fn handle(
 ) -> Result<Response<Full<Bytes>>, HttpError> {
     let pieces: Vec<&str> = req.path.split('/').collect();
     match pieces[..] {
-        [id, "master.m3u8"] if valid_name(id) => master(hls, id, req.client).await,
+        [id, "master.m3u8"] if valid_name(id) => master(hls, id, &req).await,
         [id, file] if valid_name(id) => match file.strip_suffix(".m3u8") {
             Some(name) if valid_name(name) => media_playlist(hls, id, name, &req).await,
             _ => Err(HttpError::NotFound),
@@ -159,18 +159,23 @@ pub async fn handle(
 async fn master(
     hls: &Arc<Hls>,
     id: &str,
-    client: IpAddr,
+    req: &HlsRequest<'_>,
 ) -> Result<Response<Full<Bytes>>, HttpError> {
     let broadcast = hls.broadcast(id).ok_or(HttpError::NotFound)?;
     let deadline = Instant::now() + hls.config.hold_timeout();
     let mut changes = broadcast.subscribe();
     let mut _permit = None;
     loop {
-        if let Some(text) = broadcast.multivariant() {
-            return Ok(ok(PLAYLIST_TYPE, "public, max-age=1", text.into()));
+        if let Some((plain, gz)) = broadcast.multivariant() {
+            return Ok(playlist_response(
+                "public, max-age=1",
+                req.accepts_gzip,
+                plain,
+                gz,
+            ));
         }
         if _permit.is_none() {
-            _permit = Some(hls.held.acquire(client)?);
+            _permit = Some(hls.held.acquire(req.client)?);
         }
         wait_change(
             hls,
@@ -231,21 +236,29 @@ async fn media_playlist(
         // At most half a target duration, in whole seconds.
         format!("public, max-age={}", hls.config.target_duration_secs() / 2)
     };
-    let mut resp = ok(
-        PLAYLIST_TYPE,
+    Ok(playlist_response(
         &cache,
-        if req.accepts_gzip {
-            gz.clone()
-        } else {
-            plain.clone()
-        },
-    );
+        req.accepts_gzip,
+        plain.clone(),
+        gz.clone(),
+    ))
+}
+
+/// A playlist, gzipped for clients that accept it (Apple's HLS authoring
+/// spec asks for compressed playlists; they are rendered and compressed once).
+fn playlist_response(
+    cache: &str,
+    accepts_gzip: bool,
+    plain: Bytes,
+    gz: Bytes,
+) -> Response<Full<Bytes>> {
+    let mut resp = ok(PLAYLIST_TYPE, cache, if accepts_gzip { gz } else { plain });
     let h = resp.headers_mut();
     h.insert("vary", "accept-encoding".parse().expect("static header"));
-    if req.accepts_gzip {
+    if accepts_gzip {
         h.insert("content-encoding", "gzip".parse().expect("static header"));
     }
-    Ok(resp)
+    resp
 }
 
 enum File {

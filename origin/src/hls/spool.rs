@@ -70,6 +70,9 @@ struct Meta {
     next_msn: u64,
     inits: Vec<u32>,
     segments: Vec<MetaSegment>,
+    /// Written by a clean stop (see [`WindowState::clean`]); absent before.
+    #[serde(default)]
+    clean: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -276,6 +279,7 @@ fn write_window(dir: &Path, saved: &Saved, on_disk: &mut OnDisk) -> io::Result<(
                 init_id: s.init_id,
             })
             .collect(),
+        clean: st.clean,
     };
     let json = serde_json::to_vec(&meta).map_err(io::Error::other)?;
     write_atomic(dir, META, &json)?;
@@ -355,6 +359,7 @@ fn read_window(dir: &Path) -> io::Result<Saved> {
             next_msn: meta.next_msn,
             inits,
             segments,
+            clean: meta.clean,
         },
     })
 }
@@ -410,6 +415,7 @@ mod tests {
                         data: Bytes::from(vec![msn as u8; 100]),
                     })
                     .collect(),
+                clean: true,
             },
         }
     }
@@ -453,6 +459,11 @@ mod tests {
         assert_eq!(r.saved.facts.resolution, (854, 480));
         assert!(!tmp.path().join("hls/gone").exists());
         assert!(!dir.join(".s7.m4s.tmp").exists());
+        // A meta.json from before the clean flag reads as an unclean stop.
+        let meta = std::fs::read_to_string(dir.join(META)).unwrap();
+        assert!(meta.contains(r#","clean":true"#));
+        std::fs::write(dir.join(META), meta.replace(r#","clean":true"#, "")).unwrap();
+        assert!(!spool.load(|_| true)[0].saved.state.clean);
 
         w.remove();
         assert!(w.flush(Duration::from_secs(5)).await);

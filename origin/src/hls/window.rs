@@ -1,5 +1,12 @@
 //! One rendition's live window (pure): segments and parts in memory, bounded by
 //! named limits, with the lookups the HTTP side needs and the playlist view.
+//!
+//! RFC 8216 6.2.2: a media segment removed from the playlist MUST stay
+//! available for its duration plus that of the longest playlist that
+//! contained it. Removed segments are kept behind the window for that long,
+//! measured on the window's media clock (the sum of part durations: wall time
+//! while live, and it stands still, keeping them longer, while the publisher
+//! is away). They count against the byte limit, which drops them first.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -75,6 +82,9 @@ pub enum WindowError {
     /// The window has ended.
     #[error("window ended")]
     Ended,
+    /// The window was frozen for a stop: its final state is being saved.
+    #[error("window frozen for a stop")]
+    Frozen,
 }
 
 #[derive(Debug)]
@@ -87,6 +97,16 @@ struct Segment {
     program_date_time: SystemTime,
     init_id: u32,
     data: Option<Bytes>,
+}
+
+/// A segment that left the playlist but stays fetchable.
+#[derive(Debug)]
+struct Removed {
+    msn: u64,
+    init_id: u32,
+    data: Bytes,
+    /// The media clock at which it may go.
+    until: Duration,
 }
 
 /// A complete segment as kept on disk (see [`super::spool`]).
@@ -123,6 +143,9 @@ pub struct WindowState {
     pub inits: Vec<(u32, Bytes)>,
     /// Complete segments, oldest first, with consecutive MSNs.
     pub segments: Vec<SavedSegment>,
+    /// Taken from a window frozen for a clean stop: nothing was ever served
+    /// from it that this state lacks, so its URIs can go on being used.
+    pub clean: bool,
 }
 
 /// URI naming for one rendition, relative to its media playlist.
@@ -174,8 +197,16 @@ pub struct Window {
     ended: bool,
     inits: Vec<(u32, Bytes)>,
     next_init_id: u32,
+    /// Frozen for a stop: no more parts.
+    frozen: bool,
     parts: VecDeque<Arc<Part>>,
+    /// Bytes of segment data, listed and removed.
     bytes: usize,
+    removed: VecDeque<Removed>,
+    /// Media time appended so far.
+    media_clock: Duration,
+    /// The longest the playlist has been.
+    longest_playlist: Duration,
 }
 
 impl Window {
@@ -191,8 +222,12 @@ impl Window {
             ended: false,
             inits: Vec::new(),
             next_init_id: 0,
+            frozen: false,
             parts: VecDeque::new(),
             bytes: 0,
+            removed: VecDeque::new(),
+            media_clock: Duration::ZERO,
+            longest_playlist: Duration::ZERO,
         }
     }
 
@@ -226,6 +261,7 @@ impl Window {
             next_msn: segments.last().map_or(self.next_msn, |s| s.msn + 1),
             inits,
             segments,
+            clean: self.frozen,
         }
     }
 
@@ -309,6 +345,9 @@ impl Window {
         if self.ended {
             return Err(WindowError::Ended);
         }
+        if self.frozen {
+            return Err(WindowError::Frozen);
+        }
         let init_id = self.inits.last().ok_or(WindowError::NoInit)?.0;
         let open = self.segments.back().is_some_and(|s| !s.complete);
         // A new init segment needs a new segment too (EXT-X-MAP applies per segment).
@@ -343,6 +382,7 @@ impl Window {
             data: p.data,
         });
         self.next_seq += 1;
+        self.media_clock += part.duration;
         seg.duration += part.duration;
         seg.parts.push(part.clone());
         self.parts.push_back(part.clone());
@@ -365,16 +405,28 @@ impl Window {
 
     fn trim(&mut self) {
         let complete = |w: &Window| w.segments.iter().filter(|s| s.complete).count();
-        while complete(self) > self.limits.segments_kept
-            || (self.bytes > self.limits.max_bytes && complete(self) > 1)
+        while complete(self) > self.limits.segments_kept {
+            self.retire_oldest();
+        }
+        while self
+            .removed
+            .front()
+            .is_some_and(|r| r.until <= self.media_clock)
         {
-            let Some(old) = self.segments.pop_front() else {
-                break;
-            };
-            self.bytes -= old.data.as_ref().map_or(0, |d| d.len());
-            if old.discontinuity {
-                self.discontinuity_sequence += 1;
+            self.drop_removed();
+        }
+        // Past the byte limit, removed segments go first, then listed ones
+        // (given up on at once: memory wins over availability).
+        while self.bytes > self.limits.max_bytes {
+            if !self.removed.is_empty() {
+                self.drop_removed();
+                continue;
             }
+            if complete(self) <= 1 {
+                break;
+            }
+            self.retire_oldest();
+            self.drop_removed();
         }
         let keep_from = self
             .next_msn
@@ -387,9 +439,40 @@ impl Window {
                 s.parts.clear();
             }
         }
-        let first_init = self.segments.front().map(|s| s.init_id);
+        let first_init = self
+            .removed
+            .front()
+            .map(|r| r.init_id)
+            .or(self.segments.front().map(|s| s.init_id));
         if let Some(first) = first_init {
             self.inits.retain(|(id, _)| *id >= first);
+        }
+    }
+
+    /// Takes the oldest segment out of the playlist, keeping its bytes
+    /// fetchable for its duration plus the longest playlist's [6.2.2].
+    fn retire_oldest(&mut self) {
+        let listed: Duration = self.segments.iter().map(|s| s.duration).sum();
+        self.longest_playlist = self.longest_playlist.max(listed);
+        let Some(old) = self.segments.pop_front() else {
+            return;
+        };
+        if old.discontinuity {
+            self.discontinuity_sequence += 1;
+        }
+        if let Some(data) = old.data {
+            self.removed.push_back(Removed {
+                msn: old.msn,
+                init_id: old.init_id,
+                data,
+                until: self.media_clock + old.duration + self.longest_playlist,
+            });
+        }
+    }
+
+    fn drop_removed(&mut self) {
+        if let Some(r) = self.removed.pop_front() {
+            self.bytes -= r.data.len();
         }
     }
 
@@ -402,6 +485,13 @@ impl Window {
     /// Takes an ended window live again (a new publish on the same broadcast).
     pub fn resume(&mut self) {
         self.ended = false;
+    }
+
+    /// Closes the open segment and takes no more parts: the window's state is
+    /// final, so saving it now is a clean stop.
+    pub fn freeze(&mut self) {
+        self.close_segment();
+        self.frozen = true;
     }
 
     /// Closes the open segment (before a discontinuity or a new publish).
@@ -439,12 +529,17 @@ impl Window {
         (p.seq == seq).then(|| p.clone())
     }
 
-    /// A complete segment's bytes: exactly its parts, concatenated.
+    /// A complete segment's bytes (exactly its parts, concatenated), while
+    /// listed or recently removed.
     pub fn segment(&self, msn: u64) -> Option<Bytes> {
         self.segments
             .iter()
             .find(|s| s.msn == msn)
             .and_then(|s| s.data.clone())
+            .or_else(|| {
+                let r = self.removed.iter().find(|r| r.msn == msn)?;
+                Some(r.data.clone())
+            })
     }
 
     /// Peak and average bitrate over complete segments, in bits per second.
@@ -616,6 +711,25 @@ mod tests {
     }
 
     #[test]
+    fn a_frozen_window_takes_no_parts_and_its_state_is_clean() {
+        let mut w = filled(2);
+        assert!(
+            !w.state().clean,
+            "a live window's state may lag what was served"
+        );
+        w.freeze();
+        assert_eq!(w.push(part(None, 1)), Err(WindowError::Frozen));
+        assert_eq!(w.push(part(start(), 1)), Err(WindowError::Frozen));
+        let state = w.state();
+        assert!(state.clean);
+        assert_eq!(state.segments.len(), 2, "the open segment was closed");
+        assert_eq!(
+            state.next_part_seq, 10,
+            "every part served is accounted for"
+        );
+    }
+
+    #[test]
     fn restoring_drops_segments_before_a_gap_or_without_their_init() {
         let mut state = filled(5).state();
         state.segments[1].discontinuity = true;
@@ -711,6 +825,56 @@ mod tests {
         assert!(w.position().unwrap().ended);
         assert!(w.segment(2).is_some());
         assert_eq!(w.push(part(start(), 0)), Err(WindowError::Ended));
+    }
+
+    #[test]
+    fn a_removed_segment_stays_fetchable_for_its_duration_plus_the_longest_playlist() {
+        // LIMITS lists 4 complete segments of 1 s plus the open one. Segment 1
+        // leaves with the first part of segment 6 (media clock 5.2 s), when
+        // the window held 5.2 s (counted before the removal: never short).
+        let mut w = filled(6);
+        let p = w.playlist(&uris(), &settings(), vec![]);
+        assert_eq!(p.media_sequence, 2, "segment 1 left the playlist");
+        let bytes = w.segment(1).expect("still fetchable");
+        assert_eq!(bytes, Bytes::from(vec![0u8; 50]), "with its own bytes");
+        assert!(w.init(0).is_some(), "and its init segment");
+        // So it stays until 5.2 + 1 + 5.2 = 11.4 s of media.
+        let mut pushed = 6;
+        let mut first_gone = None;
+        while first_gone.is_none() {
+            for i in 0..5 {
+                w.push(part(if i == 0 { start() } else { None }, pushed as u8))
+                    .unwrap();
+                if w.segment(1).is_none() && first_gone.is_none() {
+                    first_gone = Some(w.media_clock);
+                }
+            }
+            pushed += 1;
+        }
+        assert_eq!(first_gone, Some(Duration::from_millis(11_400)));
+        assert!(w.segment(2).is_some(), "segment 2 left a second later");
+    }
+
+    #[test]
+    fn the_byte_limit_drops_removed_segments_first() {
+        let mut w = Window::new(
+            WindowLimits {
+                max_bytes: 260,
+                ..LIMITS
+            },
+            1,
+        );
+        w.set_init(Bytes::from_static(b"i"));
+        for s in 0..7 {
+            for i in 0..5 {
+                w.push(part(if i == 0 { start() } else { None }, s))
+                    .unwrap();
+            }
+        }
+        // 4 listed complete segments (200 bytes) leave room for one removed.
+        assert_eq!(w.position().unwrap().first_msn, 3);
+        assert!(w.segment(2).is_some() && w.segment(1).is_none());
+        assert!(w.bytes <= 260);
     }
 
     #[test]
