@@ -63,6 +63,20 @@ pub struct IngestFile {
     pub idle_timeout_secs: Option<u64>,
     /// Largest RTMP message in bytes.
     pub max_message_size: Option<usize>,
+    /// Deepest AMF nesting accepted in commands and metadata.
+    pub max_amf_depth: Option<usize>,
+}
+
+/// The `[http]` table of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    /// Simultaneous HTTP connections, WebSockets included.
+    pub max_connections: Option<usize>,
+    /// Seconds for a request head to arrive (also the keep-alive idle time).
+    pub header_read_timeout_secs: Option<u64>,
+    /// Largest request head in bytes.
+    pub max_header_bytes: Option<usize>,
 }
 
 /// The `[transcoder]` table of the config file.
@@ -113,6 +127,8 @@ pub struct FileConfig {
     pub stream_keys: Option<Vec<String>>,
     /// RTMP ingest settings.
     pub ingest: Option<IngestFile>,
+    /// HTTP server settings.
+    pub http: Option<HttpFile>,
     /// Transcoder settings.
     pub transcoder: Option<TranscoderFile>,
     /// LL-HLS settings.
@@ -134,6 +150,8 @@ pub struct Config {
     pub stream_keys: Vec<String>,
     /// Ingest settings.
     pub ingest: ingest::IngestConfig,
+    /// HTTP server settings.
+    pub http: crate::http::HttpConfig,
     /// Transcoder settings.
     pub transcoder: transcoder::TranscoderConfig,
     /// LL-HLS settings.
@@ -163,6 +181,21 @@ impl Config {
             }
             if let Some(v) = f.max_message_size {
                 ingest.max_message_size = v;
+            }
+            if let Some(v) = f.max_amf_depth {
+                ingest.max_amf_depth = v;
+            }
+        }
+        let mut http = crate::http::HttpConfig::default();
+        if let Some(f) = file.http {
+            if let Some(v) = f.max_connections {
+                http.max_connections = v;
+            }
+            if let Some(v) = f.header_read_timeout_secs {
+                http.header_read_timeout = Duration::from_secs(v);
+            }
+            if let Some(v) = f.max_header_bytes {
+                http.max_header_bytes = v;
             }
         }
         let mut tc = transcoder::TranscoderConfig::default();
@@ -228,6 +261,7 @@ impl Config {
             player_dir: cli.player_dir,
             stream_keys,
             ingest,
+            http,
             transcoder: tc,
             hls,
         };
@@ -241,6 +275,10 @@ impl Config {
             .validate()
             .map_err(anyhow::Error::msg)
             .context("[ingest]")?;
+        self.http
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("[http]")?;
         self.transcoder
             .validate()
             .map_err(anyhow::Error::msg)
@@ -308,6 +346,10 @@ mod tests {
         let c = Config::load(cli(&["--config", path])).unwrap();
         let d = Config::load(cli(&[])).unwrap();
         assert_eq!(c.ingest.max_connections, d.ingest.max_connections);
+        assert_eq!(c.ingest.max_amf_depth, d.ingest.max_amf_depth);
+        assert_eq!(c.http.max_connections, d.http.max_connections);
+        assert_eq!(c.http.header_read_timeout, d.http.header_read_timeout);
+        assert_eq!(c.http.max_header_bytes, d.http.max_header_bytes);
         assert_eq!(c.transcoder.renditions, d.transcoder.renditions);
         assert_eq!(c.transcoder.preset, d.transcoder.preset);
         assert_eq!(c.transcoder.x264_threads, d.transcoder.x264_threads);
@@ -332,7 +374,39 @@ mod tests {
     fn invalid_limits_are_rejected_early() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[ingest]\nmax_message_size = 100\n").unwrap();
-        assert!(Config::load(cli(&["--config", path.to_str().unwrap()])).is_err());
+        for bad in [
+            "[ingest]\nmax_message_size = 100\n",
+            "[ingest]\nmax_amf_depth = 0\n",
+            "[ingest]\nmax_amf_depth = 100000\n",
+            "[http]\nmax_connections = 0\n",
+            "[http]\nmax_header_bytes = 100\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(
+                Config::load(cli(&["--config", path.to_str().unwrap()])).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_config_file_nested_100000_deep_is_an_error_not_a_crash() {
+        // toml_edit bounds its recursion (unless its `unbounded` feature is on).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let deep = 100_000;
+        for (open, close) in [("[", "]"), ("{a=", "}")] {
+            std::fs::write(
+                &path,
+                format!(
+                    "stream_keys = {}1{}\n",
+                    open.repeat(deep),
+                    close.repeat(deep)
+                ),
+            )
+            .unwrap();
+            let err = Config::load(cli(&["--config", path.to_str().unwrap()])).unwrap_err();
+            assert!(format!("{err:#}").contains("c.toml"), "{err:#}");
+        }
     }
 }

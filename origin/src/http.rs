@@ -1,10 +1,17 @@
-//! The HTTP server: one hyper HTTP/1.1 connection task per client, the
-//! router, and what every response gets (CORS, HEAD handling). Stopped
-//! gracefully on shutdown.
+//! The HTTP server: one hyper HTTP/1.1 connection task per client under a
+//! connection cap, the router, and what every response gets (CORS, HEAD
+//! handling). Slow and idle clients are timed out, oversized request heads get
+//! 431, and connections we close linger briefly so that a client still sending
+//! reads our answer instead of a reset. Stopped gracefully on shutdown.
 
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,14 +19,98 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::api::{self, Api};
 use crate::error::HttpError;
 use crate::hls::{self, Hls};
+
+/// Simultaneous HTTP connections, WebSockets included. Each costs a socket and
+/// about 20 KiB; behind an edge a few hundred suffice, and 10,000 viewers
+/// watching and chatting directly need about two each.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+/// Time from when a connection waits for a request until that request's head
+/// (request line and headers) has arrived. hyper starts the clock as soon as
+/// it waits, so this is also how long an idle keep-alive connection is kept:
+/// players ask every part (200 ms), edges keep theirs for less (see
+/// `deploy/nginx-edge.conf`). Held requests and WebSockets are past their
+/// head and never cut by it.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers) in bytes; larger gets 431.
+/// 16 KiB is what common servers and CDNs accept.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 << 10;
+/// After we close a connection, how long we go on reading (and discarding)
+/// what the client still sends, so that closing does not reset the connection
+/// and destroy a response (a 413, say) the client has not read yet; like
+/// nginx's lingering close.
+pub const LINGER_TIME: Duration = Duration::from_secs(2);
+/// At most this many bytes are discarded while lingering.
+pub const LINGER_MAX_BYTES: usize = 8 << 20;
+/// The refusal written to a connection over the cap, before it is closed.
+const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 45\r\n\r\n{\"error\":\"too many connections; retry later\"}";
+/// A refused connection is logged at most this often (each is counted).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// HTTP settings; see the `DEFAULT_*` constants for what each one means.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Simultaneous connections.
+    pub max_connections: usize,
+    /// Deadline for a request head, and for an idle keep-alive connection.
+    pub header_read_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Rejects settings that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        if self.header_read_timeout < Duration::from_secs(1) {
+            return Err("header_read_timeout must be at least 1 s".into());
+        }
+        // hyper's read buffer cannot be smaller than 8 KiB.
+        if !(8 << 10..=1 << 20).contains(&self.max_header_bytes) {
+            return Err("max_header_bytes must be between 8 KiB and 1 MiB".into());
+        }
+        Ok(())
+    }
+}
+
+/// A connection's place under the cap. Requests carry it in their extensions,
+/// so that a WebSocket keeps the place after the upgrade.
+#[derive(Clone)]
+pub struct ConnectionSlot(#[allow(dead_code)] Arc<Slot>);
+
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    open: Gauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
 
 /// What the handlers share.
 pub struct App {
@@ -39,9 +130,18 @@ pub struct App {
 pub async fn run(
     listener: TcpListener,
     app: Arc<App>,
+    config: HttpConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    info!(addr = %listener.local_addr()?, "http listening");
+    info!(addr = %listener.local_addr()?, max_connections = config.max_connections, "http listening");
+    let cap = Arc::new(Semaphore::new(config.max_connections));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_header_size(config.max_header_bytes)
+        .max_buf_size(config.max_header_bytes.max(8 << 10));
+    let refusals = RefusalLog::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -54,25 +154,156 @@ pub async fn run(
                 }
             },
         };
+        let Ok(permit) = cap.clone().try_acquire_owned() else {
+            app.metrics.http_connections_refused.inc();
+            refusals.note(peer, config.max_connections);
+            // Best effort: say why, then close.
+            let _ = stream.try_write(OVERLOADED);
+            continue;
+        };
+        app.metrics.http_connections.inc();
+        let slot = ConnectionSlot(Arc::new(Slot {
+            _permit: permit,
+            open: app.metrics.http_connections.clone(),
+        }));
         let _ = stream.set_nodelay(true);
         let shutdown = shutdown.clone();
         let app = app.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
+        let conn = builder.serve_connection(
+            TokioIo::new(Lingering(Some(stream))),
+            service_fn({
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(route(&app, req, peer).await) }
-            });
-            let conn = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
+                move |mut req: Request<Incoming>| {
+                    let app = app.clone();
+                    req.extensions_mut().insert(slot.clone());
+                    async move { Ok::<_, Infallible>(route(&app, req, peer).await) }
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            let conn = conn.with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
-                r = conn.as_mut() => if let Err(err) = r { debug!(%peer, ?err, "http connection error") },
+                r = conn.as_mut() => match r {
+                    Err(err) if err.is_timeout() => {
+                        app.metrics.http_header_timeouts.inc();
+                        debug!(%peer, "request head not received in time; closed");
+                    }
+                    Err(err) => debug!(%peer, ?err, "http connection error"),
+                    Ok(()) => {}
+                },
                 _ = shutdown.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }
             }
+        });
+    }
+}
+
+/// Logs refused connections at most once per [`REFUSAL_LOG_INTERVAL`].
+#[derive(Default)]
+struct RefusalLog {
+    /// Milliseconds since `start` of the last line, plus one (0: never).
+    last: AtomicU64,
+    refused: AtomicU64,
+    start: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl RefusalLog {
+    fn note(&self, peer: SocketAddr, max: usize) {
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self
+            .start
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+            + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        if last == 0 || now - last >= REFUSAL_LOG_INTERVAL.as_millis() as u64 {
+            self.last.store(now, Ordering::Relaxed);
+            warn!(%peer, max, refused, "http connection limit reached; closing new connections");
+        }
+    }
+}
+
+/// A client socket that lingers when dropped: if the client may still be
+/// sending, a task reads and discards for up to [`LINGER_TIME`] (and
+/// [`LINGER_MAX_BYTES`]) before closing, so the kernel does not answer the
+/// unread bytes with a reset that destroys our last response. hyper has
+/// already shut down the write side by then, so the client sees the response
+/// end and stops.
+struct Lingering(Option<TcpStream>);
+
+impl Lingering {
+    fn stream(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(self.0.as_mut().expect("present until dropped"))
+    }
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.stream().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_shutdown(cx)
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.0.take() else {
+            return;
+        };
+        let mut buf = [0u8; 2048];
+        match stream.try_read(&mut buf) {
+            // The client closed, or the socket failed: nothing to protect.
+            Ok(0) => return,
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return,
+            _ => {}
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut buf = vec![0u8; 16 << 10];
+            let mut left = LINGER_MAX_BYTES;
+            let _ = tokio::time::timeout(LINGER_TIME, async {
+                while left > 0 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => left = left.saturating_sub(n),
+                    }
+                }
+            })
+            .await;
         });
     }
 }

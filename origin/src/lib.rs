@@ -10,10 +10,12 @@
 //! - [`loadgen`]: the hls.js-like load generator behind `llhls-load`.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`error`]: HTTP errors and their status codes.
+//! - [`fdlimit`]: the open-file limit, raised at start.
 
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod fdlimit;
 pub mod hls;
 pub mod http;
 pub mod loadgen;
@@ -90,6 +92,10 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    fdlimit::raise(
+        (config.http.max_connections + config.ingest.max_connections) as u64
+            + fdlimit::RESERVED_FILES,
+    );
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let metrics = Arc::new(metrics::Metrics::default());
@@ -151,7 +157,12 @@ pub async fn run(
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     });
-    let http = tokio::spawn(http::run(listeners.http, app, shutdown.clone()));
+    let http = tokio::spawn(http::run(
+        listeners.http,
+        app,
+        config.http.clone(),
+        shutdown.clone(),
+    ));
 
     shutdown.cancelled().await;
     // Publishers are being disconnected by ingest. Held requests are answered

@@ -58,6 +58,13 @@ pub struct Metrics {
     pub held_requests: Gauge,
     /// People watching, per broadcast (set at scrape).
     pub viewers: Family<BroadcastLabel, Gauge>,
+    /// Open HTTP connections, WebSockets included.
+    pub http_connections: Gauge,
+    /// HTTP connections closed at once because the connection cap was reached.
+    pub http_connections_refused: Counter,
+    /// HTTP connections closed because a request head did not arrive in time
+    /// (half-sent requests and idle keep-alive connections).
+    pub http_header_timeouts: Counter,
 }
 
 impl Default for Metrics {
@@ -74,6 +81,9 @@ impl Default for Metrics {
             chat_messages: Family::default(),
             held_requests: Gauge::default(),
             viewers: Family::default(),
+            http_connections: Gauge::default(),
+            http_connections_refused: Counter::default(),
+            http_header_timeouts: Counter::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -126,6 +136,21 @@ impl Default for Metrics {
                 "viewers",
                 "People watching per broadcast",
                 m.viewers.clone(),
+            );
+            r.register(
+                "http_connections",
+                "Open HTTP connections, WebSockets included",
+                m.http_connections.clone(),
+            );
+            r.register(
+                "http_connections_refused",
+                "HTTP connections closed at once at the connection cap",
+                m.http_connections_refused.clone(),
+            );
+            r.register(
+                "http_header_timeouts",
+                "HTTP connections closed because a request head did not arrive in time",
+                m.http_header_timeouts.clone(),
             );
         }
         m

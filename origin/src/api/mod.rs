@@ -519,7 +519,13 @@ pub async fn handle(
             let (resp, ws) = hyper_tungstenite::upgrade(&mut req, Some(config))
                 .map_err(|e| HttpError::BadRequest(format!("WebSocket upgrade: {e}")))?;
             let presence = chat::join(api, &id, &session, !streamer);
-            tokio::spawn(chat::serve(api.clone(), ws, id, user, streamer, presence));
+            // The socket keeps its place under the HTTP connection cap.
+            let slot = req.extensions_mut().remove::<crate::http::ConnectionSlot>();
+            let session = chat::serve(api.clone(), ws, id, user, streamer, presence);
+            tokio::spawn(async move {
+                session.await;
+                drop(slot);
+            });
             Ok(resp)
         }
         (_, ["broadcasts"] | ["broadcasts", _] | ["broadcasts", _, _]) => {
