@@ -383,6 +383,18 @@ async fn bad_bodies_get_clear_errors_and_change_nothing() {
             400,
         ),
         ("application/json", vec![b' '; 70 * 1024], 413),
+        // Nested 30,000 deep: serde_json stops at 128 levels, no stack overflow.
+        ("application/json", "[".repeat(30_000).into_bytes(), 400),
+        (
+            "application/json",
+            format!(
+                r#"{{"title": {}1{}}}"#,
+                "[".repeat(30_000),
+                "]".repeat(30_000)
+            )
+            .into_bytes(),
+            400,
+        ),
         ("text/plain", br#"{"title": "x"}"#.to_vec(), 415),
     ] {
         let (s, v) = raw("POST", &url, Some(ct), body, None).await;
@@ -396,6 +408,45 @@ async fn bad_bodies_get_clear_errors_and_change_nothing() {
         "nothing was created"
     );
     assert_eq!(list["broadcasts"][0]["title"], b["title"]);
+}
+
+/// A client that sends a whole 4 MiB body before reading (as many HTTP
+/// clients do) finishes sending and reads the 413 and its JSON, instead of a
+/// broken pipe: the server lingers on the connection it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_still_lets_the_client_read_the_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start_server(&[], |_| {}).await;
+    for round in 0..3 {
+        let s = tokio::net::TcpStream::connect(server.http).await.unwrap();
+        let (mut rd, mut wr) = s.into_split();
+        let body = vec![b' '; 4 << 20];
+        let head = format!(
+            "POST /api/broadcasts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let writer = tokio::spawn(async move {
+            wr.write_all(head.as_bytes()).await?;
+            wr.write_all(&body).await
+        });
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut answer)).await;
+        let sent = writer.await.unwrap();
+        assert!(
+            sent.is_ok(),
+            "round {round}: sending the body failed: {sent:?}"
+        );
+        let text = String::from_utf8_lossy(&answer);
+        assert!(read.is_ok(), "round {round}: closed in time");
+        assert!(
+            text.starts_with("HTTP/1.1 413"),
+            "round {round}: {read:?} {text:?}"
+        );
+        assert!(
+            text.contains(r#"{"error":"request body exceeds"#),
+            "round {round}: {text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -569,6 +620,34 @@ async fn chat_reaches_every_client_with_history_counts_and_limits() {
         ))
         .await
         .is_err()
+    );
+    // Frames nested 4,000 deep: where a field is typed, a clear error; where
+    // it is unknown, skipped by serde_json's iterative skipper. Neither
+    // recurses (serde_json also stops any recursion at 128 levels).
+    let (open, close) = ("[".repeat(4000), "]".repeat(4000));
+    first
+        .send(Message::text(format!(
+            r#"{{"type":"message","text":{open}"x"{close}}}"#
+        )))
+        .await
+        .unwrap();
+    let err = next_of(&mut first, "error").await;
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a chat message"),
+        "{err}"
+    );
+    first
+        .send(Message::text(format!(
+            r#"{{"type":"message","text":"deep but fine","x":{open}1{close}}}"#
+        )))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_of(&mut first, "message").await["text"],
+        "deep but fine"
     );
     // The server is still fine.
     say(&mut first, "still here").await;

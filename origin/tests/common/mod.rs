@@ -185,6 +185,28 @@ pub async fn request_with(
     .await
     .expect("response within 20 s")
     .expect("request failed");
+    read_resp(resp, started).await
+}
+
+/// A request with a JSON body.
+pub async fn request_json(method: &str, url: &str, body: &str) -> Resp {
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::from(body.to_owned()))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = client.request(req).await.expect("request failed");
+    read_resp(resp, started).await
+}
+
+/// Reads a whole response.
+async fn read_resp(
+    resp: hyper::Response<hyper::body::Incoming>,
+    started: std::time::Instant,
+) -> Resp {
     let status = resp.status().as_u16();
     let headers = resp
         .headers()

@@ -1,0 +1,159 @@
+//! Slow, idle, greedy and oversized HTTP clients: half-sent requests are
+//! closed after the header timeout while others are served, WebSockets are
+//! not cut by it, the connection cap refuses with a 503 and recovers, and
+//! oversized request heads get 431.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Reads what the server sends until it closes; `None` if it is still open at `limit`.
+async fn until_closed(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(end, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_are_closed_after_the_header_timeout_while_others_are_served() {
+    let server = start_server(&[], |c| {
+        c.http.header_read_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let base = server.base();
+    // 300 clients send half a request head and stop.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(server.http).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let started = tokio::time::Instant::now();
+    // A chat session opened now idles past the timeout and still works.
+    let ws_base = base.replace("http://", "ws://");
+    let (status, created) = {
+        let r = request_json(
+            "POST",
+            &format!("{base}/api/broadcasts"),
+            r#"{"title":"t"}"#,
+        )
+        .await;
+        (r.status, r.text())
+    };
+    assert_eq!(status, 201, "{created}");
+    let id = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "{ws_base}/api/broadcasts/{id}/chat?nick=a&session=s1"
+    ))
+    .await
+    .unwrap();
+    // Meanwhile a normal client is served at once, again and again.
+    while started.elapsed() < Duration::from_millis(1500) {
+        let r = get(&format!("{base}/healthz")).await;
+        assert_eq!(r.status, 200);
+        assert!(r.elapsed < Duration::from_secs(1), "{:?}", r.elapsed);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every half-sent request is closed soon after the 2-s timeout.
+    for (i, s) in slow.iter_mut().enumerate() {
+        let left = Duration::from_secs(8).saturating_sub(started.elapsed());
+        assert!(
+            until_closed(s, left).await.is_some(),
+            "half-sent request {i} still open {:?} after it stopped sending",
+            started.elapsed()
+        );
+    }
+    let m = get(&format!("{base}/metrics")).await.text();
+    assert!(
+        metric(&m, "origin_http_header_timeouts_total") >= 300.0,
+        "{m}"
+    );
+    // The WebSocket, idle for longer than the header timeout, still works.
+    assert!(started.elapsed() > Duration::from_secs(2));
+    ws.send(Message::text(r#"{"type":"message","text":"still open"}"#))
+        .await
+        .unwrap();
+    let mut echoed = false;
+    for _ in 0..20 {
+        let Some(Ok(Message::Text(t))) = ws.next().await else {
+            break;
+        };
+        if t.contains("still open") {
+            echoed = true;
+            break;
+        }
+    }
+    assert!(echoed, "the chat session was not cut by the header timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_refuses_with_503_and_recovers() {
+    let server = start_server(&[], |c| {
+        c.http.max_connections = 40;
+    })
+    .await;
+    let base = server.base();
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        held.push(TcpStream::connect(server.http).await.unwrap());
+    }
+    // The accept loop takes them in order; wait until it has taken all 40.
+    let mut extra = TcpStream::connect(server.http).await.unwrap();
+    let answer = until_closed(&mut extra, Duration::from_secs(5))
+        .await
+        .expect("the connection over the cap is closed at once");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains(r#"{"error":"too many connections"#), "{text}");
+    drop(held);
+    // Places come back as connections close.
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            let r = get(&format!("{base}/metrics")).await;
+            r.status == 200 && metric(&r.text(), "origin_http_connections_refused_total") >= 1.0
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_heads_over_the_limit_get_431() {
+    let server = start_server(&[], |_| {}).await;
+    let url = format!("{}/healthz", server.base());
+    let fits = "x".repeat(15 << 10);
+    assert_eq!(request("GET", &url, &[("x-big", &fits)]).await.status, 200);
+    let mut s = TcpStream::connect(server.http).await.unwrap();
+    let big = "x".repeat(20 << 10);
+    let _ = s
+        .write_all(format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n").as_bytes())
+        .await;
+    let answer = until_closed(&mut s, Duration::from_secs(5)).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    // The server goes on.
+    assert_eq!(get(&url).await.status, 200);
+}
