@@ -123,6 +123,8 @@ async fn ll_hls_rules_hold_over_http() {
     let server = start_server(&["conf"], |c| {
         c.hls.reconnect_grace = Duration::from_secs(6);
         c.hls.max_held_per_client = 5000;
+        // Short enough that segments leave the playlist during the run.
+        c.hls.segments_kept = 10;
     })
     .await;
     let base = format!("{}/hls/conf", server.base());
@@ -176,6 +178,7 @@ async fn ll_hls_rules_hold_over_http() {
     check_http_headers(&ctx).await;
     check_a_thousand_held_requests_wake_together(&ctx).await;
     check_parts_outlive_their_listing(&ctx).await;
+    check_removed_segments_stay_fetchable(&ctx).await;
 
     // The publisher leaves: within the reconnect grace the stream is stalled,
     // so a request for the next part times out with 503 after 3 x TD.
@@ -283,6 +286,23 @@ async fn check_multivariant(base: &str, master: &Resp) -> Vec<String> {
         uris.push(v.uri.clone());
     }
     assert_eq!(uris, ["720p.m3u8", "480p.m3u8"]);
+    // Compressed for clients that accept it, like the media playlists.
+    let gz = request(
+        "GET",
+        &format!("{base}/master.m3u8"),
+        &[("accept-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(gz.header("content-encoding"), "gzip");
+    assert!(gz.header("vary").contains("accept-encoding"));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut text)
+        .unwrap();
+    assert!(
+        text.starts_with("#EXTM3U") && text.contains("720p.m3u8"),
+        "{text}"
+    );
+    assert!(master.header("content-encoding").is_empty());
     uris
 }
 
@@ -718,6 +738,48 @@ async fn check_a_thousand_held_requests_wake_together(ctx: &Ctx) {
         spread < Duration::from_millis(400),
         "woken together: spread {spread:?}"
     );
+}
+
+/// RFC 8216 6.2.2: a segment removed from the playlist stays available for
+/// its duration plus that of the longest playlist that contained it.
+async fn check_removed_segments_stay_fetchable(ctx: &Ctx) {
+    let (_, m) = ctx.media("720p.m3u8", "").await;
+    let oldest = m.segments[0].clone();
+    let bytes = get(&ctx.url(&oldest.uri)).await.body;
+    let mut longest: f64 = 0.0;
+    let mut removed_at = None;
+    for _ in 0..50 {
+        let (_, m) = ctx.media("720p.m3u8", "").await;
+        let listed: f64 = m.segments.iter().map(|s| s.duration).sum::<f64>()
+            + m.open_parts.iter().map(|p| p.duration).sum::<f64>();
+        if m.media_sequence > oldest.msn {
+            removed_at = Some(tokio::time::Instant::now());
+            break;
+        }
+        longest = longest.max(listed);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let removed_at = removed_at.expect("the oldest segment left the playlist");
+    // Poll it until just before it may go (the server counts media time,
+    // which a real-time publisher keeps in step with the wall clock).
+    let required = Duration::from_secs_f64(oldest.duration + longest);
+    let mut polls = 0;
+    while removed_at.elapsed() + Duration::from_millis(300) < required {
+        let r = get(&ctx.url(&oldest.uri)).await;
+        assert_eq!(
+            r.status,
+            200,
+            "segment {} answered {} {:?} after it left the playlist (required {:?})",
+            oldest.msn,
+            r.status,
+            removed_at.elapsed(),
+            required
+        );
+        assert_eq!(r.body, bytes, "with the same bytes");
+        polls += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(polls > 10, "{required:?}");
 }
 
 async fn check_parts_outlive_their_listing(ctx: &Ctx) {
