@@ -1,15 +1,19 @@
 //! `kill -9` and a restart lose nothing acknowledged: broadcasts and chat
-//! history are intact, and broadcasts that were live end after the grace
-//! period unless their publisher comes back.
+//! history are intact, broadcasts that were live end after the grace period
+//! unless their publisher comes back, and no media URI served before a crash
+//! is ever served again with other bytes.
 
 mod common;
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tokio_tungstenite::tungstenite::Message;
 
 struct Proc {
@@ -18,13 +22,16 @@ struct Proc {
     rtmp: std::net::SocketAddr,
 }
 
+/// The binary on `http` and `rtmp` with its data in `dir`; `top` goes at the
+/// top of its config file.
 async fn launch(
     dir: &std::path::Path,
     http: std::net::SocketAddr,
     rtmp: std::net::SocketAddr,
+    top: &str,
 ) -> Proc {
     let config = dir.join("origin.toml");
-    std::fs::write(&config, "[hls]\nreconnect_grace_secs = 4\n").unwrap();
+    std::fs::write(&config, format!("{top}[hls]\nreconnect_grace_secs = 4\n")).unwrap();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_origin"))
         .args([
             "--http-listen",
@@ -78,7 +85,7 @@ async fn status(base: &str, id: &str) -> String {
 async fn kill_9_loses_nothing_and_live_broadcasts_end_unless_their_publisher_returns() {
     let dir = tempfile::tempdir().unwrap();
     let (http, rtmp) = (free_addr(), free_addr());
-    let mut p = launch(dir.path(), http, rtmp).await;
+    let mut p = launch(dir.path(), http, rtmp, "").await;
     let base = format!("http://{}", p.http);
     let keep = post(&base, "Kept after a crash").await;
     let gone = post(&base, "Publisher never returns").await;
@@ -137,7 +144,7 @@ async fn kill_9_loses_nothing_and_live_broadcasts_end_unless_their_publisher_ret
     drop(_ff1);
     drop(_ff2);
 
-    let p = launch(dir.path(), http, rtmp).await;
+    let p = launch(dir.path(), http, rtmp, "").await;
     // One publisher comes back at once, as OBS would.
     let mut again = ffmpeg_publish(
         &format!(
@@ -192,4 +199,132 @@ async fn kill_9_loses_nothing_and_live_broadcasts_end_unless_their_publisher_ret
     );
     assert_eq!(status(&base, &id(&keep)).await, "ready");
     again.kill().await.ok();
+}
+
+fn kill_9(p: &Proc) {
+    let pid = p.child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap();
+}
+
+/// Every media URI (init segments, segments, parts) a playlist lists.
+fn media_uris(playlist: &str, m: &Media) -> Vec<String> {
+    let mut uris: Vec<String> = m
+        .segments
+        .iter()
+        .flat_map(|s| s.map.iter().chain([&s.uri]))
+        .cloned()
+        .chain(m.all_parts().into_iter().map(|p| p.uri))
+        .map(|u| resolve(playlist, &u))
+        .collect();
+    uris.dedup();
+    uris
+}
+
+/// Fetches `uris` and records each one's SHA-256.
+async fn record(uris: &[String], seen: &mut HashMap<String, Vec<u8>>) {
+    for u in uris {
+        let r = get(u).await;
+        assert_eq!(r.status, 200, "{u}");
+        let sum = Sha256::digest(&r.body).to_vec();
+        if let Some(before) = seen.insert(u.clone(), sum.clone()) {
+            assert_eq!(before, sum, "{u} changed while the server ran");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_inside_a_segment_no_media_uri_is_served_with_other_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, rtmp) = (free_addr(), free_addr());
+    let base = format!("http://{http}/hls/crash");
+    let top = "stream_keys = [\"crash\"]\n";
+    let mut p = launch(dir.path(), http, rtmp, top).await;
+    let mut seen: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut checked = 0;
+    // Killed after 1, 3 and 4 parts of an open segment; then a last check.
+    for (round, open_parts) in [Some(1usize), Some(3), Some(4), None]
+        .into_iter()
+        .enumerate()
+    {
+        let _ff = ffmpeg_publish(&format!("rtmp://{rtmp}/live/crash"), 60, "320x240", true);
+        let master = format!("{base}/master.m3u8");
+        assert!(
+            eventually(Duration::from_secs(30), async || get(&master).await.status
+                == 200)
+            .await,
+            "round {round}: the stream is served"
+        );
+        let variant = get(&master)
+            .await
+            .text()
+            .lines()
+            .find(|l| l.ends_with(".m3u8"))
+            .unwrap()
+            .to_string();
+        let playlist = resolve(&master, &variant);
+        let current = async || parse_media(&get(&playlist).await.text());
+        if round > 0 {
+            // The republished stream is past where the crash left it.
+            let resumed_at = current().await.last_position().0;
+            assert!(
+                eventually(Duration::from_secs(20), async || current()
+                    .await
+                    .last_position()
+                    .0
+                    >= resumed_at + 2)
+                .await
+            );
+            // Nothing fetched before a crash answers with other bytes.
+            for (u, sum) in &seen {
+                let r = get(u).await;
+                if r.status == 200 {
+                    assert_eq!(
+                        &Sha256::digest(&r.body).to_vec(),
+                        sum,
+                        "round {round}: {u} is served with other bytes after kill -9"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        let Some(open_parts) = open_parts else {
+            break;
+        };
+        // A few segments to remember.
+        assert!(
+            eventually(Duration::from_secs(20), async || current()
+                .await
+                .last_position()
+                .0
+                >= 3)
+            .await
+        );
+        let m = current().await;
+        record(&media_uris(&playlist, &m), &mut seen).await;
+        // Kill once the open segment has the wanted number of parts, after
+        // fetching them.
+        let mut at_kill = None;
+        for _ in 0..200 {
+            let m = current().await;
+            if m.open_parts.len() == open_parts {
+                at_kill = Some(m);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let m = at_kill.expect("an open segment with the wanted parts");
+        record(&media_uris(&playlist, &m), &mut seen).await;
+        eprintln!(
+            "round {round}: killed at {:?} with {} URIs recorded, {checked} checked",
+            m.last_position(),
+            seen.len()
+        );
+        kill_9(&p);
+        p.child.wait().await.unwrap();
+        p = launch(dir.path(), http, rtmp, top).await;
+    }
+    assert!(checked > 60, "{checked} URIs checked");
 }
