@@ -105,7 +105,7 @@ pub async fn run(
                     ) => {
                         info!(%err, "rtmp connection ended")
                     }
-                    Err(err) => warn!(%peer, %err, "rtmp connection closed on error"),
+                    Err(err) => warn!(%err, "rtmp connection closed on error"),
                 }
                 drop(permit);
             }

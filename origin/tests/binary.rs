@@ -1,5 +1,6 @@
 //! The real server binary: configured through the environment, accepts an
-//! ffmpeg publisher, refuses a wrong key, and exits promptly on SIGTERM.
+//! ffmpeg publisher, survives hostile RTMP connections while one streams,
+//! refuses a wrong key, and exits promptly on SIGTERM.
 
 mod common;
 
@@ -7,7 +8,32 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A TCP connection to `addr` that has completed the RTMP handshake.
+async fn rtmp_handshake(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut hs = Handshake::new(PeerType::Client);
+    s.write_all(&hs.generate_outbound_p0_and_p1().unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed during the handshake");
+        match hs.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                s.write_all(&response_bytes).await.unwrap()
+            }
+            HandshakeProcessResult::Completed { response_bytes, .. } => {
+                s.write_all(&response_bytes).await.unwrap();
+                return s;
+            }
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_takes_a_publisher_and_stops_on_sigterm() {
@@ -43,6 +69,49 @@ async fn the_binary_takes_a_publisher_and_stops_on_sigterm() {
         true
     };
     assert!(wait_for("rtmp ingest listening").await);
+    // The soft open-file limit was raised, and said so.
+    assert!(wait_for("open-file limit").await);
+
+    // While a publish is live, connections whose `connect` nests values
+    // 100,000 deep (every container type; once a process-killing stack
+    // overflow) are closed, and the stream keeps advancing.
+    let base = format!("http://{http}");
+    let mut live = ffmpeg_publish(&format!("rtmp://{rtmp}/live/alpha"), 14, "320x240", true);
+    let master = format!("{base}/hls/alpha/master.m3u8");
+    assert!(
+        eventually(Duration::from_secs(20), async || get(&master).await.status
+            == 200)
+        .await
+    );
+    let media = resolve(
+        &master,
+        get(&master)
+            .await
+            .text()
+            .lines()
+            .find(|l| l.ends_with(".m3u8"))
+            .unwrap(),
+    );
+    let position = async || parse_media(&get(&media).await.text()).last_position();
+    let before = position().await;
+    for kind in ingest::amf::Container::ALL {
+        let mut s = rtmp_handshake(rtmp).await;
+        let value = ingest::amf::nested(kind, 100_000);
+        let wire = ingest::chunk::chunked(3, 20, &ingest::amf::connect_command(&value));
+        let _ = s.write_all(&wire).await;
+        let mut sink = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut sink)).await;
+        assert!(closed.is_ok(), "deep {kind:?} connection is closed");
+    }
+    assert!(wait_for("levels deep").await);
+    assert_eq!(get(&format!("{base}/healthz")).await.status, 200);
+    assert!(
+        eventually(Duration::from_secs(10), async || position().await.0
+            >= before.0 + 3)
+        .await,
+        "the live stream keeps advancing"
+    );
+    live.kill().await.ok();
 
     let ok = ffmpeg_publish(&format!("rtmp://{rtmp}/live/beta"), 2, "320x240", false)
         .wait()
