@@ -110,6 +110,43 @@ async fn half_sent_requests_are_closed_after_the_header_timeout_while_others_are
     assert!(echoed, "the chat session was not cut by the header timeout");
 }
 
+/// The header timeout covers waiting for a request's head only: a blocking
+/// playlist request held for longer is answered, not cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_outlives_the_header_timeout() {
+    let server = start_server(&["held"], |c| {
+        c.http.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let _ff = ffmpeg_publish(&server.rtmp_url("held"), 20, "320x240", true);
+    let master = format!("{}/hls/held/master.m3u8", server.base());
+    assert!(
+        eventually(Duration::from_secs(20), async || get(&master).await.status
+            == 200)
+        .await
+    );
+    let variant = get(&master)
+        .await
+        .text()
+        .lines()
+        .find(|l| l.ends_with(".m3u8"))
+        .unwrap()
+        .to_string();
+    let playlist = resolve(&master, &variant);
+    let (msn, _) = parse_media(&get(&playlist).await.text()).last_position();
+    // The fifth part two segments ahead is at least 1.8 s away: held until
+    // it appears (200) or the 3 x TD hold expires (503); either way well past
+    // the 1-s head timeout.
+    let r = get(&format!("{playlist}?_HLS_msn={}&_HLS_part=4", msn + 2)).await;
+    assert!(
+        r.status == 200 || r.status == 503,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    assert!(r.elapsed > Duration::from_millis(1500), "{:?}", r.elapsed);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_cap_refuses_with_503_and_recovers() {
     let server = start_server(&[], |c| {
