@@ -8,10 +8,10 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -139,8 +139,7 @@ pub async fn run(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
-        .max_header_size(config.max_header_bytes)
-        .max_buf_size(config.max_header_bytes.max(8 << 10));
+        .max_header_size(config.max_header_bytes);
     let refusals = RefusalLog::default();
     loop {
         let (stream, peer) = tokio::select! {
@@ -204,24 +203,16 @@ pub async fn run(
 /// Logs refused connections at most once per [`REFUSAL_LOG_INTERVAL`].
 #[derive(Default)]
 struct RefusalLog {
-    /// Milliseconds since `start` of the last line, plus one (0: never).
-    last: AtomicU64,
     refused: AtomicU64,
-    start: std::sync::OnceLock<std::time::Instant>,
+    last: Mutex<Option<Instant>>,
 }
 
 impl RefusalLog {
     fn note(&self, peer: SocketAddr, max: usize) {
         let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = self
-            .start
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_millis() as u64
-            + 1;
-        let last = self.last.load(Ordering::Relaxed);
-        if last == 0 || now - last >= REFUSAL_LOG_INTERVAL.as_millis() as u64 {
-            self.last.store(now, Ordering::Relaxed);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL) {
+            *last = Some(Instant::now());
             warn!(%peer, max, refused, "http connection limit reached; closing new connections");
         }
     }
