@@ -73,8 +73,10 @@ pub struct IngestFile {
 pub struct HttpFile {
     /// Simultaneous HTTP connections, WebSockets included.
     pub max_connections: Option<usize>,
-    /// Seconds for a request head to arrive (also the keep-alive idle time).
+    /// Seconds for a request head to arrive.
     pub header_read_timeout_secs: Option<u64>,
+    /// Seconds of silence before an idle connection is closed.
+    pub keep_alive_timeout_secs: Option<u64>,
     /// Largest request head in bytes.
     pub max_header_bytes: Option<usize>,
 }
@@ -193,6 +195,9 @@ impl Config {
             }
             if let Some(v) = f.header_read_timeout_secs {
                 http.header_read_timeout = Duration::from_secs(v);
+            }
+            if let Some(v) = f.keep_alive_timeout_secs {
+                http.keep_alive_timeout = Duration::from_secs(v);
             }
             if let Some(v) = f.max_header_bytes {
                 http.max_header_bytes = v;
@@ -349,6 +354,7 @@ mod tests {
         assert_eq!(c.ingest.max_amf_depth, d.ingest.max_amf_depth);
         assert_eq!(c.http.max_connections, d.http.max_connections);
         assert_eq!(c.http.header_read_timeout, d.http.header_read_timeout);
+        assert_eq!(c.http.keep_alive_timeout, d.http.keep_alive_timeout);
         assert_eq!(c.http.max_header_bytes, d.http.max_header_bytes);
         assert_eq!(c.transcoder.renditions, d.transcoder.renditions);
         assert_eq!(c.transcoder.preset, d.transcoder.preset);
@@ -380,6 +386,7 @@ mod tests {
             "[ingest]\nmax_amf_depth = 100000\n",
             "[http]\nmax_connections = 0\n",
             "[http]\nmax_header_bytes = 100\n",
+            "[http]\nheader_read_timeout_secs = 3\n",
         ] {
             std::fs::write(&path, bad).unwrap();
             assert!(

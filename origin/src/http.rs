@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -36,12 +36,15 @@ use crate::hls::{self, Hls};
 /// watching and chatting directly need about two each.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 /// Time from when a connection waits for a request until that request's head
-/// (request line and headers) has arrived. hyper starts the clock as soon as
-/// it waits, so this is also how long an idle keep-alive connection is kept:
-/// players ask every part (200 ms), edges keep theirs for less (see
-/// `deploy/nginx-edge.conf`). Held requests and WebSockets are past their
-/// head and never cut by it.
+/// (request line and headers) has arrived: a client trickling a head in is
+/// closed after it. Held requests and WebSockets are past their head and
+/// never cut by it.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no request being answered that moves no bytes for this
+/// long is closed. Players ask every part (200 ms); edges reuse theirs for
+/// less (see `deploy/nginx-edge.conf`). At most the header timeout, whose
+/// clock also runs while a connection waits.
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head (request line and headers) in bytes; larger gets 431.
 /// 16 KiB is what common servers and CDNs accept.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 << 10;
@@ -63,8 +66,10 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 pub struct HttpConfig {
     /// Simultaneous connections.
     pub max_connections: usize,
-    /// Deadline for a request head, and for an idle keep-alive connection.
+    /// Deadline for a request head.
     pub header_read_timeout: Duration,
+    /// Silence after which an idle connection is closed.
+    pub keep_alive_timeout: Duration,
     /// Largest request head.
     pub max_header_bytes: usize,
 }
@@ -74,6 +79,7 @@ impl Default for HttpConfig {
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }
@@ -87,6 +93,13 @@ impl HttpConfig {
         }
         if self.header_read_timeout < Duration::from_secs(1) {
             return Err("header_read_timeout must be at least 1 s".into());
+        }
+        if self.keep_alive_timeout < Duration::from_secs(1)
+            || self.keep_alive_timeout > self.header_read_timeout
+        {
+            return Err(
+                "keep_alive_timeout must be at least 1 s and at most header_read_timeout".into(),
+            );
         }
         // hyper's read buffer cannot be smaller than 8 KiB.
         if !(8 << 10..=1 << 20).contains(&self.max_header_bytes) {
@@ -168,34 +181,63 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let shutdown = shutdown.clone();
         let app = app.clone();
+        let activity = Arc::new(Activity::new());
         let conn = builder.serve_connection(
-            TokioIo::new(Lingering(Some(stream))),
+            TokioIo::new(Lingering(Some(stream), activity.clone())),
             service_fn({
-                let app = app.clone();
+                let (app, activity) = (app.clone(), activity.clone());
                 move |mut req: Request<Incoming>| {
                     let app = app.clone();
                     req.extensions_mut().insert(slot.clone());
-                    async move { Ok::<_, Infallible>(route(&app, req, peer).await) }
+                    let answering = Answering::new(&activity);
+                    async move {
+                        let resp = route(&app, req, peer).await;
+                        drop(answering);
+                        Ok::<_, Infallible>(resp)
+                    }
                 }
             }),
         );
+        let keep_alive = config.keep_alive_timeout;
         tokio::spawn(async move {
             let conn = conn.with_upgrades();
             tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => match r {
-                    Err(err) if err.is_timeout() => {
-                        app.metrics.http_header_timeouts.inc();
-                        debug!(%peer, "request head not received in time; closed");
+            loop {
+                // A request being answered (held, say) is looked at again later.
+                let idle_at = if activity.answering.load(Ordering::Relaxed) > 0 {
+                    tokio::time::Instant::now() + keep_alive
+                } else {
+                    tokio::time::Instant::from_std(activity.last_io()) + keep_alive
+                };
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        match r {
+                            Err(err) if err.is_timeout() => {
+                                app.metrics.http_header_timeouts.inc();
+                                debug!(%peer, "request head not received in time; closed");
+                            }
+                            Err(err) => debug!(%peer, ?err, "http connection error"),
+                            Ok(()) => {}
+                        }
+                        return;
                     }
-                    Err(err) => debug!(%peer, ?err, "http connection error"),
-                    Ok(()) => {}
-                },
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep_until(idle_at) => {
+                        if activity.idle_for() >= keep_alive {
+                            // Nothing is being answered and no byte moved, so
+                            // nothing is lost: close it (hyper's graceful
+                            // shutdown would wait for a half-sent head).
+                            app.metrics.http_idle_closed.inc();
+                            debug!(%peer, "idle connection closed");
+                            return;
+                        }
+                    }
                 }
             }
+            // Stopping: hyper closes an idle connection at once and lets one
+            // being answered finish.
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         });
     }
 }
@@ -218,17 +260,80 @@ impl RefusalLog {
     }
 }
 
+/// What a connection's task and its socket share: when bytes last moved, and
+/// how many requests are being answered (a held request moves no bytes).
+struct Activity {
+    start: Instant,
+    last_io_ms: AtomicU64,
+    answering: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_io_ms: AtomicU64::new(0),
+            answering: AtomicUsize::new(0),
+        }
+    }
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_io_ms.store(ms, Ordering::Relaxed);
+    }
+    fn last_io(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_io_ms.load(Ordering::Relaxed))
+    }
+    /// How long the connection has been idle; zero while a request is answered.
+    fn idle_for(&self) -> Duration {
+        if self.answering.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        self.last_io().elapsed()
+    }
+}
+
+/// A request being answered; dropping it (answered, or the client gone)
+/// counts it out.
+struct Answering(Arc<Activity>);
+
+impl Answering {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.answering.fetch_add(1, Ordering::Relaxed);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.answering.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
 /// A client socket that lingers when dropped: if the client may still be
 /// sending, a task reads and discards for up to [`LINGER_TIME`] (and
 /// [`LINGER_MAX_BYTES`]) before closing, so the kernel does not answer the
 /// unread bytes with a reset that destroys our last response. hyper has
 /// already shut down the write side by then, so the client sees the response
 /// end and stops.
-struct Lingering(Option<TcpStream>);
+/// It also notes when bytes move, for the keep-alive timeout.
+struct Lingering(Option<TcpStream>, Arc<Activity>);
 
 impl Lingering {
     fn stream(&mut self) -> Pin<&mut TcpStream> {
         Pin::new(self.0.as_mut().expect("present until dropped"))
+    }
+    fn moved<T>(
+        &self,
+        r: Poll<io::Result<T>>,
+        moved: impl FnOnce(&T) -> bool,
+    ) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Ok(v)) = &r
+            && moved(v)
+        {
+            self.1.touch();
+        }
+        r
     }
 }
 
@@ -238,7 +343,10 @@ impl AsyncRead for Lingering {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.stream().poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = self.stream().poll_read(cx, buf);
+        let read = buf.filled().len() > before;
+        self.moved(r, |_| read)
     }
 }
 
@@ -248,14 +356,16 @@ impl AsyncWrite for Lingering {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.stream().poll_write(cx, buf)
+        let r = self.stream().poll_write(cx, buf);
+        self.moved(r, |n| *n > 0)
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.stream().poll_write_vectored(cx, bufs)
+        let r = self.stream().poll_write_vectored(cx, bufs);
+        self.moved(r, |n| *n > 0)
     }
     fn is_write_vectored(&self) -> bool {
         true

@@ -65,6 +65,8 @@ pub struct Metrics {
     /// HTTP connections closed because a request head did not arrive in time
     /// (half-sent requests and idle keep-alive connections).
     pub http_header_timeouts: Counter,
+    /// HTTP connections closed after the keep-alive timeout with nothing to do.
+    pub http_idle_closed: Counter,
 }
 
 impl Default for Metrics {
@@ -84,6 +86,7 @@ impl Default for Metrics {
             http_connections: Gauge::default(),
             http_connections_refused: Counter::default(),
             http_header_timeouts: Counter::default(),
+            http_idle_closed: Counter::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,6 +154,11 @@ impl Default for Metrics {
                 "http_header_timeouts",
                 "HTTP connections closed because a request head did not arrive in time",
                 m.http_header_timeouts.clone(),
+            );
+            r.register(
+                "http_idle_closed",
+                "HTTP connections closed after the keep-alive timeout",
+                m.http_idle_closed.clone(),
             );
         }
         m

@@ -1,6 +1,6 @@
-//! Slow, idle, greedy and oversized HTTP clients: half-sent requests are
-//! closed after the header timeout while others are served, WebSockets are
-//! not cut by it, the connection cap refuses with a 503 and recovers, and
+//! Slow, idle, greedy and oversized HTTP clients: silent connections close
+//! after the keep-alive timeout and trickled heads after the header timeout
+//! while others are served, held requests and WebSockets are not cut, the connection cap refuses with a 503 and recovers, and
 //! oversized request heads get 431.
 
 mod common;
@@ -33,39 +33,69 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Is `s` still open? (Nothing to read within a moment, and no EOF.)
+async fn open(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    tokio::time::timeout(Duration::from_millis(10), s.read(&mut buf))
+        .await
+        .is_err()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn half_sent_requests_are_closed_after_the_header_timeout_while_others_are_served() {
+async fn slow_and_idle_clients_are_closed_while_others_are_served() {
     let server = start_server(&[], |c| {
-        c.http.header_read_timeout = Duration::from_secs(2);
+        c.http.keep_alive_timeout = Duration::from_secs(2);
+        c.http.header_read_timeout = Duration::from_secs(8);
     })
     .await;
     let base = server.base();
-    // 300 clients send half a request head and stop.
-    let mut slow = Vec::new();
-    for _ in 0..300 {
+    let half = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    // 150 clients trickle a request head in, a byte every 250 ms...
+    let mut trickling = Vec::new();
+    for _ in 0..150 {
         let mut s = TcpStream::connect(server.http).await.unwrap();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            .await
-            .unwrap();
-        slow.push(s);
+        s.write_all(half).await.unwrap();
+        trickling.push(s);
     }
+    let trickle = tokio::spawn(async move {
+        // Until past the 8-s head clock (writes to closed ones fail).
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            for s in &mut trickling {
+                let _ = s.write_all(b"x").await;
+            }
+        }
+        trickling
+    });
+    // ...150 send half a head and fall silent, and one makes a request and idles.
+    let mut silent = Vec::new();
+    for _ in 0..150 {
+        let mut s = TcpStream::connect(server.http).await.unwrap();
+        s.write_all(half).await.unwrap();
+        silent.push(s);
+    }
+    let mut kept_alive = TcpStream::connect(server.http).await.unwrap();
+    kept_alive
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = kept_alive.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     let started = tokio::time::Instant::now();
-    // A chat session opened now idles past the timeout and still works.
-    let ws_base = base.replace("http://", "ws://");
-    let (status, created) = {
-        let r = request_json(
-            "POST",
-            &format!("{base}/api/broadcasts"),
-            r#"{"title":"t"}"#,
-        )
-        .await;
-        (r.status, r.text())
-    };
-    assert_eq!(status, 201, "{created}");
-    let id = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"]
+    // A chat session opened now idles past both timeouts and still works.
+    let created = request_json(
+        "POST",
+        &format!("{base}/api/broadcasts"),
+        r#"{"title":"t"}"#,
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = serde_json::from_slice::<serde_json::Value>(&created.body).unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
+    let ws_base = base.replace("http://", "ws://");
     let (mut ws, _) = tokio_tungstenite::connect_async(format!(
         "{ws_base}/api/broadcasts/{id}/chat?nick=a&session=s1"
     ))
@@ -78,22 +108,36 @@ async fn half_sent_requests_are_closed_after_the_header_timeout_while_others_are
         assert!(r.elapsed < Duration::from_secs(1), "{:?}", r.elapsed);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Every half-sent request is closed soon after the 2-s timeout.
-    for (i, s) in slow.iter_mut().enumerate() {
-        let left = Duration::from_secs(8).saturating_sub(started.elapsed());
+    // The silent ones and the idle keep-alive one go after the 2-s keep-alive
+    // timeout, while the trickling ones are still open.
+    for (i, s) in silent.iter_mut().chain([&mut kept_alive]).enumerate() {
+        let left = Duration::from_secs(6).saturating_sub(started.elapsed());
         assert!(
             until_closed(s, left).await.is_some(),
-            "half-sent request {i} still open {:?} after it stopped sending",
+            "idle connection {i} still open {:?} after it fell silent",
             started.elapsed()
         );
     }
+    // By then no trickled head has been cut: they are on the 8-s head clock.
+    let m = get(&format!("{base}/metrics")).await.text();
+    assert!(metric(&m, "origin_http_idle_closed_total") >= 151.0, "{m}");
+    assert_eq!(metric(&m, "origin_http_header_timeouts_total"), 0.0, "{m}");
+    // The trickling ones are closed by it in the end.
+    let trickling = trickle.await.unwrap();
+    let mut still_open = 0;
+    for mut s in trickling {
+        if open(&mut s).await {
+            still_open += 1;
+        }
+    }
+    assert_eq!(still_open, 0, "trickled heads are closed");
     let m = get(&format!("{base}/metrics")).await.text();
     assert!(
-        metric(&m, "origin_http_header_timeouts_total") >= 300.0,
+        metric(&m, "origin_http_header_timeouts_total") >= 150.0,
         "{m}"
     );
-    // The WebSocket, idle for longer than the header timeout, still works.
-    assert!(started.elapsed() > Duration::from_secs(2));
+    // The WebSocket, idle for longer than both timeouts, still works.
+    assert!(started.elapsed() > Duration::from_secs(8));
     ws.send(Message::text(r#"{"type":"message","text":"still open"}"#))
         .await
         .unwrap();
@@ -107,15 +151,16 @@ async fn half_sent_requests_are_closed_after_the_header_timeout_while_others_are
             break;
         }
     }
-    assert!(echoed, "the chat session was not cut by the header timeout");
+    assert!(echoed, "the chat session was not cut by the timeouts");
 }
 
-/// The header timeout covers waiting for a request's head only: a blocking
-/// playlist request held for longer is answered, not cut.
+/// The header and keep-alive timeouts cover waiting for a request only: a
+/// blocking playlist request held for longer is answered, not cut.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_request_outlives_the_header_timeout() {
     let server = start_server(&["held"], |c| {
         c.http.header_read_timeout = Duration::from_secs(1);
+        c.http.keep_alive_timeout = Duration::from_secs(1);
     })
     .await;
     let _ff = ffmpeg_publish(&server.rtmp_url("held"), 20, "320x240", true);
