@@ -201,10 +201,10 @@ async fn kill_9_loses_nothing_and_live_broadcasts_end_unless_their_publisher_ret
     again.kill().await.ok();
 }
 
-fn kill_9(p: &Proc) {
+fn kill(p: &Proc, signal: &str) {
     let pid = p.child.id().unwrap().to_string();
     std::process::Command::new("kill")
-        .args(["-9", &pid])
+        .args([signal, &pid])
         .status()
         .unwrap();
 }
@@ -236,7 +236,7 @@ async fn record(uris: &[String], seen: &mut HashMap<String, Vec<u8>>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_kill_9_inside_a_segment_no_media_uri_is_served_with_other_bytes() {
+async fn after_kill_9_or_sigterm_inside_a_segment_no_media_uri_is_served_with_other_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let (http, rtmp) = (free_addr(), free_addr());
     let base = format!("http://{http}/hls/crash");
@@ -244,10 +244,19 @@ async fn after_kill_9_inside_a_segment_no_media_uri_is_served_with_other_bytes()
     let mut p = launch(dir.path(), http, rtmp, top).await;
     let mut seen: HashMap<String, Vec<u8>> = HashMap::new();
     let mut checked = 0;
-    // Killed after 1, 3 and 4 parts of an open segment; then a last check.
-    for (round, open_parts) in [Some(1usize), Some(3), Some(4), None]
-        .into_iter()
-        .enumerate()
+    // URIs answered again after a restart (the clean stop keeps them).
+    let mut served_again = 0;
+    // Killed after 1, 3 and 4 parts of an open segment, with a clean stop
+    // (SIGTERM, which keeps the URIs) in between; then a last check.
+    for (round, stop) in [
+        Some((1usize, "-9")),
+        Some((3, "-TERM")),
+        Some((3, "-9")),
+        Some((4, "-9")),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let _ff = ffmpeg_publish(&format!("rtmp://{rtmp}/live/crash"), 60, "320x240", true);
         let master = format!("{base}/master.m3u8");
@@ -281,6 +290,7 @@ async fn after_kill_9_inside_a_segment_no_media_uri_is_served_with_other_bytes()
             for (u, sum) in &seen {
                 let r = get(u).await;
                 if r.status == 200 {
+                    served_again += 1;
                     assert_eq!(
                         &Sha256::digest(&r.body).to_vec(),
                         sum,
@@ -290,7 +300,7 @@ async fn after_kill_9_inside_a_segment_no_media_uri_is_served_with_other_bytes()
                 checked += 1;
             }
         }
-        let Some(open_parts) = open_parts else {
+        let Some((open_parts, signal)) = stop else {
             break;
         };
         // A few segments to remember.
@@ -318,13 +328,17 @@ async fn after_kill_9_inside_a_segment_no_media_uri_is_served_with_other_bytes()
         let m = at_kill.expect("an open segment with the wanted parts");
         record(&media_uris(&playlist, &m), &mut seen).await;
         eprintln!(
-            "round {round}: killed at {:?} with {} URIs recorded, {checked} checked",
+            "round {round}: {signal} at {:?} with {} URIs recorded, {checked} checked, {served_again} served again",
             m.last_position(),
             seen.len()
         );
-        kill_9(&p);
+        kill(&p, signal);
         p.child.wait().await.unwrap();
         p = launch(dir.path(), http, rtmp, top).await;
     }
-    assert!(checked > 60, "{checked} URIs checked");
+    assert!(checked > 100, "{checked} URIs checked");
+    assert!(
+        served_again > 10,
+        "{served_again} served again after the clean stop"
+    );
 }

@@ -58,7 +58,7 @@ pub struct Restored {
     pub saved: Saved,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Meta {
     version: u32,
     order: usize,
@@ -75,7 +75,7 @@ struct Meta {
     clean: bool,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct MetaSegment {
     msn: u64,
     duration: Duration,
@@ -317,6 +317,17 @@ fn read_window(dir: &Path) -> io::Result<Saved> {
             format!("meta.json version {}", meta.version),
         ));
     }
+    if meta.clean {
+        // The window will be served again under the same URIs, and the next
+        // save may come too late for a crash: from now on this is an unclean
+        // state until another clean stop says otherwise.
+        let unclean = Meta {
+            clean: false,
+            ..meta.clone()
+        };
+        let json = serde_json::to_vec(&unclean).map_err(io::Error::other)?;
+        write_atomic(dir, META, &json)?;
+    }
     // A missing file drops its segment; Window::restore keeps what follows on.
     let inits = meta
         .inits
@@ -459,10 +470,13 @@ mod tests {
         assert_eq!(r.saved.facts.resolution, (854, 480));
         assert!(!tmp.path().join("hls/gone").exists());
         assert!(!dir.join(".s7.m4s.tmp").exists());
-        // A meta.json from before the clean flag reads as an unclean stop.
+        // Reading a clean window takes its mark away: a crash from now on is
+        // an unclean stop.
         let meta = std::fs::read_to_string(dir.join(META)).unwrap();
-        assert!(meta.contains(r#","clean":true"#));
-        std::fs::write(dir.join(META), meta.replace(r#","clean":true"#, "")).unwrap();
+        assert!(meta.contains(r#","clean":false"#), "{meta}");
+        assert!(!spool.load(|_| true)[0].saved.state.clean);
+        // A meta.json from before the clean flag reads as an unclean stop.
+        std::fs::write(dir.join(META), meta.replace(r#","clean":false"#, "")).unwrap();
         assert!(!spool.load(|_| true)[0].saved.state.clean);
 
         w.remove();
