@@ -337,8 +337,9 @@ async fn after_kill_9_or_sigterm_inside_a_segment_no_media_uri_is_served_with_ot
         p = launch(dir.path(), http, rtmp, top).await;
     }
     assert!(checked > 100, "{checked} URIs checked");
+    // The clean stop kept its segments and init segments (not its parts).
     assert!(
-        served_again > 10,
+        served_again > 0,
         "{served_again} served again after the clean stop"
     );
 }
