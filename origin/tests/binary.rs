@@ -77,21 +77,11 @@ async fn the_binary_takes_a_publisher_and_stops_on_sigterm() {
     // overflow) are closed, and the stream keeps advancing.
     let base = format!("http://{http}");
     let mut live = ffmpeg_publish(&format!("rtmp://{rtmp}/live/alpha"), 14, "320x240", true);
-    let master = format!("{base}/hls/alpha/master.m3u8");
-    assert!(
-        eventually(Duration::from_secs(20), async || get(&master).await.status
-            == 200)
-        .await
-    );
-    let media = resolve(
-        &master,
-        get(&master)
-            .await
-            .text()
-            .lines()
-            .find(|l| l.ends_with(".m3u8"))
-            .unwrap(),
-    );
+    let media = first_media_playlist(
+        &format!("{base}/hls/alpha/master.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
     let position = async || parse_media(&get(&media).await.text()).last_position();
     let before = position().await;
     for kind in ingest::amf::Container::ALL {

@@ -259,21 +259,8 @@ async fn after_kill_9_or_sigterm_inside_a_segment_no_media_uri_is_served_with_ot
     .enumerate()
     {
         let _ff = ffmpeg_publish(&format!("rtmp://{rtmp}/live/crash"), 60, "320x240", true);
-        let master = format!("{base}/master.m3u8");
-        assert!(
-            eventually(Duration::from_secs(30), async || get(&master).await.status
-                == 200)
-            .await,
-            "round {round}: the stream is served"
-        );
-        let variant = get(&master)
-            .await
-            .text()
-            .lines()
-            .find(|l| l.ends_with(".m3u8"))
-            .unwrap()
-            .to_string();
-        let playlist = resolve(&master, &variant);
+        let playlist =
+            first_media_playlist(&format!("{base}/master.m3u8"), Duration::from_secs(30)).await;
         let current = async || parse_media(&get(&playlist).await.text());
         if round > 0 {
             // The republished stream is past where the crash left it.

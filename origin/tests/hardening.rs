@@ -165,19 +165,7 @@ async fn a_held_request_outlives_the_header_timeout() {
     .await;
     let _ff = ffmpeg_publish(&server.rtmp_url("held"), 20, "320x240", true);
     let master = format!("{}/hls/held/master.m3u8", server.base());
-    assert!(
-        eventually(Duration::from_secs(20), async || get(&master).await.status
-            == 200)
-        .await
-    );
-    let variant = get(&master)
-        .await
-        .text()
-        .lines()
-        .find(|l| l.ends_with(".m3u8"))
-        .unwrap()
-        .to_string();
-    let playlist = resolve(&master, &variant);
+    let playlist = first_media_playlist(&master, Duration::from_secs(20)).await;
     let (msn, _) = parse_media(&get(&playlist).await.text()).last_position();
     // The fifth part two segments ahead is at least 1.8 s away: held until
     // it appears (200) or the 3 x TD hold expires (503); either way well past

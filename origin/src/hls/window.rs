@@ -661,7 +661,12 @@ mod tests {
 
     /// Pushes `segments` segments of 5 parts each.
     fn filled(segments: usize) -> Window {
-        let mut w = Window::new(LIMITS, 1);
+        filled_with(LIMITS, segments)
+    }
+
+    /// Pushes `segments` segments of 5 parts each into a window with `limits`.
+    fn filled_with(limits: WindowLimits, segments: usize) -> Window {
+        let mut w = Window::new(limits, 1);
         w.set_init(Bytes::from_static(b"init"));
         for s in 0..segments {
             for i in 0..5 {
@@ -857,20 +862,13 @@ mod tests {
 
     #[test]
     fn the_byte_limit_drops_removed_segments_first() {
-        let mut w = Window::new(
+        let w = filled_with(
             WindowLimits {
                 max_bytes: 260,
                 ..LIMITS
             },
-            1,
+            7,
         );
-        w.set_init(Bytes::from_static(b"i"));
-        for s in 0..7 {
-            for i in 0..5 {
-                w.push(part(if i == 0 { start() } else { None }, s))
-                    .unwrap();
-            }
-        }
         // 4 listed complete segments (200 bytes) leave room for one removed.
         assert_eq!(w.position().unwrap().first_msn, 3);
         assert!(w.segment(2).is_some() && w.segment(1).is_none());
@@ -879,20 +877,13 @@ mod tests {
 
     #[test]
     fn the_byte_limit_drops_the_oldest_segments() {
-        let mut w = Window::new(
+        let w = filled_with(
             WindowLimits {
                 max_bytes: 120,
                 ..LIMITS
             },
-            1,
+            4,
         );
-        w.set_init(Bytes::from_static(b"i"));
-        for s in 0..4 {
-            for i in 0..5 {
-                w.push(part(if i == 0 { start() } else { None }, s))
-                    .unwrap();
-            }
-        }
         // 50 bytes per segment: at most two complete ones fit in 120.
         assert_eq!(w.position().unwrap().first_msn, 2);
     }

@@ -360,6 +360,18 @@ impl Media {
     }
 }
 
+/// Waits up to `limit` for the multivariant playlist at `master` to be
+/// served, then returns the URL of its first media playlist.
+pub async fn first_media_playlist(master: &str, limit: Duration) -> String {
+    assert!(
+        eventually(limit, async || get(master).await.status == 200).await,
+        "{master} was not served within {limit:?}"
+    );
+    let text = get(master).await.text();
+    let uri = text.lines().find(|l| l.ends_with(".m3u8")).unwrap();
+    resolve(master, uri)
+}
+
 /// Resolves `uri` against the playlist URL `base`.
 pub fn resolve(base: &str, uri: &str) -> String {
     let dir = &base[..base.rfind('/').unwrap() + 1];
