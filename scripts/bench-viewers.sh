@@ -14,7 +14,7 @@ WORK=$(mktemp -d)
 mkdir -p "$OUT" "$WORK/static"
 chmod 755 "$WORK" "$WORK/static"
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release -q -p origin --bins
+cargo build --release -q -p origin -p loadgen --bins
 python3 -c "import matplotlib" 2>/dev/null || pip install -q matplotlib
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; nginx -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT

@@ -7,7 +7,6 @@
 //! - [`hls`]: CMAF packaging, live windows and LL-HLS serving.
 //! - [`api`]: broadcasts, stream keys, chat and viewer counts on sled.
 //! - [`pages`]: the web pages and their assets.
-//! - [`loadgen`]: the hls.js-like load generator behind `llhls-load`.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`error`]: HTTP errors and their status codes.
 //! - [`fdlimit`]: the open-file limit, raised at start.
@@ -18,7 +17,6 @@ pub mod error;
 pub mod fdlimit;
 pub mod hls;
 pub mod http;
-pub mod loadgen;
 pub mod metrics;
 pub mod pages;
 

@@ -18,7 +18,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use origin::loadgen::{LoadConfig, run as load};
+use loadgen::{LoadConfig, run as load};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const KEY: &str = "edge";

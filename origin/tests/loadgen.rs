@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use origin::loadgen::{LoadConfig, run};
+use loadgen::{LoadConfig, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_ll_hls_viewers_get_every_part_without_stalls() {

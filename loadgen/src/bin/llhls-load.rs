@@ -1,5 +1,5 @@
 //! LL-HLS load generator: N simulated hls.js-like viewers of one stream.
-//! Prints one JSON line of results. See `origin::loadgen`.
+//! Prints one JSON line of results. See the `loadgen` crate.
 
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let a = Args::parse();
-    let report = origin::loadgen::run(origin::loadgen::LoadConfig {
+    let report = loadgen::run(loadgen::LoadConfig {
         url: a.url,
         viewers: a.viewers,
         duration: Duration::from_secs(a.seconds),

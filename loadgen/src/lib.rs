@@ -14,6 +14,13 @@
 //! It records parts and bytes received, errors, stalls (a part arriving more
 //! than 2 x PART-TARGET after the previous one) and, per part, the delay from
 //! the playlist response that first listed it to the part fully received.
+//!
+//! A crate of its own so that the server binary links no HTTP client; the
+//! origin's tests use it as a dev-dependency.
+//!
+//! Layout:
+//! - this file: [`run`] and its [`LoadConfig`] and [`Report`];
+//! - `src/bin/llhls-load.rs`: the command line, one JSON line of results.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
