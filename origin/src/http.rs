@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 use crate::api::{self, Api};
 use crate::error::HttpError;
 use crate::hls::{self, Hls};
+use crate::response::json;
 
 /// Simultaneous HTTP connections, WebSockets included. Each costs a socket and
 /// about 20 KiB; behind an edge a few hundred suffice, and 10,000 viewers
@@ -109,8 +110,8 @@ impl HttpConfig {
     }
 }
 
-/// A connection's place under the cap. Requests carry it in their extensions,
-/// so that a WebSocket keeps the place after the upgrade.
+/// A connection's place under the cap. Requests carry it in their extensions;
+/// a WebSocket keeps them, and so its place, after the upgrade.
 #[derive(Clone)]
 pub struct ConnectionSlot(#[allow(dead_code)] Arc<Slot>);
 
@@ -531,14 +532,4 @@ async fn dispatch(
         .await;
     }
     Err(HttpError::NotFound)
-}
-
-/// A JSON response.
-pub fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("cache-control", "no-store")
-        .body(Full::new(Bytes::from(body)))
-        .expect("valid response")
 }

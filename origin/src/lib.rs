@@ -7,6 +7,7 @@
 //! - [`hls`]: CMAF packaging, live windows and LL-HLS serving.
 //! - [`api`]: broadcasts, stream keys, chat and viewer counts on sled.
 //! - [`pages`]: the web pages and their assets.
+//! - [`response`]: response helpers the router and the API share.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`error`]: HTTP errors and their status codes.
 //! - [`fdlimit`]: the open-file limit, raised at start.
@@ -19,6 +20,7 @@ pub mod hls;
 pub mod http;
 pub mod metrics;
 pub mod pages;
+pub mod response;
 
 use std::collections::HashSet;
 use std::sync::Arc;

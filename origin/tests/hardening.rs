@@ -187,11 +187,29 @@ async fn the_connection_cap_refuses_with_503_and_recovers() {
     })
     .await;
     let base = server.base();
+    // A WebSocket keeps its place after the upgrade: it and 39 idle
+    // connections fill the cap.
+    let created = request_json(
+        "POST",
+        &format!("{base}/api/broadcasts"),
+        r#"{"title":"t"}"#,
+    )
+    .await;
+    let id = serde_json::from_slice::<serde_json::Value>(&created.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ws, _) = tokio_tungstenite::connect_async(format!(
+        "{}/api/broadcasts/{id}/chat?nick=a&session=s1",
+        base.replace("http://", "ws://")
+    ))
+    .await
+    .unwrap();
     let mut held = Vec::new();
-    for _ in 0..40 {
+    for _ in 0..39 {
         held.push(TcpStream::connect(server.http).await.unwrap());
     }
-    // The accept loop takes them in order; wait until it has taken all 40.
+    // The accept loop takes them in order, so the next one is over the cap.
     let mut extra = TcpStream::connect(server.http).await.unwrap();
     let answer = until_closed(&mut extra, Duration::from_secs(5))
         .await
@@ -200,6 +218,7 @@ async fn the_connection_cap_refuses_with_503_and_recovers() {
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     assert!(text.contains(r#"{"error":"too many connections"#), "{text}");
     drop(held);
+    drop(ws);
     // Places come back as connections close (until then a request may be
     // refused, or reset if it was still being sent).
     let metrics = format!("{base}/metrics");

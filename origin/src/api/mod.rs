@@ -54,7 +54,7 @@ impl From<StoreError> for HttpError {
 }
 
 fn created_json(status: StatusCode, v: &impl serde::Serialize) -> Response<Full<Bytes>> {
-    crate::http::json(status, serde_json::to_string(v).expect("serializable"))
+    crate::response::json(status, serde_json::to_string(v).expect("serializable"))
 }
 
 impl Api {
@@ -519,12 +519,13 @@ pub async fn handle(
             let (resp, ws) = hyper_tungstenite::upgrade(&mut req, Some(config))
                 .map_err(|e| HttpError::BadRequest(format!("WebSocket upgrade: {e}")))?;
             let presence = chat::join(api, &id, &session, !streamer);
-            // The socket keeps its place under the HTTP connection cap.
-            let slot = req.extensions_mut().remove::<crate::http::ConnectionSlot>();
+            // What the connection attached to the request (its place under
+            // the HTTP connection cap) lives as long as the socket.
+            let connection = std::mem::take(req.extensions_mut());
             let session = chat::serve(api.clone(), ws, id, user, streamer, presence);
             tokio::spawn(async move {
                 session.await;
-                drop(slot);
+                drop(connection);
             });
             Ok(resp)
         }
