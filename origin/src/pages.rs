@@ -11,6 +11,8 @@ use http_body_util::Full;
 use hyper::Response;
 use tracing::error;
 
+use crate::hls::uris::valid_name;
+
 /// URL, path under the player directory, content type.
 const FILES: [(&str, &str, &str); 10] = [
     ("/", "src/index.html", "text/html; charset=utf-8"),
@@ -85,16 +87,7 @@ impl Pages {
         let key = match path {
             "/" | "/index.html" => "/",
             "/studio" | "/studio/" => "/studio",
-            p if p.strip_prefix("/watch/").is_some_and(|id| {
-                !id.is_empty()
-                    && id.len() <= 64
-                    && id
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            }) =>
-            {
-                "/watch"
-            }
+            p if p.strip_prefix("/watch/").is_some_and(valid_name) => "/watch",
             p => p,
         };
         let (ctype, body) = self.files.get(key)?;

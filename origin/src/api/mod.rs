@@ -28,6 +28,7 @@ use self::model::{Create, MAX_BODY_BYTES, Record, Status, Update, View};
 use self::store::{Store, StoreError};
 use crate::error::HttpError;
 use crate::hls::Hls;
+use crate::hls::uris::valid_name;
 
 /// The API's state.
 pub struct Api {
@@ -500,14 +501,12 @@ pub async fn handle(
                 .map_err(HttpError::BadRequest)?;
             let session = q
                 .get("session")
-                .filter(|s| {
-                    !s.is_empty()
-                        && s.len() <= 64
-                        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                })
+                .filter(|s| valid_name(s))
                 .cloned()
                 .ok_or_else(|| {
-                    HttpError::BadRequest("session must be 1..64 characters of [A-Za-z0-9-]".into())
+                    HttpError::BadRequest(
+                        "session must be 1..64 characters of [A-Za-z0-9_-]".into(),
+                    )
                 })?;
             let room = api.rooms.room(&id);
             if !room.has_room() {

@@ -5,14 +5,14 @@
 //! URL layout under `/hls/{broadcast}/`:
 //! - `master.m3u8`: the multivariant playlist;
 //! - `{rendition}.m3u8`: a media playlist;
-//! - `{rendition}/{generation}/p{seq}.m4s`, `s{msn}.m4s`, `init{id}.mp4`.
+//! - `{rendition}/{generation}/p{seq}.m4s`, `s{msn}.m4s`, `init{id}.mp4`
+//!   (see [`super::uris`]).
 //!
 //! Anything else, including any form of path traversal, is a 404: paths are
 //! matched piece by piece against these shapes, never joined onto a directory.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -20,7 +20,8 @@ use hyper::Response;
 use tokio::time::{Instant, timeout_at};
 
 use super::directives::{self, Decision};
-use super::{Hls, Rendition};
+use super::registry::{Hls, Rendition};
+use super::uris::{MediaFile, valid_name};
 use crate::error::HttpError;
 
 /// Playlist content type [RFC 8216bis 4].
@@ -36,79 +37,6 @@ const BLOCKING_PLAYLIST_CACHE: &str = "public, max-age=2";
 const ENDED_PLAYLIST_CACHE: &str = "public, max-age=10";
 /// Preload hints may name parts up to this far past the newest one.
 const MAX_PARTS_AHEAD: u64 = 2;
-/// Longest accepted name (broadcast or rendition) in a path.
-const MAX_NAME_LEN: usize = 64;
-
-/// Counts held requests per client address and in all.
-pub struct HeldLimiter {
-    per_client: usize,
-    total: usize,
-    state: Mutex<(usize, HashMap<IpAddr, usize>)>,
-}
-
-/// One held request; dropping it releases the slot.
-pub struct HeldPermit<'a> {
-    limiter: &'a HeldLimiter,
-    client: IpAddr,
-}
-
-impl HeldLimiter {
-    /// A limiter with the given caps.
-    pub fn new(per_client: usize, total: usize) -> Self {
-        Self {
-            per_client,
-            total,
-            state: Mutex::default(),
-        }
-    }
-
-    /// Takes a slot for `client`, or says which limit was hit.
-    pub fn acquire(&self, client: IpAddr) -> Result<HeldPermit<'_>, HttpError> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.0 >= self.total {
-            return Err(HttpError::TooManyRequests("too many held requests".into()));
-        }
-        let n = st.1.entry(client).or_default();
-        if *n >= self.per_client {
-            return Err(HttpError::TooManyRequests(format!(
-                "more than {} held requests from this address",
-                self.per_client
-            )));
-        }
-        *n += 1;
-        st.0 += 1;
-        Ok(HeldPermit {
-            limiter: self,
-            client,
-        })
-    }
-
-    /// Requests held right now.
-    pub fn held(&self) -> usize {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).0
-    }
-}
-
-impl Drop for HeldPermit<'_> {
-    fn drop(&mut self) {
-        let mut st = self.limiter.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.0 -= 1;
-        if let Some(n) = st.1.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                st.1.remove(&self.client);
-            }
-        }
-    }
-}
-
-/// A broadcast, rendition or generation name: also safe as one path component.
-pub(crate) fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_NAME_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
 
 fn ok(content_type: &str, cache: &str, body: Bytes) -> Response<Full<Bytes>> {
     Response::builder()
@@ -261,44 +189,14 @@ fn playlist_response(
     resp
 }
 
-enum File {
-    Part(u64),
-    Segment(u64),
-    Init(u32),
-}
-
-fn parse_file(file: &str) -> Option<File> {
-    let num = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    if let Some(n) = file.strip_prefix('p').and_then(|f| f.strip_suffix(".m4s")) {
-        return num(n).map(File::Part);
-    }
-    if let Some(n) = file.strip_prefix('s').and_then(|f| f.strip_suffix(".m4s")) {
-        return num(n).map(File::Segment);
-    }
-    if let Some(n) = file
-        .strip_prefix("init")
-        .and_then(|f| f.strip_suffix(".mp4"))
-    {
-        return num(n)
-            .and_then(|n: u64| u32::try_from(n).ok())
-            .map(File::Init);
-    }
-    None
-}
-
 async fn media_file(
     hls: &Arc<Hls>,
     r: &Arc<Rendition>,
     file: &str,
     client: IpAddr,
 ) -> Result<Response<Full<Bytes>>, HttpError> {
-    let file = parse_file(file).ok_or(HttpError::NotFound)?;
-    if let File::Init(id) = file {
+    let file = MediaFile::parse(file).ok_or(HttpError::NotFound)?;
+    if let MediaFile::Init(id) = file {
         let data = r.with_window(|w| w.init(id)).ok_or(HttpError::NotFound)?;
         return Ok(ok(MEDIA_TYPE, IMMUTABLE, data));
     }
@@ -308,9 +206,9 @@ async fn media_file(
     loop {
         let snap = rx.borrow_and_update().clone();
         let found = r.with_window(|w| match file {
-            File::Part(seq) => w.part(seq).map(|p| p.data.clone()),
-            File::Segment(msn) => w.segment(msn),
-            File::Init(_) => None,
+            MediaFile::Part(seq) => w.part(seq).map(|p| p.data.clone()),
+            MediaFile::Segment(msn) => w.segment(msn),
+            MediaFile::Init(_) => None,
         });
         if let Some(data) = found {
             return Ok(ok(MEDIA_TYPE, IMMUTABLE, data));
@@ -319,13 +217,13 @@ async fn media_file(
         // Worth waiting for: the hinted part (or one just after), or the segment in progress.
         let coming = !ended
             && match file {
-                File::Part(seq) => {
+                MediaFile::Part(seq) => {
                     seq >= snap.next_part_seq && seq <= snap.next_part_seq + MAX_PARTS_AHEAD
                 }
-                File::Segment(msn) => {
+                MediaFile::Segment(msn) => {
                     r.with_window(|w| msn + 1 >= w.next_msn() && msn < w.next_msn() + 1)
                 }
-                File::Init(_) => false,
+                MediaFile::Init(_) => false,
             };
         if !coming {
             return Err(HttpError::NotFound);
@@ -356,59 +254,5 @@ async fn wait_change<E>(
             Err(_) => Err(HttpError::Unavailable(late.into())),
         },
         _ = hls.stopping.cancelled() => Err(HttpError::Unavailable("the server is restarting".into())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_well_formed_media_names_parse() {
-        assert!(matches!(parse_file("p12.m4s"), Some(File::Part(12))));
-        assert!(matches!(parse_file("s3.m4s"), Some(File::Segment(3))));
-        assert!(matches!(parse_file("init0.mp4"), Some(File::Init(0))));
-        for bad in [
-            "p.m4s",
-            "p-1.m4s",
-            "p+1.m4s",
-            "../p1.m4s",
-            "p1.m4s.bak",
-            "init99999999999.mp4",
-            "x1.m4s",
-        ] {
-            assert!(parse_file(bad).is_none(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn names_with_dots_slashes_or_encodings_are_refused() {
-        for bad in [
-            "",
-            "..",
-            ".",
-            "a.b",
-            "a%2e",
-            "a/b",
-            "a\\\\b",
-            &"x".repeat(65),
-        ] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-        assert!(valid_name("720p") && valid_name("b_1-x"));
-    }
-
-    #[test]
-    fn held_requests_are_capped_per_client_and_released() {
-        let l = HeldLimiter::new(2, 3);
-        let a: IpAddr = "127.0.0.1".parse().unwrap();
-        let b: IpAddr = "127.0.0.2".parse().unwrap();
-        let p1 = l.acquire(a).unwrap();
-        let _p2 = l.acquire(a).unwrap();
-        assert!(l.acquire(a).is_err());
-        let _p3 = l.acquire(b).unwrap();
-        assert!(l.acquire(b).is_err(), "total cap");
-        drop(p1);
-        assert!(l.acquire(a).is_ok());
     }
 }

@@ -26,26 +26,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use super::RenditionFacts;
-use super::server::valid_name;
-use super::window::{SavedSegment, WindowState};
+use super::saved::{RenditionFacts, Saved, SavedSegment, WindowState};
+use super::uris::{init_file, segment_file, valid_name};
 
 /// Format of `meta.json`; another number is not read.
 const META_VERSION: u32 = 1;
 const META: &str = "meta.json";
-
-/// A rendition's window as saved.
-#[derive(Debug, Clone)]
-pub struct Saved {
-    /// Its position in the ladder.
-    pub order: usize,
-    /// The URI generation.
-    pub generation: String,
-    /// Codec facts for the multivariant playlist.
-    pub facts: RenditionFacts,
-    /// Counters, segments and init segments.
-    pub state: WindowState,
-}
 
 /// A rendition read back at start-up.
 #[derive(Debug)]
@@ -82,14 +68,6 @@ struct MetaSegment {
     discontinuity: bool,
     program_date_time: SystemTime,
     init_id: u32,
-}
-
-fn segment_file(msn: u64) -> String {
-    format!("s{msn}.m4s")
-}
-
-fn init_file(id: u32) -> String {
-    format!("init{id}.mp4")
 }
 
 /// Where windows are kept.

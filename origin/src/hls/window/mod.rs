@@ -7,6 +7,9 @@
 //! measured on the window's media clock (the sum of part durations: wall time
 //! while live, and it stands still, keeping them longer, while the publisher
 //! is away). They count against the byte limit, which drops them first.
+//!
+//! Layout: this file appends and trims; [`persist`] takes and restores the
+//! state kept across restarts; [`view`] renders the playlist view.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,8 +17,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
+pub mod persist;
+pub mod view;
+
 use super::directives::Position;
-use super::playlist::{MediaPlaylist, PartLine, Report, SegmentLine};
 
 /// Bounds on a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,83 +114,6 @@ struct Removed {
     until: Duration,
 }
 
-/// A complete segment as kept on disk (see [`super::spool`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SavedSegment {
-    /// Media sequence number.
-    pub msn: u64,
-    /// Duration.
-    pub duration: Duration,
-    /// Marked with EXT-X-DISCONTINUITY.
-    pub discontinuity: bool,
-    /// Wall-clock time of its first sample.
-    pub program_date_time: SystemTime,
-    /// The init segment it uses.
-    pub init_id: u32,
-    /// Its bytes.
-    pub data: Bytes,
-}
-
-/// What a window needs to continue after a restart: its counters, its
-/// complete segments and their init segments. Parts are not kept: a restored
-/// window lists whole segments until new parts arrive.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WindowState {
-    /// The sequence number the next part gets (part URIs are never reused).
-    pub next_part_seq: u64,
-    /// The id the next new init segment gets.
-    pub next_init_id: u32,
-    /// EXT-X-DISCONTINUITY-SEQUENCE.
-    pub discontinuity_sequence: u64,
-    /// The MSN the next segment gets when there are no segments.
-    pub next_msn: u64,
-    /// Init segments in use, by id.
-    pub inits: Vec<(u32, Bytes)>,
-    /// Complete segments, oldest first, with consecutive MSNs.
-    pub segments: Vec<SavedSegment>,
-    /// Taken from a window frozen for a clean stop: nothing was ever served
-    /// from it that this state lacks, so its URIs can go on being used.
-    pub clean: bool,
-}
-
-/// URI naming for one rendition, relative to its media playlist.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uris {
-    /// Rendition name (the directory).
-    pub rendition: String,
-    /// Changes every time the window is created, so that URIs are never
-    /// reused with other bytes after a restart (CDNs cache them forever).
-    pub generation: String,
-}
-
-impl Uris {
-    /// URI of part `seq`.
-    pub fn part(&self, seq: u64) -> String {
-        format!("{}/{}/p{seq}.m4s", self.rendition, self.generation)
-    }
-    /// URI of segment `msn`.
-    pub fn segment(&self, msn: u64) -> String {
-        format!("{}/{}/s{msn}.m4s", self.rendition, self.generation)
-    }
-    /// URI of init segment `id`.
-    pub fn init(&self, id: u32) -> String {
-        format!("{}/{}/init{id}.mp4", self.rendition, self.generation)
-    }
-}
-
-/// Playlist-wide settings that do not change while live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlaylistSettings {
-    /// EXT-X-TARGETDURATION.
-    pub target_duration_secs: u64,
-    /// PART-TARGET.
-    pub part_target: Duration,
-    /// PART-HOLD-BACK.
-    pub part_hold_back: Duration,
-    /// CAN-SKIP-UNTIL.
-    pub can_skip_until: Duration,
-}
-
 /// One rendition's window.
 #[derive(Debug)]
 pub struct Window {
@@ -229,94 +157,6 @@ impl Window {
             media_clock: Duration::ZERO,
             longest_playlist: Duration::ZERO,
         }
-    }
-
-    /// The durable part of the window: complete segments only (an open
-    /// segment is lost on a crash; a clean stop closes it first).
-    pub fn state(&self) -> WindowState {
-        let segments: Vec<SavedSegment> = self
-            .segments
-            .iter()
-            .filter_map(|s| {
-                Some(SavedSegment {
-                    msn: s.msn,
-                    duration: s.duration,
-                    discontinuity: s.discontinuity,
-                    program_date_time: s.program_date_time,
-                    init_id: s.init_id,
-                    data: s.data.clone().filter(|_| s.complete)?,
-                })
-            })
-            .collect();
-        let inits = self
-            .inits
-            .iter()
-            .filter(|(id, _)| segments.iter().any(|s| s.init_id == *id))
-            .cloned()
-            .collect();
-        WindowState {
-            next_part_seq: self.next_seq,
-            next_init_id: self.next_init_id,
-            discontinuity_sequence: self.discontinuity_sequence,
-            next_msn: segments.last().map_or(self.next_msn, |s| s.msn + 1),
-            inits,
-            segments,
-            clean: self.frozen,
-        }
-    }
-
-    /// A window continuing `state` (after a restart). Segments whose init
-    /// segment is missing, or that break the MSN sequence, are dropped from
-    /// the front; the next segment follows the last one kept.
-    pub fn restore(limits: WindowLimits, state: WindowState) -> Window {
-        let mut w = Window::new(limits, state.next_msn);
-        w.next_seq = state.next_part_seq;
-        w.next_init_id = state
-            .inits
-            .iter()
-            .map(|(id, _)| id + 1)
-            .max()
-            .unwrap_or(0)
-            .max(state.next_init_id);
-        w.discontinuity_sequence = state.discontinuity_sequence;
-        let mut kept: Vec<SavedSegment> = Vec::new();
-        for s in state.segments {
-            let follows = kept.last().is_none_or(|k| s.msn == k.msn + 1);
-            let has_init = state.inits.iter().any(|(id, _)| *id == s.init_id);
-            if !follows || !has_init {
-                // Everything before a gap goes; count the discontinuities that leave.
-                w.discontinuity_sequence += kept.iter().filter(|k| k.discontinuity).count() as u64;
-                kept.clear();
-                if !has_init {
-                    w.discontinuity_sequence += u64::from(s.discontinuity);
-                    continue;
-                }
-            }
-            kept.push(s);
-        }
-        if let Some(last) = kept.last() {
-            w.next_msn = last.msn + 1;
-        }
-        w.inits = state
-            .inits
-            .into_iter()
-            .filter(|(id, _)| kept.iter().any(|s| s.init_id == *id))
-            .collect();
-        for s in kept {
-            w.bytes += s.data.len();
-            w.segments.push_back(Segment {
-                msn: s.msn,
-                parts: Vec::new(),
-                duration: s.duration,
-                complete: true,
-                discontinuity: s.discontinuity,
-                program_date_time: s.program_date_time,
-                init_id: s.init_id,
-                data: Some(s.data),
-            });
-        }
-        w.trim();
-        w
     }
 
     /// Sets the init segment for the parts that follow; returns its id.
@@ -541,84 +381,13 @@ impl Window {
                 Some(r.data.clone())
             })
     }
-
-    /// Peak and average bitrate over complete segments, in bits per second.
-    pub fn bitrates(&self) -> Option<(u64, u64)> {
-        let rates: Vec<(u64, Duration)> = self
-            .segments
-            .iter()
-            .filter_map(|s| Some((s.data.as_ref()?.len() as u64 * 8, s.duration)))
-            .filter(|(_, d)| *d >= Duration::from_millis(100))
-            .collect();
-        if rates.is_empty() {
-            return None;
-        }
-        let peak = rates
-            .iter()
-            .map(|(bits, d)| (*bits as f64 / d.as_secs_f64()) as u64)
-            .max()?;
-        let bits: u64 = rates.iter().map(|(b, _)| b).sum();
-        let secs: f64 = rates.iter().map(|(_, d)| d.as_secs_f64()).sum();
-        Some((peak, (bits as f64 / secs) as u64))
-    }
-
-    /// The playlist view of the window.
-    pub fn playlist(
-        &self,
-        uris: &Uris,
-        settings: &PlaylistSettings,
-        reports: Vec<Report>,
-    ) -> MediaPlaylist {
-        let listed_from = self
-            .next_msn
-            .saturating_sub(self.limits.part_segments_listed as u64 + 1);
-        let mut prev_init = None;
-        let segments = self
-            .segments
-            .iter()
-            .map(|s| {
-                let map = (prev_init != Some(s.init_id)).then(|| uris.init(s.init_id));
-                prev_init = Some(s.init_id);
-                SegmentLine {
-                    msn: s.msn,
-                    uri: s.complete.then(|| uris.segment(s.msn)),
-                    duration: s.duration,
-                    discontinuity: s.discontinuity,
-                    program_date_time: s.program_date_time,
-                    map,
-                    parts: if s.msn >= listed_from || !s.complete {
-                        s.parts
-                            .iter()
-                            .map(|p| PartLine {
-                                uri: uris.part(p.seq),
-                                duration: p.duration,
-                                independent: p.independent,
-                            })
-                            .collect()
-                    } else {
-                        Vec::new()
-                    },
-                }
-            })
-            .collect();
-        MediaPlaylist {
-            target_duration_secs: settings.target_duration_secs,
-            part_target: settings.part_target,
-            part_hold_back: settings.part_hold_back,
-            can_skip_until: settings.can_skip_until,
-            media_sequence: self.segments.front().map_or(self.next_msn, |s| s.msn),
-            discontinuity_sequence: self.discontinuity_sequence,
-            segments,
-            preload_hint: (!self.ended).then(|| uris.part(self.next_seq)),
-            reports,
-            ended: self.ended,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::view::PlaylistSettings;
     use super::*;
+    use crate::hls::uris::Uris;
 
     const LIMITS: WindowLimits = WindowLimits {
         segments_kept: 4,

@@ -1,0 +1,168 @@
+//! Packaging one publish: each transcoded rendition's media events become
+//! parts in its window, with the transcode's outcome counted.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::packager::{ClockAnchor, Output, Packager};
+use super::registry::{Broadcast, Hls, Rendition};
+
+impl Hls {
+    /// Packages one publish's transcoded renditions until they end. A broadcast
+    /// that already has windows continues them after a discontinuity.
+    pub async fn publish(self: &Arc<Self>, broadcast_id: &str, transcode: transcoder::Transcode) {
+        let broadcast = self.broadcast_or_new(broadcast_id);
+        let session = {
+            let mut n = broadcast
+                .publishes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            *n
+        };
+        *broadcast.ended_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let anchor = ClockAnchor::default();
+        let mut tasks = Vec::new();
+        for out in transcode.renditions {
+            let (rendition, existed) =
+                broadcast.get_or_add(&out.info, self.config.window_limits(), self.spool.as_ref());
+            let continuing = existed && rendition.with_window(|w| w.next_msn() > 1);
+            // A publish after the end (without the API to refuse it) resumes the window.
+            rendition
+                .window
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .resume();
+            tasks.push(tokio::spawn(package(
+                self.clone(),
+                broadcast.clone(),
+                rendition,
+                out.media,
+                anchor.clone(),
+                continuing,
+            )));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        match transcode.task.await {
+            Ok(Ok(stats)) => {
+                let l = crate::metrics::BroadcastLabel {
+                    broadcast: broadcast_id.to_owned(),
+                };
+                self.metrics
+                    .transcode_dropped_frames
+                    .get_or_create(&l)
+                    .inc_by(stats.dropped);
+                self.metrics
+                    .transcode_restarts
+                    .get_or_create(&l)
+                    .inc_by(u64::from(stats.restarts));
+                debug!(broadcast = %broadcast_id, ?stats, "transcode done")
+            }
+            Ok(Err(err)) => warn!(broadcast = %broadcast_id, %err, "transcode failed"),
+            Err(err) => warn!(broadcast = %broadcast_id, %err, "transcode task failed"),
+        }
+        // End the windows unless the publisher comes back within the grace period.
+        self.end_after_grace(broadcast, session);
+    }
+}
+
+async fn package(
+    hls: Arc<Hls>,
+    broadcast: Arc<Broadcast>,
+    rendition: Arc<Rendition>,
+    mut media: mpsc::Receiver<ingest::MediaEvent>,
+    anchor: ClockAnchor,
+    continuing: bool,
+) {
+    let settings = hls.config.playlist_settings();
+    let mut packager = Packager::new(hls.config.packager_settings(), anchor, continuing);
+    let mut out = Vec::new();
+    loop {
+        let event = media.recv().await;
+        let done = event.is_none();
+        let result = match event {
+            Some(e) => packager.push(e, &mut out),
+            None => packager.flush(&mut out),
+        };
+        if let Err(err) = result {
+            warn!(broadcast = %broadcast.id, rendition = %rendition.name, %err, "packaging failed");
+        }
+        if !out.is_empty() {
+            // Codecs and frame rate only change with a segment (or an init segment).
+            let new_segment = out.iter().any(|o| match o {
+                Output::Init(_) => true,
+                Output::Part(p) => p.new_segment.is_some(),
+            });
+            {
+                let mut w = rendition.window.lock().unwrap_or_else(|p| p.into_inner());
+                for o in out.drain(..) {
+                    let r = match o {
+                        Output::Init(data) => {
+                            w.set_init(data);
+                            Ok(())
+                        }
+                        Output::Part(p) => {
+                            hls.metrics
+                                .parts
+                                .get_or_create(&crate::metrics::RenditionLabel {
+                                    broadcast: broadcast.id.clone(),
+                                    rendition: rendition.name.clone(),
+                                })
+                                .inc();
+                            w.push(p).map(|_| ())
+                        }
+                    };
+                    if let Err(err) = r {
+                        debug!(rendition = %rendition.name, %err, "part not stored");
+                    }
+                }
+            }
+            if new_segment {
+                update_facts(&rendition, &packager);
+                // The segment before this one just completed.
+                rendition.save();
+            }
+            broadcast.refresh(&settings);
+            broadcast.changed.send_modify(|v| *v += 1);
+        }
+        if done {
+            break;
+        }
+    }
+    if packager.dropped_audio > 0 {
+        warn!(
+            broadcast = %broadcast.id,
+            rendition = %rendition.name,
+            dropped = packager.dropped_audio,
+            "audio frames dropped while video stalled"
+        );
+    }
+    // Close the open segment so that it can be served whole while we wait for a reconnect.
+    rendition
+        .window
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish_segment();
+    rendition.save();
+    broadcast.refresh(&settings);
+}
+
+/// Records codecs and frame rate for the multivariant playlist.
+fn update_facts(rendition: &Rendition, packager: &Packager) {
+    let Some(video) = packager.video_config() else {
+        return;
+    };
+    let mut facts = rendition.facts.lock().unwrap_or_else(|p| p.into_inner());
+    facts.codecs = match packager.audio_config() {
+        Some(a) => format!("{},{}", video.codec_string(), a.codec_string()),
+        None => video.codec_string(),
+    };
+    facts.resolution = (video.width, video.height);
+    if let Some(fps) = packager.frame_rate().or(video.frame_rate) {
+        facts.frame_rate = fps;
+    }
+}

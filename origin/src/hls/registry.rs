@@ -1,0 +1,471 @@
+//! The registry: every broadcast's renditions, their windows and the
+//! snapshots held requests wait on; restoring windows at start and saving
+//! them at a stop; ending broadcasts.
+//!
+//! Each rendition publishes an immutable [`Snapshot`] (rendered playlists,
+//! already gzipped) on a `tokio::sync::watch` channel after every part. Held
+//! requests wait on that channel, so a part landing wakes all of them at once,
+//! costs no thread per request, and no lock is held while writing responses.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::config::HlsConfig;
+use super::directives::Position;
+use super::held::HeldLimiter;
+use super::playlist::{self, Report, Variant};
+use super::saved::{RenditionFacts, Saved};
+use super::spool::{Spool, Writer};
+use super::uris::Uris;
+use super::window::view::PlaylistSettings;
+use super::window::{Window, WindowLimits};
+
+/// How long a stopping server waits, in all, for windows to reach the disk.
+pub const SAVE_ON_STOP_LIMIT: Duration = Duration::from_secs(5);
+/// Rendered playlists are gzipped at this level once per part, not per request.
+const GZIP_LEVEL: u32 = 6;
+
+/// What a rendition's playlist looks like right now.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Where the window stands; `None` until the first segment is complete.
+    pub position: Option<Position>,
+    /// Sequence number of the next part (the preload hint).
+    pub next_part_seq: u64,
+    /// The full playlist.
+    pub full: Bytes,
+    /// It, gzipped.
+    pub full_gz: Bytes,
+    /// The delta update (`_HLS_skip=YES`).
+    pub delta: Bytes,
+    /// It, gzipped.
+    pub delta_gz: Bytes,
+}
+
+/// One rendition of a broadcast.
+pub struct Rendition {
+    /// Name, e.g. `720p`.
+    pub name: String,
+    /// URI naming.
+    pub uris: Uris,
+    /// Position in the ladder.
+    pub(super) order: usize,
+    pub(super) window: Mutex<Window>,
+    pub(super) facts: Mutex<RenditionFacts>,
+    pub(super) snapshot: watch::Sender<Arc<Snapshot>>,
+    /// Keeps the window on disk, when there is a spool.
+    pub(super) saver: Option<Writer>,
+}
+
+impl Rendition {
+    /// Subscribes to its snapshots.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.subscribe()
+    }
+
+    /// Looks something up in the window.
+    pub fn with_window<T>(&self, f: impl FnOnce(&Window) -> T) -> T {
+        f(&self.window.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Saves the window's complete segments (once per segment; never waits).
+    pub(super) fn save(&self) {
+        if let Some(saver) = &self.saver {
+            saver.save(Saved {
+                order: self.order,
+                generation: self.uris.generation.clone(),
+                facts: self.facts.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                state: self.with_window(|w| w.state()),
+            });
+        }
+    }
+}
+
+/// A broadcast's renditions and lifecycle.
+pub struct Broadcast {
+    /// Broadcast id.
+    pub id: String,
+    pub(super) renditions: RwLock<Vec<Arc<Rendition>>>,
+    /// Bumped whenever renditions or their facts change; master requests wait on it.
+    pub(super) changed: watch::Sender<u64>,
+    pub(super) refresh: Mutex<()>,
+    /// The last multivariant playlist served, and it gzipped.
+    pub(super) multivariant: Mutex<(Bytes, Bytes)>,
+    pub(super) publishes: Mutex<u64>,
+    pub(super) ended_at: Mutex<Option<SystemTime>>,
+}
+
+impl Broadcast {
+    /// Renditions, in ladder order.
+    pub fn renditions(&self) -> Vec<Arc<Rendition>> {
+        self.renditions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A rendition by name.
+    pub fn rendition(&self, name: &str) -> Option<Arc<Rendition>> {
+        self.renditions().into_iter().find(|r| r.name == name)
+    }
+
+    /// Subscribes to rendition changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The multivariant playlist and it gzipped, once every rendition has a
+    /// complete segment. It changes rarely: it is compressed when it does.
+    pub fn multivariant(&self) -> Option<(Bytes, Bytes)> {
+        let text = self.render_multivariant()?;
+        let mut cached = self.multivariant.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.0 != text.as_bytes() {
+            *cached = (Bytes::from(text.into_bytes()), Bytes::new());
+            cached.1 = gzip(&cached.0);
+        }
+        Some(cached.clone())
+    }
+
+    fn render_multivariant(&self) -> Option<String> {
+        let renditions = self.renditions();
+        if renditions.is_empty() {
+            return None;
+        }
+        let mut variants = Vec::new();
+        for r in &renditions {
+            r.snapshot.borrow().position?;
+            let facts = r.facts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let (peak, avg) = r
+                .with_window(|w| w.bitrates())
+                .unwrap_or((facts.nominal_bps, facts.nominal_bps));
+            variants.push(Variant {
+                uri: format!("{}.m3u8", r.name),
+                bandwidth: peak,
+                average_bandwidth: avg,
+                codecs: facts.codecs,
+                resolution: facts.resolution,
+                frame_rate: facts.frame_rate,
+            });
+        }
+        Some(playlist::render_multivariant(&variants))
+    }
+
+    /// When the broadcast ended, if it has.
+    pub fn ended_at(&self) -> Option<SystemTime> {
+        *self.ended_at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn get_or_add(
+        &self,
+        info: &transcoder::RenditionInfo,
+        limits: WindowLimits,
+        spool: Option<&Spool>,
+    ) -> (Arc<Rendition>, bool) {
+        let mut list = self.renditions.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = list.iter().find(|r| r.name == info.name) {
+            return (r.clone(), true);
+        }
+        let r = Arc::new(Rendition {
+            name: info.name.clone(),
+            uris: Uris {
+                rendition: info.name.clone(),
+                generation: new_generation(),
+            },
+            order: list.len(),
+            window: Mutex::new(Window::new(limits, 1)),
+            facts: Mutex::new(RenditionFacts {
+                resolution: (info.width, info.height),
+                nominal_bps: u64::from(info.bitrate_kbps) * 1000 + 128_000,
+                ..Default::default()
+            }),
+            snapshot: watch::Sender::new(Arc::new(Snapshot::default())),
+            saver: spool.and_then(|s| s.writer(&self.id, &info.name)),
+        });
+        list.push(r.clone());
+        self.changed.send_modify(|v| *v += 1);
+        (r, false)
+    }
+
+    /// Re-renders every rendition's playlists (each reports on the others).
+    pub(super) fn refresh(&self, settings: &PlaylistSettings) {
+        let _serial = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        let renditions = self.renditions();
+        let positions: Vec<(String, Option<Position>)> = renditions
+            .iter()
+            .map(|r| (r.name.clone(), r.with_window(|w| w.position())))
+            .collect();
+        for r in &renditions {
+            let reports: Vec<Report> = positions
+                .iter()
+                .filter(|(name, _)| *name != r.name)
+                .filter_map(|(name, pos)| {
+                    pos.map(|p| Report {
+                        uri: format!("{name}.m3u8"),
+                        last_msn: p.last_msn,
+                        last_part: p.last_part,
+                    })
+                })
+                .collect();
+            let (pl, position, next_part_seq) = r.with_window(|w| {
+                (
+                    w.playlist(&r.uris, settings, reports),
+                    w.position(),
+                    w.next_part_seq(),
+                )
+            });
+            let full = playlist::render(&pl, false);
+            let delta = playlist::render(&pl, true);
+            let snapshot = Snapshot {
+                position,
+                next_part_seq,
+                full_gz: gzip(full.as_bytes()),
+                delta_gz: gzip(delta.as_bytes()),
+                full: full.into(),
+                delta: delta.into(),
+            };
+            r.snapshot.send_replace(Arc::new(snapshot));
+        }
+    }
+}
+
+/// A URI generation no earlier window used: the time in milliseconds.
+fn new_generation() -> String {
+    format!(
+        "{:x}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+    )
+}
+
+fn gzip(data: &[u8]) -> Bytes {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
+    enc.write_all(data).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail").into()
+}
+
+/// All broadcasts' LL-HLS state.
+pub struct Hls {
+    /// Settings.
+    pub config: HlsConfig,
+    pub(super) broadcasts: RwLock<HashMap<String, Arc<Broadcast>>>,
+    /// Held-request accounting.
+    pub held: HeldLimiter,
+    /// Told the id of every broadcast that ends.
+    pub(super) ended: Mutex<Option<mpsc::Sender<String>>>,
+    /// Where parts and transcode outcomes are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where windows are kept across restarts.
+    pub(super) spool: Option<Spool>,
+    /// Cancelled when the server stops: held requests are answered at once.
+    pub stopping: CancellationToken,
+}
+
+impl Hls {
+    /// An empty registry; windows are kept in `spool` when given.
+    pub fn new(
+        config: HlsConfig,
+        metrics: Arc<crate::metrics::Metrics>,
+        spool: Option<Spool>,
+    ) -> Arc<Hls> {
+        let held = HeldLimiter::new(config.max_held_per_client, config.max_held_total);
+        Arc::new(Hls {
+            config,
+            broadcasts: RwLock::default(),
+            held,
+            ended: Mutex::new(None),
+            metrics,
+            spool,
+            stopping: CancellationToken::new(),
+        })
+    }
+
+    /// Brings back the windows saved by the last run, for every broadcast
+    /// `keep` accepts; the others are deleted. A restored broadcast is live,
+    /// waiting for its publisher, and ends after the reconnect grace if nobody
+    /// comes back.
+    pub async fn restore(self: &Arc<Self>, keep: impl Fn(&str) -> bool + Send + 'static) {
+        let Some(spool) = self.spool.clone() else {
+            return;
+        };
+        let mut restored = tokio::task::spawn_blocking(move || spool.load(keep))
+            .await
+            .unwrap_or_default();
+        restored.sort_by_key(|r| (r.broadcast.clone(), r.saved.order));
+        let settings = self.config.playlist_settings();
+        let mut broadcasts: Vec<Arc<Broadcast>> = Vec::new();
+        for r in restored {
+            let broadcast = self.broadcast_or_new(&r.broadcast);
+            // After a crash, parts (and perhaps segments and init segments)
+            // past the saved state were served and are cached forever by edges
+            // and players; continuing the numbering under the same URIs would
+            // serve other bytes. A new generation makes every URI new.
+            let generation = if r.saved.state.clean {
+                r.saved.generation
+            } else {
+                let g = new_generation();
+                info!(broadcast = %r.broadcast, rendition = %r.rendition, old = %r.saved.generation, new = %g, "window saved before an unclean stop; its URIs get a new generation");
+                g
+            };
+            let window = Window::restore(self.config.window_limits(), r.saved.state);
+            let rendition = Arc::new(Rendition {
+                uris: Uris {
+                    rendition: r.rendition.clone(),
+                    generation,
+                },
+                order: r.saved.order,
+                window: Mutex::new(window),
+                facts: Mutex::new(r.saved.facts),
+                snapshot: watch::Sender::new(Arc::new(Snapshot::default())),
+                saver: self
+                    .spool
+                    .as_ref()
+                    .and_then(|s| s.writer(&r.broadcast, &r.rendition)),
+                name: r.rendition,
+            });
+            let segments = rendition.with_window(|w| w.position().map(|p| p.last_msn));
+            info!(broadcast = %broadcast.id, rendition = %rendition.name, last_msn = ?segments, "window restored");
+            broadcast
+                .renditions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(rendition);
+            if !broadcasts.iter().any(|b| b.id == broadcast.id) {
+                broadcasts.push(broadcast);
+            }
+        }
+        for b in broadcasts {
+            b.refresh(&settings);
+            b.changed.send_modify(|v| *v += 1);
+            self.end_after_grace(b, 0);
+        }
+    }
+
+    /// Stops for a restart: held requests are answered (503, retry), open
+    /// segments are closed and every window is saved, so the next run
+    /// continues the playlists. Nothing gets EXT-X-ENDLIST: the broadcasts are
+    /// not over.
+    pub async fn stop(self: &Arc<Self>) {
+        self.stopping.cancel();
+        let renditions: Vec<Arc<Rendition>> = self
+            .broadcasts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|b| b.ended_at().is_none())
+            .flat_map(|b| b.renditions())
+            .collect();
+        for r in &renditions {
+            // Parts still coming from a transcode are refused from here on,
+            // so the state saved is the last one served: a clean stop.
+            r.window.lock().unwrap_or_else(|p| p.into_inner()).freeze();
+            r.save();
+        }
+        // One deadline for all of them: the stop as a whole stays bounded.
+        let deadline = tokio::time::Instant::now() + SAVE_ON_STOP_LIMIT;
+        for r in &renditions {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Some(saver) = &r.saver
+                && !saver.flush(left).await
+            {
+                warn!(rendition = %r.name, "window not saved in time");
+            }
+        }
+    }
+
+    /// Ends the broadcast unless another publish starts within the reconnect grace.
+    pub(super) fn end_after_grace(self: &Arc<Self>, broadcast: Arc<Broadcast>, session: u64) {
+        let hls = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(hls.config.reconnect_grace).await;
+            let current = *broadcast
+                .publishes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if current == session && broadcast.ended_at().is_none() {
+                hls.end(&broadcast.id);
+            }
+        });
+    }
+
+    /// Where to report ended broadcasts (the API marks them ended).
+    pub fn notify_ended(&self, tx: mpsc::Sender<String>) {
+        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// A broadcast, if it has been published.
+    pub fn broadcast(&self, id: &str) -> Option<Arc<Broadcast>> {
+        self.broadcasts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub(super) fn broadcast_or_new(&self, id: &str) -> Arc<Broadcast> {
+        let mut map = self.broadcasts.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Broadcast {
+                    id: id.to_owned(),
+                    renditions: RwLock::default(),
+                    changed: watch::Sender::new(0),
+                    refresh: Mutex::default(),
+                    multivariant: Mutex::default(),
+                    publishes: Mutex::new(0),
+                    ended_at: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    /// Adds EXT-X-ENDLIST to every rendition, then frees the broadcast after the linger time.
+    pub fn end(self: &Arc<Self>, broadcast_id: &str) {
+        let Some(broadcast) = self.broadcast(broadcast_id) else {
+            return;
+        };
+        for r in broadcast.renditions() {
+            r.window.lock().unwrap_or_else(|p| p.into_inner()).end();
+            // Over: nothing to continue after a restart.
+            if let Some(saver) = &r.saver {
+                saver.remove();
+            }
+        }
+        *broadcast.ended_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(SystemTime::now());
+        broadcast.refresh(&self.config.playlist_settings());
+        info!(broadcast = %broadcast_id, "broadcast ended");
+        if let Some(tx) = self
+            .ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = tx.try_send(broadcast_id.to_owned());
+        }
+        let hls = self.clone();
+        let id = broadcast_id.to_owned();
+        let session = *broadcast
+            .publishes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        tokio::spawn(async move {
+            tokio::time::sleep(hls.config.linger_after_end).await;
+            let mut map = hls.broadcasts.write().unwrap_or_else(|p| p.into_inner());
+            if map
+                .get(&id)
+                .is_some_and(|b| *b.publishes.lock().unwrap_or_else(|p| p.into_inner()) == session)
+            {
+                map.remove(&id);
+                debug!(broadcast = %id, "window freed");
+            }
+        });
+    }
+}
