@@ -12,12 +12,32 @@ pub struct Grant {
     pub broadcast_id: String,
 }
 
+/// Why a publish was refused; its text is sent to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No broadcast has this stream key.
+    #[error("unknown stream key")]
+    UnknownKey,
+    /// The broadcast is over; it takes no more publishes.
+    #[error("this broadcast has ended")]
+    Ended,
+    /// Another connection publishes to this broadcast.
+    #[error("this broadcast already has a live publisher")]
+    AlreadyLive,
+    /// This connection publishes already.
+    #[error("this connection is already publishing")]
+    AlreadyPublishing,
+    /// The authorizer could not decide (its database failed); logged there.
+    #[error("server error")]
+    Unavailable,
+}
+
 /// Decides whether a stream key may publish. The meta API implements it; tests and
 /// the binary before the API use [`StaticKeys`].
 #[async_trait::async_trait]
 pub trait Authorizer: Send + Sync + 'static {
-    /// Returns the grant for `stream_key`, or a reason (sent to the client) why not.
-    async fn authorize(&self, stream_key: &str) -> Result<Grant, String>;
+    /// Returns the grant for `stream_key`, or why not.
+    async fn authorize(&self, stream_key: &str) -> Result<Grant, Refusal>;
 }
 
 /// An authorizer over a fixed list of keys, each publishing to the broadcast of the same name.
@@ -26,13 +46,13 @@ pub struct StaticKeys(pub HashSet<String>);
 
 #[async_trait::async_trait]
 impl Authorizer for StaticKeys {
-    async fn authorize(&self, stream_key: &str) -> Result<Grant, String> {
+    async fn authorize(&self, stream_key: &str) -> Result<Grant, Refusal> {
         if self.0.contains(stream_key) {
             Ok(Grant {
                 broadcast_id: stream_key.to_owned(),
             })
         } else {
-            Err("unknown stream key".into())
+            Err(Refusal::UnknownKey)
         }
     }
 }

@@ -34,7 +34,7 @@ pub enum Error {
     UnknownApp(String),
     /// The authorizer refused the stream key.
     #[error("publish rejected: {0}")]
-    PublishRejected(String),
+    PublishRejected(#[from] crate::auth::Refusal),
     /// The client tried to play; this server only accepts publishers over RTMP.
     #[error("playback over RTMP is not supported")]
     PlayNotSupported,

@@ -26,7 +26,7 @@ pub mod media;
 pub mod rtmp;
 pub mod timestamp;
 
-pub use auth::{Authorizer, Grant, StaticKeys, fingerprint};
+pub use auth::{Authorizer, Grant, Refusal, StaticKeys, fingerprint};
 pub use config::IngestConfig;
 pub use error::Error;
 pub use media::{AacConfig, AudioFrame, AvcConfig, MediaEvent, Metadata, VideoFrame};

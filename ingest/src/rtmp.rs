@@ -25,7 +25,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::auth::{Authorizer, LiveGuard, LiveSet, fingerprint};
+use crate::auth::{Authorizer, LiveGuard, LiveSet, Refusal, fingerprint};
 use crate::chunk::{ChunkGuard, Notice, split_after_commands};
 use crate::config::IngestConfig;
 use crate::error::Error;
@@ -304,12 +304,12 @@ impl Connection {
                 let key = stream_key.split('?').next().unwrap_or_default();
                 let fp = fingerprint(key);
                 let outcome = if self.publishing.is_some() {
-                    Err("this connection is already publishing".to_string())
+                    Err(Refusal::AlreadyPublishing)
                 } else {
                     match self.shared.authorizer.authorize(key).await {
                         Ok(grant) => match self.shared.live.claim(&grant.broadcast_id) {
                             Some(live) => Ok((grant, live)),
-                            None => Err("this broadcast already has a live publisher".into()),
+                            None => Err(Refusal::AlreadyLive),
                         },
                         Err(reason) => Err(reason),
                     }
@@ -344,7 +344,11 @@ impl Connection {
                         warn!(key = %fp, %reason, "publish rejected");
                         let r = contained(|| {
                             session
-                                .reject_request(request_id, "NetStream.Publish.BadName", &reason)
+                                .reject_request(
+                                    request_id,
+                                    "NetStream.Publish.BadName",
+                                    &reason.to_string(),
+                                )
                                 .map_err(|e| format!("{e:?}"))
                         })?;
                         self.flush_results(r).await?;

@@ -82,3 +82,12 @@ impl HttpError {
             .expect("valid response")
     }
 }
+
+impl From<crate::store::StoreError> for HttpError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::NotFound => HttpError::NotFound,
+            e => HttpError::Internal(e.to_string()),
+        }
+    }
+}

@@ -14,3 +14,17 @@ pub fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         .body(Full::new(Bytes::from(body)))
         .expect("valid response")
 }
+
+/// `v` as a JSON response that is not cached.
+pub fn json_of(status: StatusCode, v: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    json(status, serde_json::to_string(v).expect("serializable"))
+}
+
+/// A response other than JSON, with its type and cache policy.
+pub fn body(content_type: &str, cache: &str, body: Bytes) -> Response<Full<Bytes>> {
+    Response::builder()
+        .header("content-type", content_type)
+        .header("cache-control", cache)
+        .body(Full::new(body))
+        .expect("valid response")
+}

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::record::{Record, Status, hex};
+
 /// Longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 140;
 /// Longest description, in characters.
@@ -12,45 +14,6 @@ pub const MAX_BODY_BYTES: usize = 64 << 10;
 pub const DEFAULT_PAGE: usize = 20;
 /// Largest page size of list and search.
 pub const MAX_PAGE: usize = 100;
-
-/// Where a broadcast is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Created; waiting for the publisher.
-    Ready,
-    /// A publisher is (or was a moment ago) streaming.
-    Live,
-    /// Over for good; cannot be published to again.
-    Ended,
-}
-
-/// A broadcast as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// Id (URL-safe).
-    pub id: String,
-    /// Title.
-    pub title: String,
-    /// Description.
-    pub description: String,
-    /// Status.
-    pub status: Status,
-    /// Creation time, RFC 3339.
-    pub created_at: String,
-    /// First went live, RFC 3339.
-    pub started_at: Option<String>,
-    /// Ended, RFC 3339.
-    pub ended_at: Option<String>,
-    /// Last change of title, description or status, RFC 3339.
-    pub modified_at: String,
-    /// Most simultaneous viewers so far.
-    pub peak_viewers: u64,
-    /// SHA-256 of the owner token, hex.
-    pub owner_hash: String,
-    /// Stream key generation (bumped by rotation).
-    pub key_version: u32,
-}
 
 /// A broadcast as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -175,11 +138,6 @@ pub fn parse_cursor(c: &str) -> Option<(u8, std::cmp::Reverse<String>, String)> 
     let created = it.next()?.to_string();
     let id = it.next()?.to_string();
     Some((rank, std::cmp::Reverse(created), id))
-}
-
-/// Lowercase hex.
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {

@@ -1,5 +1,5 @@
 //! Packaging one publish: each transcoded rendition's media events become
-//! parts in its window, with the transcode's outcome counted.
+//! parts in its window.
 
 use std::sync::Arc;
 
@@ -11,25 +11,21 @@ use super::registry::{Broadcast, Hls, Rendition};
 
 impl Hls {
     /// Packages one publish's transcoded renditions until they end. A broadcast
-    /// that already has windows continues them after a discontinuity.
-    pub async fn publish(self: &Arc<Self>, broadcast_id: &str, transcode: transcoder::Transcode) {
+    /// that already has windows continues them after a discontinuity (and an
+    /// ended one is taken live again).
+    pub async fn publish(
+        self: &Arc<Self>,
+        broadcast_id: &str,
+        renditions: Vec<transcoder::RenditionOutput>,
+    ) {
         let broadcast = self.broadcast_or_new(broadcast_id);
-        let session = {
-            let mut n = broadcast
-                .publishes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            *n += 1;
-            *n
-        };
         *broadcast.ended_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let anchor = ClockAnchor::default();
         let mut tasks = Vec::new();
-        for out in transcode.renditions {
+        for out in renditions {
             let (rendition, existed) =
                 broadcast.get_or_add(&out.info, self.config.window_limits(), self.spool.as_ref());
             let continuing = existed && rendition.with_window(|w| w.next_msn() > 1);
-            // A publish after the end (without the API to refuse it) resumes the window.
             rendition
                 .window
                 .lock()
@@ -47,26 +43,6 @@ impl Hls {
         for t in tasks {
             let _ = t.await;
         }
-        match transcode.task.await {
-            Ok(Ok(stats)) => {
-                let l = crate::metrics::BroadcastLabel {
-                    broadcast: broadcast_id.to_owned(),
-                };
-                self.metrics
-                    .transcode_dropped_frames
-                    .get_or_create(&l)
-                    .inc_by(stats.dropped);
-                self.metrics
-                    .transcode_restarts
-                    .get_or_create(&l)
-                    .inc_by(u64::from(stats.restarts));
-                debug!(broadcast = %broadcast_id, ?stats, "transcode done")
-            }
-            Ok(Err(err)) => warn!(broadcast = %broadcast_id, %err, "transcode failed"),
-            Err(err) => warn!(broadcast = %broadcast_id, %err, "transcode task failed"),
-        }
-        // End the windows unless the publisher comes back within the grace period.
-        self.end_after_grace(broadcast, session);
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -98,7 +98,6 @@ pub struct Broadcast {
     pub(super) refresh: Mutex<()>,
     /// The last multivariant playlist served, and it gzipped.
     pub(super) multivariant: Mutex<(Bytes, Bytes)>,
-    pub(super) publishes: Mutex<u64>,
     pub(super) ended_at: Mutex<Option<SystemTime>>,
 }
 
@@ -259,8 +258,6 @@ pub struct Hls {
     pub(super) broadcasts: RwLock<HashMap<String, Arc<Broadcast>>>,
     /// Held-request accounting.
     pub held: HeldLimiter,
-    /// Told the id of every broadcast that ends.
-    pub(super) ended: Mutex<Option<mpsc::Sender<String>>>,
     /// Where parts and transcode outcomes are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where windows are kept across restarts.
@@ -281,7 +278,6 @@ impl Hls {
             config,
             broadcasts: RwLock::default(),
             held,
-            ended: Mutex::new(None),
             metrics,
             spool,
             stopping: CancellationToken::new(),
@@ -289,12 +285,15 @@ impl Hls {
     }
 
     /// Brings back the windows saved by the last run, for every broadcast
-    /// `keep` accepts; the others are deleted. A restored broadcast is live,
-    /// waiting for its publisher, and ends after the reconnect grace if nobody
-    /// comes back.
-    pub async fn restore(self: &Arc<Self>, keep: impl Fn(&str) -> bool + Send + 'static) {
+    /// `keep` accepts; the others are deleted. Returns the broadcasts
+    /// restored: they are live, waiting for their publishers (whoever owns
+    /// the lifecycle ends them if nobody comes back).
+    pub async fn restore(
+        self: &Arc<Self>,
+        keep: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Vec<String> {
         let Some(spool) = self.spool.clone() else {
-            return;
+            return Vec::new();
         };
         let mut restored = tokio::task::spawn_blocking(move || spool.load(keep))
             .await
@@ -342,11 +341,13 @@ impl Hls {
                 broadcasts.push(broadcast);
             }
         }
+        let mut ids = Vec::with_capacity(broadcasts.len());
         for b in broadcasts {
             b.refresh(&settings);
             b.changed.send_modify(|v| *v += 1);
-            self.end_after_grace(b, 0);
+            ids.push(b.id.clone());
         }
+        ids
     }
 
     /// Stops for a restart: held requests are answered (503, retry), open
@@ -381,26 +382,6 @@ impl Hls {
         }
     }
 
-    /// Ends the broadcast unless another publish starts within the reconnect grace.
-    pub(super) fn end_after_grace(self: &Arc<Self>, broadcast: Arc<Broadcast>, session: u64) {
-        let hls = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(hls.config.reconnect_grace).await;
-            let current = *broadcast
-                .publishes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if current == session && broadcast.ended_at().is_none() {
-                hls.end(&broadcast.id);
-            }
-        });
-    }
-
-    /// Where to report ended broadcasts (the API marks them ended).
-    pub fn notify_ended(&self, tx: mpsc::Sender<String>) {
-        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
-    }
-
     /// A broadcast, if it has been published.
     pub fn broadcast(&self, id: &str) -> Option<Arc<Broadcast>> {
         self.broadcasts
@@ -420,7 +401,6 @@ impl Hls {
                     changed: watch::Sender::new(0),
                     refresh: Mutex::default(),
                     multivariant: Mutex::default(),
-                    publishes: Mutex::new(0),
                     ended_at: Mutex::new(None),
                 })
             })
@@ -432,6 +412,9 @@ impl Hls {
         let Some(broadcast) = self.broadcast(broadcast_id) else {
             return;
         };
+        if broadcast.ended_at().is_some() {
+            return;
+        }
         for r in broadcast.renditions() {
             r.window.lock().unwrap_or_else(|p| p.into_inner()).end();
             // Over: nothing to continue after a restart.
@@ -439,30 +422,17 @@ impl Hls {
                 saver.remove();
             }
         }
-        *broadcast.ended_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(SystemTime::now());
+        let ended_at = SystemTime::now();
+        *broadcast.ended_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(ended_at);
         broadcast.refresh(&self.config.playlist_settings());
-        info!(broadcast = %broadcast_id, "broadcast ended");
-        if let Some(tx) = self
-            .ended
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            let _ = tx.try_send(broadcast_id.to_owned());
-        }
+        info!(broadcast = %broadcast_id, "playlists ended");
         let hls = self.clone();
         let id = broadcast_id.to_owned();
-        let session = *broadcast
-            .publishes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
         tokio::spawn(async move {
             tokio::time::sleep(hls.config.linger_after_end).await;
             let mut map = hls.broadcasts.write().unwrap_or_else(|p| p.into_inner());
-            if map
-                .get(&id)
-                .is_some_and(|b| *b.publishes.lock().unwrap_or_else(|p| p.into_inner()) == session)
-            {
+            // Unless a publish took it live again (and perhaps ended it again).
+            if map.get(&id).is_some_and(|b| b.ended_at() == Some(ended_at)) {
                 map.remove(&id);
                 debug!(broadcast = %id, "window freed");
             }

@@ -16,8 +16,9 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 use tracing::debug;
 
-use super::Api;
-use super::store::{ChatMessage, now_rfc3339};
+use crate::metrics::{BroadcastLabel, Metrics};
+use crate::store::Store;
+use crate::store::record::{ChatMessage, now_rfc3339};
 
 /// Longest chat message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 500;
@@ -42,6 +43,25 @@ const ROOM_CHANNEL_CAPACITY: usize = 1024;
 pub struct Room {
     tx: broadcast::Sender<Arc<str>>,
     sessions: Mutex<(usize, HashMap<String, usize>)>,
+}
+
+/// Chat: the rooms, where messages are kept, and what is counted.
+pub struct Chat {
+    /// Every room.
+    pub rooms: Rooms,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl Chat {
+    /// No rooms yet.
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<Chat> {
+        Arc::new(Chat {
+            rooms: Rooms::default(),
+            store,
+            metrics,
+        })
+    }
 }
 
 /// Every room.
@@ -179,8 +199,8 @@ fn error_frame(msg: &str) -> Message {
 
 /// Joins `room` as `session`; the caller has checked [`Room::has_room`].
 /// The streamer's own connections are not counted as viewers.
-pub fn join(api: &Arc<Api>, broadcast: &str, session: &str, viewer: bool) -> Presence {
-    let room = api.rooms.room(broadcast);
+pub fn join(chat: &Arc<Chat>, broadcast: &str, session: &str, viewer: bool) -> Presence {
+    let room = chat.rooms.room(broadcast);
     {
         let mut s = room.sessions.lock().unwrap_or_else(|p| p.into_inner());
         s.0 += 1;
@@ -189,9 +209,13 @@ pub fn join(api: &Arc<Api>, broadcast: &str, session: &str, viewer: bool) -> Pre
         }
     }
     let n = room.send_viewers();
-    let api2 = api.clone();
+    let store = chat.store.clone();
     let id = broadcast.to_owned();
-    tokio::spawn(async move { api2.note_viewers(&id, n).await });
+    tokio::spawn(async move {
+        if let Err(err) = store.note_viewers(&id, n).await {
+            debug!(broadcast = %id, %err, "peak viewers not recorded");
+        }
+    });
     Presence {
         room,
         session: viewer.then(|| session.to_owned()),
@@ -200,7 +224,7 @@ pub fn join(api: &Arc<Api>, broadcast: &str, session: &str, viewer: bool) -> Pre
 
 /// Runs one chat connection until either side closes.
 pub async fn serve(
-    api: Arc<Api>,
+    chat: Arc<Chat>,
     ws: HyperWebsocket,
     broadcast: String,
     user: String,
@@ -211,9 +235,10 @@ pub async fn serve(
         return;
     };
     let mut rx = presence.room.tx.subscribe();
-    let history = api
+    let history = chat
         .store
         .chat_history(&broadcast, HISTORY_ON_JOIN)
+        .await
         .unwrap_or_default();
     let hello = serde_json::json!({"type": "history", "messages": history}).to_string();
     let viewers = format!(
@@ -234,12 +259,11 @@ pub async fn serve(
         let out = tokio::select! {
             m = ws.next() => match m {
                 Some(Ok(Message::Text(t))) => {
-                    match accept(&api, &broadcast, &user, streamer, t.as_str(), &mut bucket).await {
+                    match accept(&chat, &broadcast, &user, streamer, t.as_str(), &mut bucket).await {
                         Ok(m) => {
-                            api.hls
-                                .metrics
+                            chat.metrics
                                 .chat_messages
-                                .get_or_create(&crate::metrics::BroadcastLabel { broadcast: broadcast.clone() })
+                                .get_or_create(&BroadcastLabel { broadcast: broadcast.clone() })
                                 .inc();
                             let _ = presence.room.tx.send(serde_json::to_string(&m).unwrap_or_default().into());
                             None
@@ -283,7 +307,7 @@ pub async fn serve(
 }
 
 async fn accept(
-    api: &Arc<Api>,
+    chat: &Chat,
     broadcast: &str,
     user: &str,
     streamer: bool,
@@ -312,7 +336,7 @@ async fn accept(
             "slow down: at most {MESSAGES_PER_SECOND} message per second (bursts of {MESSAGE_BURST})"
         ));
     }
-    api.store
+    chat.store
         .add_chat(
             broadcast,
             ChatMessage {

@@ -1,0 +1,292 @@
+//! The API's routes: one function each, and [`handle`], which picks one.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use tracing::info;
+
+use super::model::{self, Create, Update, View};
+use super::request::{bearer, json_body, query};
+use crate::broadcasts::Broadcasts;
+use crate::chat::{self, Chat};
+use crate::error::HttpError;
+use crate::hls::uris::valid_name;
+use crate::response::{body, json_of};
+use crate::store::keys::is_owner;
+use crate::store::record::{Record, Status};
+use crate::store::{Edit, Store};
+
+/// What the API works with.
+pub struct Api {
+    /// Broadcast records, stream keys and chat history.
+    pub store: Arc<dyn Store>,
+    /// Chat rooms and viewer counts.
+    pub chat: Arc<Chat>,
+    /// The lifecycle: ending broadcasts, thumbnails.
+    pub broadcasts: Arc<Broadcasts>,
+    /// RTMP port, for the `rtmp_url` shown to streamers.
+    pub rtmp_port: u16,
+}
+
+type Reply = Result<Response<Full<Bytes>>, HttpError>;
+
+/// Handles everything under `/api`.
+pub async fn handle(api: &Arc<Api>, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let pieces: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
+    let get = method == Method::GET || method == Method::HEAD;
+    match (&method, pieces.as_slice()) {
+        (_, ["openapi.json"]) if get => Ok(openapi()),
+        (&Method::POST, ["broadcasts"]) => create(api, req).await,
+        (_, ["broadcasts"]) if get => list(api, &req).await,
+        (_, ["broadcasts", id]) if get => show(api, &req, id).await,
+        (&Method::PATCH, ["broadcasts", id]) => edit(api, req, id).await,
+        (&Method::POST, ["broadcasts", id, "rotate-key"]) => rotate_key(api, &req, id).await,
+        (_, ["broadcasts", id, "thumbnail.jpg"]) if get => thumbnail(api, id),
+        (&Method::GET, ["broadcasts", id, "chat"]) => join_chat(api, req, id).await,
+        (_, ["broadcasts"] | ["broadcasts", _] | ["broadcasts", _, _]) => {
+            Err(HttpError::MethodNotAllowed)
+        }
+        _ => Err(HttpError::NotFound),
+    }
+}
+
+impl Api {
+    fn view(&self, r: &Record, host: &str) -> View {
+        let hostname = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        View {
+            id: r.id.clone(),
+            title: r.title.clone(),
+            description: r.description.clone(),
+            status: r.status,
+            created_at: r.created_at.clone(),
+            started_at: r.started_at.clone(),
+            ended_at: r.ended_at.clone(),
+            modified_at: r.modified_at.clone(),
+            viewer_count: self.chat.rooms.viewers(&r.id),
+            peak_viewer_count: r.peak_viewers,
+            rtmp_url: format!("rtmp://{hostname}:{}/live", self.rtmp_port),
+            playback_url: format!("/hls/{}/master.m3u8", r.id),
+            thumbnail_url: format!("/api/broadcasts/{}/thumbnail.jpg", r.id),
+            stream_key: None,
+            owner_token: None,
+        }
+    }
+
+    /// The broadcast `id` if the request carries its owner token (404, 401
+    /// or 403 otherwise), and the token.
+    async fn require_owner<B>(
+        &self,
+        req: &Request<B>,
+        id: &str,
+    ) -> Result<(Record, String), HttpError> {
+        let r = self.store.get(id).await?;
+        let token = bearer(req)?;
+        if !is_owner(&r, token) {
+            return Err(HttpError::Forbidden(
+                "not the owner of this broadcast".into(),
+            ));
+        }
+        Ok((r, token.to_owned()))
+    }
+}
+
+/// The Host header, for the URLs a view shows.
+fn host<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned()
+}
+
+fn openapi() -> Response<Full<Bytes>> {
+    body(
+        "application/json",
+        "public, max-age=60",
+        Bytes::from_static(include_bytes!("openapi.json")),
+    )
+}
+
+/// `POST /api/broadcasts`: the only time the owner token is shown.
+async fn create(api: &Api, req: Request<Incoming>) -> Reply {
+    let host = host(&req);
+    let c: Create = json_body(req).await?;
+    let title = model::title(&c.title).map_err(HttpError::BadRequest)?;
+    let description = model::description(&c.description).map_err(HttpError::BadRequest)?;
+    let created = api.store.create(title, description).await?;
+    info!(broadcast = %created.record.id, "broadcast created");
+    let mut v = api.view(&created.record, &host);
+    v.stream_key = Some(created.stream_key);
+    v.owner_token = Some(created.owner_token);
+    Ok(json_of(StatusCode::CREATED, &v))
+}
+
+/// `GET /api/broadcasts?status=&q=&limit=&cursor=`: live first, then the newest.
+async fn list<B>(api: &Api, req: &Request<B>) -> Reply {
+    let q = query(req);
+    let limit = match q.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=model::MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                HttpError::BadRequest(format!("limit must be 1..={}", model::MAX_PAGE))
+            })?,
+        None => model::DEFAULT_PAGE,
+    };
+    let status = match q.get("status").map(String::as_str) {
+        None | Some("") => None,
+        Some("live") => Some(Status::Live),
+        Some("ready") => Some(Status::Ready),
+        Some("ended") => Some(Status::Ended),
+        Some(s) => return Err(HttpError::BadRequest(format!("unknown status {s:?}"))),
+    };
+    let after = match q.get("cursor").filter(|c| !c.is_empty()) {
+        Some(c) => Some(
+            model::parse_cursor(c).ok_or_else(|| HttpError::BadRequest("invalid cursor".into()))?,
+        ),
+        None => None,
+    };
+    let text = q.get("q").map(String::as_str).unwrap_or("");
+    let mut all: Vec<Record> = api
+        .store
+        .all()
+        .await?
+        .into_iter()
+        .filter(|r| status.is_none_or(|s| r.status == s))
+        .filter(|r| model::matches(r, text))
+        .collect();
+    all.sort_by_key(model::order_key);
+    let start = after.map_or(0, |a| all.partition_point(|r| model::order_key(r) <= a));
+    let page: Vec<&Record> = all[start..].iter().take(limit).collect();
+    let next = (start + page.len() < all.len()).then(|| model::cursor_of(page[page.len() - 1]));
+    let host = host(req);
+    let views: Vec<View> = page.into_iter().map(|r| api.view(r, &host)).collect();
+    Ok(json_of(
+        StatusCode::OK,
+        &serde_json::json!({ "broadcasts": views, "next_cursor": next }),
+    ))
+}
+
+/// `GET /api/broadcasts/{id}`: with the stream key for its owner only.
+async fn show<B>(api: &Api, req: &Request<B>, id: &str) -> Reply {
+    if req.headers().contains_key("authorization") {
+        let (r, token) = api.require_owner(req, id).await?;
+        let mut v = api.view(&r, &host(req));
+        v.stream_key = Some(api.store.stream_key(&r, &token));
+        return Ok(json_of(StatusCode::OK, &v));
+    }
+    let r = api.store.get(id).await?;
+    Ok(json_of(StatusCode::OK, &api.view(&r, &host(req))))
+}
+
+/// `PATCH /api/broadcasts/{id}`: title, description, or `"status": "ended"`.
+async fn edit(api: &Api, req: Request<Incoming>, id: &str) -> Reply {
+    api.require_owner(&req, id).await?;
+    let host = host(&req);
+    let u: Update = json_body(req).await?;
+    let edit = Edit {
+        title: u
+            .title
+            .as_deref()
+            .map(model::title)
+            .transpose()
+            .map_err(HttpError::BadRequest)?,
+        description: u
+            .description
+            .as_deref()
+            .map(model::description)
+            .transpose()
+            .map_err(HttpError::BadRequest)?,
+    };
+    let ending = match u.status {
+        None => false,
+        Some(Status::Ended) => true,
+        Some(s) => {
+            return Err(HttpError::BadRequest(format!(
+                "status can only be set to \"ended\", not {s:?}"
+            )));
+        }
+    };
+    let mut r = api.store.edit(id, edit).await?;
+    if ending {
+        api.broadcasts.end(id).await;
+        r = api.store.get(id).await?;
+    }
+    Ok(json_of(StatusCode::OK, &api.view(&r, &host)))
+}
+
+/// `POST /api/broadcasts/{id}/rotate-key`: the old key stops working.
+async fn rotate_key<B>(api: &Api, req: &Request<B>, id: &str) -> Reply {
+    let (r, token) = api.require_owner(req, id).await?;
+    let key = api.store.rotate_key(&r.id, &token).await?;
+    Ok(json_of(
+        StatusCode::OK,
+        &serde_json::json!({ "stream_key": key }),
+    ))
+}
+
+/// `GET /api/broadcasts/{id}/thumbnail.jpg`: the latest, while live.
+fn thumbnail(api: &Api, id: &str) -> Reply {
+    let jpeg = api.broadcasts.thumbnail(id).ok_or(HttpError::NotFound)?;
+    Ok(body("image/jpeg", "public, max-age=5", jpeg))
+}
+
+/// `GET /api/broadcasts/{id}/chat?nick=&session=[&token=]`: the chat
+/// WebSocket; the owner's token marks the streamer (not counted as a viewer).
+async fn join_chat(api: &Api, mut req: Request<Incoming>, id: &str) -> Reply {
+    let r = api.store.get(id).await?;
+    if !hyper_tungstenite::is_upgrade_request(&req) {
+        return Err(HttpError::BadRequest("this is a WebSocket endpoint".into()));
+    }
+    let q = query(&req);
+    let streamer = match q.get("token") {
+        Some(t) if is_owner(&r, t) => true,
+        Some(_) => {
+            return Err(HttpError::Forbidden(
+                "not the owner of this broadcast".into(),
+            ));
+        }
+        None => false,
+    };
+    let user = chat::nickname(q.get("nick").map(String::as_str).unwrap_or(""))
+        .map_err(HttpError::BadRequest)?;
+    let session = q
+        .get("session")
+        .filter(|s| valid_name(s))
+        .cloned()
+        .ok_or_else(|| {
+            HttpError::BadRequest("session must be 1..64 characters of [A-Za-z0-9_-]".into())
+        })?;
+    let room = api.chat.rooms.room(id);
+    if !room.has_room() {
+        return Err(HttpError::TooManyRequests("this chat room is full".into()));
+    }
+    let config = hyper_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(chat::MAX_FRAME_BYTES))
+        .max_frame_size(Some(chat::MAX_FRAME_BYTES));
+    let (resp, ws) = hyper_tungstenite::upgrade(&mut req, Some(config))
+        .map_err(|e| HttpError::BadRequest(format!("WebSocket upgrade: {e}")))?;
+    let presence = chat::join(&api.chat, id, &session, !streamer);
+    // What the connection attached to the request (its place under the HTTP
+    // connection cap) lives as long as the socket.
+    let connection = std::mem::take(req.extensions_mut());
+    let session = chat::serve(
+        api.chat.clone(),
+        ws,
+        id.to_owned(),
+        user,
+        streamer,
+        presence,
+    );
+    tokio::spawn(async move {
+        session.await;
+        drop(connection);
+    });
+    Ok(resp)
+}

@@ -1,0 +1,392 @@
+//! The broadcast lifecycle, with one owner. A publish is authorized, then
+//! transcoded and packaged; the broadcast is live while it runs and through
+//! the reconnect grace after it; then it ends: its record says `ended` and its
+//! playlists get EXT-X-ENDLIST. Its owner can end it sooner, which
+//! disconnects the publisher.
+//!
+//! ```text
+//! ready --publish--> live --publisher gone--> grace --grace over--> ended
+//!                     ^                        |
+//!                     +-----publisher back-----+      (owner: any -> ended)
+//! ```
+//!
+//! The API asks this module (end, thumbnail, who may publish); [`crate::hls`]
+//! is told (package this publish, end these playlists). Each publish gets a
+//! session number; a grace timer ends the broadcast only if no later publish
+//! started, so there is one timer per publish and none after a restart.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ingest::{Grant, MediaEvent, Publish, Refusal};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::hls::Hls;
+use crate::metrics::{BroadcastLabel, Metrics};
+use crate::store::record::Status;
+use crate::store::{Store, StoreError};
+
+/// Media events between a publish and its transcoder: the hop that lets
+/// ending a broadcast disconnect its publisher.
+const FORWARD_CAPACITY: usize = 64;
+/// How often a transcode's real-time factor is measured.
+const USAGE_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where a broadcast that is not over stands.
+struct Live {
+    /// The publish that last took it live; 0 for one restored at start.
+    session: u64,
+    /// Ends that publish's media hop (the publisher is disconnected).
+    cancel: CancellationToken,
+    /// The transcode's latest thumbnail.
+    thumbnails: Option<watch::Receiver<Option<Bytes>>>,
+}
+
+/// Every broadcast's lifecycle.
+pub struct Broadcasts {
+    store: Arc<dyn Store>,
+    hls: Arc<Hls>,
+    metrics: Arc<Metrics>,
+    transcoder: Arc<transcoder::TranscoderConfig>,
+    /// Stream keys from the command line, each publishing to the broadcast of
+    /// its own name (development without the API; no record in the store).
+    static_keys: HashSet<String>,
+    /// How long a broadcast waits for its publisher to come back.
+    grace: Duration,
+    live: Mutex<HashMap<String, Live>>,
+    sessions: AtomicU64,
+}
+
+impl Broadcasts {
+    /// No broadcast live yet; see [`Broadcasts::restore`].
+    pub fn new(
+        store: Arc<dyn Store>,
+        hls: Arc<Hls>,
+        metrics: Arc<Metrics>,
+        transcoder: transcoder::TranscoderConfig,
+        static_keys: HashSet<String>,
+    ) -> Arc<Broadcasts> {
+        let grace = hls.config.reconnect_grace;
+        Arc::new(Broadcasts {
+            store,
+            hls,
+            metrics,
+            transcoder: Arc::new(transcoder),
+            static_keys,
+            grace,
+            live: Mutex::default(),
+            sessions: AtomicU64::new(0),
+        })
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After a restart: windows of broadcasts that are not over continue
+    /// where they stopped; broadcasts that were live wait one reconnect grace
+    /// for their publishers, then end.
+    pub async fn restore(self: &Arc<Self>) -> Result<(), StoreError> {
+        let records = self.store.all().await?;
+        let ended: HashSet<String> = records
+            .iter()
+            .filter(|r| r.status == Status::Ended)
+            .map(|r| r.id.clone())
+            .collect();
+        let mut waiting = self.hls.restore(move |id| !ended.contains(id)).await;
+        waiting.extend(
+            records
+                .into_iter()
+                .filter(|r| r.status == Status::Live)
+                .map(|r| r.id),
+        );
+        waiting.sort();
+        waiting.dedup();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        info!(
+            count = waiting.len(),
+            "broadcasts were live at the last stop; waiting for their publishers"
+        );
+        for id in waiting {
+            self.live().entry(id.clone()).or_insert(Live {
+                session: 0,
+                cancel: CancellationToken::new(),
+                thumbnails: None,
+            });
+            self.end_after_grace(id, 0);
+        }
+        Ok(())
+    }
+
+    /// Takes each accepted publish until `shutdown`.
+    pub async fn run(
+        self: Arc<Self>,
+        mut publishes: mpsc::Receiver<Publish>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let publish = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                p = publishes.recv() => match p { Some(p) => p, None => return },
+            };
+            let span = tracing::info_span!("publish", broadcast = %publish.broadcast_id, peer = %publish.peer);
+            tokio::spawn(self.clone().publish(publish).instrument(span));
+        }
+    }
+
+    /// One publish: transcode and package it; when the publisher is gone,
+    /// wait for it to come back.
+    async fn publish(self: Arc<Self>, publish: Publish) {
+        let id = publish.broadcast_id;
+        let session = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        let cancel = CancellationToken::new();
+        let (tx, input) = mpsc::channel(FORWARD_CAPACITY);
+        tokio::spawn(forward(
+            publish.media,
+            tx,
+            cancel.clone(),
+            self.metrics.clone(),
+            id.clone(),
+        ));
+        let transcode = match transcoder::start(self.transcoder.clone(), input).await {
+            Ok(t) => t,
+            Err(err) => {
+                warn!(%err, "transcode did not start");
+                return;
+            }
+        };
+        tokio::spawn(sample_usage(
+            transcode.usage.clone(),
+            self.metrics.clone(),
+            id.clone(),
+        ));
+        self.live().insert(
+            id.clone(),
+            Live {
+                session,
+                cancel,
+                thumbnails: Some(transcode.thumbnails.clone()),
+            },
+        );
+        self.set_status(&id, Status::Live).await;
+        self.hls.publish(&id, transcode.renditions).await;
+        self.count_outcome(&id, transcode.task.await);
+        self.end_after_grace(id, session);
+    }
+
+    fn count_outcome(
+        &self,
+        id: &str,
+        outcome: Result<Result<transcoder::Stats, transcoder::Error>, tokio::task::JoinError>,
+    ) {
+        match outcome {
+            Ok(Ok(stats)) => {
+                let l = BroadcastLabel {
+                    broadcast: id.to_owned(),
+                };
+                self.metrics
+                    .transcode_dropped_frames
+                    .get_or_create(&l)
+                    .inc_by(stats.dropped);
+                self.metrics
+                    .transcode_restarts
+                    .get_or_create(&l)
+                    .inc_by(u64::from(stats.restarts));
+                debug!(?stats, "transcode done");
+            }
+            Ok(Err(err)) => warn!(%err, "transcode failed"),
+            Err(err) => warn!(%err, "transcode task failed"),
+        }
+    }
+
+    /// Ends the broadcast unless a later publish starts within the grace.
+    fn end_after_grace(self: &Arc<Self>, id: String, session: u64) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(this.grace).await;
+            let current = this.live().get(&id).map(|l| l.session);
+            if current == Some(session) {
+                this.end(&id).await;
+            }
+        });
+    }
+
+    /// Ends a broadcast now: its publisher (if any) is disconnected, its
+    /// record says `ended` and its playlists get EXT-X-ENDLIST. Ending an
+    /// ended broadcast changes nothing.
+    pub async fn end(&self, id: &str) {
+        if let Some(live) = self.live().remove(id) {
+            live.cancel.cancel();
+        }
+        self.set_status(id, Status::Ended).await;
+        self.hls.end(id);
+    }
+
+    async fn set_status(&self, id: &str, status: Status) {
+        match self.store.set_status(id, status).await {
+            Ok(_) => {}
+            // Static keys publish to broadcasts without a record.
+            Err(StoreError::NotFound) if self.static_keys.contains(id) => {}
+            Err(err) => warn!(broadcast = %id, ?status, %err, "broadcast status not recorded"),
+        }
+    }
+
+    /// The latest thumbnail of a live broadcast.
+    pub fn thumbnail(&self, id: &str) -> Option<Bytes> {
+        self.live()
+            .get(id)?
+            .thumbnails
+            .as_ref()
+            .and_then(|rx| rx.borrow().clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl ingest::Authorizer for Broadcasts {
+    async fn authorize(&self, stream_key: &str) -> Result<Grant, Refusal> {
+        if self.static_keys.contains(stream_key) {
+            return Ok(Grant {
+                broadcast_id: stream_key.to_owned(),
+            });
+        }
+        match self.store.by_key(stream_key).await {
+            Ok(Some(r)) if r.status == Status::Ended => Err(Refusal::Ended),
+            Ok(Some(r)) => Ok(Grant { broadcast_id: r.id }),
+            Ok(None) => Err(Refusal::UnknownKey),
+            Err(err) => {
+                warn!(%err, "stream key lookup failed");
+                Err(Refusal::Unavailable)
+            }
+        }
+    }
+}
+
+/// Passes a publish's media to its transcoder, counting video frames, until
+/// the publisher leaves or `cancel` (then ingest sees its consumer gone and
+/// closes the publisher's connection).
+async fn forward(
+    mut media: mpsc::Receiver<MediaEvent>,
+    tx: mpsc::Sender<MediaEvent>,
+    cancel: CancellationToken,
+    metrics: Arc<Metrics>,
+    id: String,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => return,
+            e = media.recv() => match e { Some(e) => e, None => return },
+        };
+        if let MediaEvent::Video(f) = &event {
+            metrics.video_frame(&id, f.data.len());
+        }
+        if tx.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps `origin_transcode_realtime_factor` for one transcode up to date
+/// while it runs.
+async fn sample_usage(usage: transcoder::usage::Usage, metrics: Arc<Metrics>, broadcast: String) {
+    let label = BroadcastLabel { broadcast };
+    let mut last = (usage.cpu_seconds(), usage.media_seconds());
+    while !usage.is_done() {
+        tokio::time::sleep(USAGE_SAMPLE_INTERVAL).await;
+        let now = (usage.cpu_seconds(), usage.media_seconds());
+        let media = now.1 - last.1;
+        // CPU time falls when a restarted pipeline's threads exit; skip that sample.
+        if media > 0.0 && now.0 >= last.0 {
+            metrics
+                .transcode_realtime_factor
+                .get_or_create(&label)
+                .set((now.0 - last.0) / media);
+        }
+        last = now;
+    }
+    metrics.transcode_realtime_factor.remove(&label);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hls::HlsConfig;
+    use crate::store::embedded::SledStore;
+
+    const GRACE: Duration = Duration::from_secs(15);
+
+    async fn lifecycle(dir: &std::path::Path) -> (Arc<Broadcasts>, Arc<dyn Store>) {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+        let hls = Hls::new(
+            HlsConfig {
+                reconnect_grace: GRACE,
+                ..Default::default()
+            },
+            Arc::default(),
+            None,
+        );
+        let b = Broadcasts::new(
+            store.clone(),
+            hls,
+            Arc::default(),
+            Default::default(),
+            HashSet::from(["dev".to_owned()]),
+        );
+        (b, store)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broadcast_live_at_a_restart_ends_after_one_grace_unless_ended_sooner() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, store) = lifecycle(dir.path()).await;
+        let waiting = store.create("a".into(), String::new()).await.unwrap();
+        let ended_by_owner = store.create("b".into(), String::new()).await.unwrap();
+        let ready = store.create("c".into(), String::new()).await.unwrap();
+        for c in [&waiting, &ended_by_owner] {
+            store.set_status(&c.record.id, Status::Live).await.unwrap();
+        }
+        b.restore().await.unwrap();
+        let status = |id: String| {
+            let store = store.clone();
+            async move { store.get(&id).await.unwrap().status }
+        };
+        tokio::time::sleep(GRACE - Duration::from_millis(100)).await;
+        assert_eq!(status(waiting.record.id.clone()).await, Status::Live);
+        b.end(&ended_by_owner.record.id).await;
+        assert_eq!(
+            status(ended_by_owner.record.id.clone()).await,
+            Status::Ended
+        );
+        let ended_at = store.get(&ended_by_owner.record.id).await.unwrap().ended_at;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(status(waiting.record.id.clone()).await, Status::Ended);
+        assert_eq!(status(ready.record.id.clone()).await, Status::Ready);
+        // The grace timer's end changes nothing of the owner's.
+        assert_eq!(
+            store.get(&ended_by_owner.record.id).await.unwrap().ended_at,
+            ended_at
+        );
+    }
+
+    #[tokio::test]
+    async fn stream_keys_are_granted_refused_or_unknown() {
+        use ingest::Authorizer;
+        let dir = tempfile::tempdir().unwrap();
+        let (b, store) = lifecycle(dir.path()).await;
+        let c = store.create("a".into(), String::new()).await.unwrap();
+        let grant = b.authorize(&c.stream_key).await.unwrap();
+        assert_eq!(grant.broadcast_id, c.record.id);
+        assert_eq!(b.authorize("dev").await.unwrap().broadcast_id, "dev");
+        assert_eq!(b.authorize("nope").await, Err(Refusal::UnknownKey));
+        b.end(&c.record.id).await;
+        assert_eq!(b.authorize(&c.stream_key).await, Err(Refusal::Ended));
+        // Ending a static-key broadcast (no record) is not an error.
+        b.end("dev").await;
+    }
+}

@@ -1,0 +1,109 @@
+//! Broadcasts, stream keys and chat history: the [`Store`] interface the
+//! API and the broadcast lifecycle use, and its implementations.
+//!
+//! Every operation is one question or one change, named for what it does
+//! (no read-modify-write closures), so that a database can answer it in one
+//! statement or transaction. Every acknowledged change is durable.
+//!
+//! Layout:
+//! - [`record`]: what is stored (pure).
+//! - [`keys`]: stream keys derived from owner tokens, never stored (pure).
+//! - [`embedded`]: sled on local disk, the default.
+
+pub mod embedded;
+pub mod keys;
+pub mod record;
+
+use self::record::{ChatMessage, Record, Status};
+
+/// Chat messages kept per broadcast; older ones are pruned.
+pub const MAX_CHAT_HISTORY: usize = 1000;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No broadcast has this id.
+    #[error("no such broadcast")]
+    NotFound,
+    /// The database failed (disk full, I/O error, connection lost).
+    #[error("database: {0}")]
+    Database(String),
+    /// A stored value did not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    /// The system has no randomness to offer.
+    #[error("no randomness: {0}")]
+    Random(String),
+}
+
+impl From<getrandom::Error> for StoreError {
+    fn from(e: getrandom::Error) -> Self {
+        StoreError::Random(e.to_string())
+    }
+}
+
+/// A new broadcast with the secrets only its creator is shown.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The record.
+    pub record: Record,
+    /// Proves ownership from now on.
+    pub owner_token: String,
+    /// Publishes to it.
+    pub stream_key: String,
+}
+
+/// A change of title or description; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct Edit {
+    /// New title (already validated).
+    pub title: Option<String>,
+    /// New description (already validated).
+    pub description: Option<String>,
+}
+
+/// Where broadcasts and chat history are kept.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Creates a broadcast (status `ready`) with a fresh owner token and key.
+    async fn create(&self, title: String, description: String) -> Result<Created, StoreError>;
+
+    /// One broadcast.
+    async fn get(&self, id: &str) -> Result<Record, StoreError>;
+
+    /// Every broadcast.
+    async fn all(&self) -> Result<Vec<Record>, StoreError>;
+
+    /// The broadcast a stream key publishes to, if any.
+    async fn by_key(&self, stream_key: &str) -> Result<Option<Record>, StoreError>;
+
+    /// Changes title and description; `modified_at` moves when anything changed.
+    async fn edit(&self, id: &str, edit: Edit) -> Result<Record, StoreError>;
+
+    /// Moves a broadcast to `live` (stamping `started_at` the first time) or
+    /// `ended` (stamping `ended_at`). Setting the status it has changes nothing.
+    async fn set_status(&self, id: &str, status: Status) -> Result<Record, StoreError>;
+
+    /// Raises the peak viewer count to `viewers` if that is higher.
+    async fn note_viewers(&self, id: &str, viewers: u64) -> Result<(), StoreError>;
+
+    /// Replaces the stream key; the old one stops working at once.
+    async fn rotate_key(&self, id: &str, owner_token: &str) -> Result<String, StoreError>;
+
+    /// The stream key of `r` for the holder of `owner_token` (derived with
+    /// the installation's secret; see [`keys`]).
+    fn stream_key(&self, r: &Record, owner_token: &str) -> String;
+
+    /// Stores a chat message, assigning its id (increasing per store).
+    async fn add_chat(&self, broadcast: &str, m: ChatMessage) -> Result<ChatMessage, StoreError>;
+
+    /// The last `n` chat messages of a broadcast, oldest first.
+    async fn chat_history(&self, broadcast: &str, n: usize)
+    -> Result<Vec<ChatMessage>, StoreError>;
+
+    /// Whether the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Makes everything durable (at shutdown).
+    async fn flush(&self) -> Result<(), StoreError>;
+}

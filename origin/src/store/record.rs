@@ -1,0 +1,81 @@
+//! What is stored: broadcast records and chat messages, and the helpers
+//! that make their fields (pure).
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Where a broadcast is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created; waiting for the publisher.
+    Ready,
+    /// A publisher is (or was a moment ago) streaming.
+    Live,
+    /// Over for good; cannot be published to again.
+    Ended,
+}
+
+/// A broadcast as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Id (URL-safe).
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Status.
+    pub status: Status,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// First went live, RFC 3339.
+    pub started_at: Option<String>,
+    /// Ended, RFC 3339.
+    pub ended_at: Option<String>,
+    /// Last change of title, description or status, RFC 3339.
+    pub modified_at: String,
+    /// Most simultaneous viewers so far.
+    pub peak_viewers: u64,
+    /// SHA-256 of the owner token, hex.
+    pub owner_hash: String,
+    /// Stream key generation (bumped by rotation).
+    pub key_version: u32,
+}
+
+/// A chat message as stored and sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Always `message`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Increasing id.
+    pub id: u64,
+    /// Nickname.
+    pub user: String,
+    /// Text, as typed.
+    pub text: String,
+    /// When, RFC 3339.
+    pub at: String,
+    /// Sent by the broadcast's owner.
+    pub streamer: bool,
+}
+
+/// Lowercase hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// SHA-256, hex.
+pub fn sha256_hex(s: &str) -> String {
+    hex(&Sha256::digest(s.as_bytes()))
+}
+
+/// RFC 3339 with microseconds: fixed width, so string order is time order,
+/// and fine enough that broadcasts created in the same millisecond still sort
+/// newest first.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
