@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_with::{As, DurationSeconds};
+
 /// The RTMP application publishers must connect to: `rtmp://HOST:1935/live`.
 pub const DEFAULT_APP: &str = "live";
 /// Simultaneous RTMP connections, handshaking or publishing. Past it, new
@@ -30,19 +33,25 @@ pub const MAX_AMF_DEPTH_LIMIT: usize = 256;
 pub const DEFAULT_MEDIA_CHANNEL_CAPACITY: usize = 512;
 
 /// Ingest settings; see the `DEFAULT_*` constants for what each one means.
-#[derive(Debug, Clone)]
+/// Read from the `[ingest]` table of the config file as it is (durations in
+/// whole seconds, as `*_secs`); what the file leaves out keeps its default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
     /// RTMP application name publishers connect to.
     pub app: String,
     /// Simultaneous connections.
     pub max_connections: usize,
     /// Handshake deadline.
+    #[serde(rename = "handshake_timeout_secs", with = "As::<DurationSeconds<u64>>")]
     pub handshake_timeout: Duration,
     /// Read inactivity deadline.
+    #[serde(rename = "idle_timeout_secs", with = "As::<DurationSeconds<u64>>")]
     pub idle_timeout: Duration,
     /// Largest accepted RTMP message.
     pub max_message_size: usize,
-    /// Capacity of each publish's media channel.
+    /// Capacity of each publish's media channel (not in the file).
+    #[serde(skip)]
     pub media_channel_capacity: usize,
     /// Deepest accepted AMF nesting.
     pub max_amf_depth: usize,
@@ -62,28 +71,49 @@ impl Default for IngestConfig {
     }
 }
 
+/// Why ingest settings cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The application name is not one path segment.
+    #[error("app {0:?} must be one path segment")]
+    App(String),
+    /// No connection would be accepted.
+    #[error("max_connections must be at least 1")]
+    NoConnections,
+    /// Outside what RTMP and publishers need.
+    #[error("max_message_size must be between 64 KiB and 16 MiB")]
+    MessageSize,
+    /// A zero timeout closes every connection.
+    #[error("timeouts must be positive")]
+    ZeroTimeout,
+    /// Outside 1..=[`MAX_AMF_DEPTH_LIMIT`].
+    #[error("max_amf_depth must be between 1 and {MAX_AMF_DEPTH_LIMIT}")]
+    AmfDepth,
+    /// Too small to smooth a publisher's bursts.
+    #[error("media_channel_capacity must be at least 16")]
+    MediaChannel,
+}
+
 impl IngestConfig {
     /// Rejects settings that cannot work.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.app.is_empty() || self.app.contains('/') {
-            return Err(format!("rtmp app {:?} must be one path segment", self.app));
+            return Err(ConfigError::App(self.app.clone()));
         }
         if self.max_connections == 0 {
-            return Err("max_connections must be at least 1".into());
+            return Err(ConfigError::NoConnections);
         }
         if self.max_message_size < 64 << 10 || self.max_message_size > 0xFF_FFFF {
-            return Err("max_message_size must be between 64 KiB and 16 MiB".into());
+            return Err(ConfigError::MessageSize);
         }
         if self.handshake_timeout.is_zero() || self.idle_timeout.is_zero() {
-            return Err("timeouts must be positive".into());
+            return Err(ConfigError::ZeroTimeout);
         }
         if self.max_amf_depth == 0 || self.max_amf_depth > MAX_AMF_DEPTH_LIMIT {
-            return Err(format!(
-                "max_amf_depth must be between 1 and {MAX_AMF_DEPTH_LIMIT}"
-            ));
+            return Err(ConfigError::AmfDepth);
         }
         if self.media_channel_capacity < 16 {
-            return Err("media_channel_capacity must be at least 16".into());
+            return Err(ConfigError::MediaChannel);
         }
         Ok(())
     }

@@ -32,6 +32,9 @@ pub enum Error {
     /// The client asked for an application other than the configured one.
     #[error("unknown application {0:?}")]
     UnknownApp(String),
+    /// The settings cannot work.
+    #[error("ingest settings: {0}")]
+    Config(#[from] crate::config::ConfigError),
     /// The authorizer refused the stream key.
     #[error("publish rejected: {0}")]
     PublishRejected(#[from] crate::auth::Refusal),

@@ -27,7 +27,7 @@ pub mod rtmp;
 pub mod timestamp;
 
 pub use auth::{Authorizer, Grant, Refusal, StaticKeys, fingerprint};
-pub use config::IngestConfig;
+pub use config::{ConfigError, IngestConfig};
 pub use error::Error;
 pub use media::{AacConfig, AudioFrame, AvcConfig, MediaEvent, Metadata, VideoFrame};
 pub use rtmp::{Publish, run};

@@ -64,9 +64,7 @@ pub async fn run(
     publishes: mpsc::Sender<Publish>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    config
-        .validate()
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    config.validate()?;
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let shared = Arc::new(Shared {
         config,

@@ -4,9 +4,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use serde::Deserialize;
 
@@ -49,92 +48,44 @@ pub struct Cli {
     pub stream_keys: Vec<String>,
 }
 
-/// The `[ingest]` table of the config file.
+/// The config file: every table is the component's own settings type,
+/// read as it is, with defaults for what the file leaves out.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IngestFile {
-    /// RTMP application name.
-    pub app: Option<String>,
-    /// Simultaneous RTMP connections.
-    pub max_connections: Option<usize>,
-    /// Seconds to complete the handshake.
-    pub handshake_timeout_secs: Option<u64>,
-    /// Seconds of silence before a connection is closed.
-    pub idle_timeout_secs: Option<u64>,
-    /// Largest RTMP message in bytes.
-    pub max_message_size: Option<usize>,
-    /// Deepest AMF nesting accepted in commands and metadata.
-    pub max_amf_depth: Option<usize>,
-}
-
-/// The `[http]` table of the config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpFile {
-    /// Simultaneous HTTP connections, WebSockets included.
-    pub max_connections: Option<usize>,
-    /// Seconds for a request head to arrive.
-    pub header_read_timeout_secs: Option<u64>,
-    /// Seconds of silence before an idle connection is closed.
-    pub keep_alive_timeout_secs: Option<u64>,
-    /// Largest request head in bytes.
-    pub max_header_bytes: Option<usize>,
-}
-
-/// The `[transcoder]` table of the config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TranscoderFile {
-    /// The ladder.
-    pub renditions: Option<Vec<transcoder::RenditionSpec>>,
-    /// Keyframe (and segment) interval in seconds.
-    pub keyframe_interval_secs: Option<f64>,
-    /// x264 speed preset.
-    pub preset: Option<String>,
-    /// x264 threads per rendition (0: x264 chooses).
-    pub x264_threads: Option<u32>,
-    /// Also offer the untouched source as a rendition.
-    pub source_passthrough: Option<bool>,
-    /// Seconds between thumbnails.
-    pub thumbnail_interval_secs: Option<u64>,
-}
-
-/// The `[hls]` table of the config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HlsFile {
-    /// PART-TARGET in milliseconds.
-    pub part_target_ms: Option<u64>,
-    /// PART-HOLD-BACK in milliseconds.
-    pub part_hold_back_ms: Option<u64>,
-    /// Complete segments kept per rendition.
-    pub segments_kept: Option<usize>,
-    /// Segment bytes kept per rendition.
-    pub max_window_bytes: Option<usize>,
-    /// Seconds an ended window stays available.
-    pub linger_after_end_secs: Option<u64>,
-    /// Seconds to wait for a dropped publisher before ending.
-    pub reconnect_grace_secs: Option<u64>,
-    /// Held requests per client address.
-    pub max_held_per_client: Option<usize>,
-    /// Held requests in all.
-    pub max_held_total: Option<usize>,
-}
-
-/// The config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     /// Stream keys that may publish without the API.
-    pub stream_keys: Option<Vec<String>>,
+    pub stream_keys: Vec<String>,
     /// RTMP ingest settings.
-    pub ingest: Option<IngestFile>,
+    pub ingest: ingest::IngestConfig,
     /// HTTP server settings.
-    pub http: Option<HttpFile>,
+    pub http: crate::http::HttpConfig,
     /// Transcoder settings.
-    pub transcoder: Option<TranscoderFile>,
+    pub transcoder: transcoder::TranscoderConfig,
     /// LL-HLS settings.
-    pub hls: Option<HlsFile>,
+    pub hls: crate::hls::HlsConfig,
+}
+
+/// Why a configuration cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `[ingest]`.
+    #[error("[ingest] {0}")]
+    Ingest(#[from] ingest::ConfigError),
+    /// `[http]`.
+    #[error("[http] {0}")]
+    Http(#[from] crate::http::config::ConfigError),
+    /// `[transcoder]`.
+    #[error("[transcoder] {0}")]
+    Transcoder(#[from] transcoder::config::ConfigError),
+    /// `[hls]`.
+    #[error("[hls] {0}")]
+    Hls(#[from] crate::hls::config::ConfigError),
+    /// A rendition name that cannot be a URL path segment.
+    #[error("[transcoder] rendition name {0:?} must be 1 to 64 characters of [A-Za-z0-9_-]")]
+    RenditionName(String),
+    /// Both listeners on one address.
+    #[error("RTMP and HTTP cannot listen on the same address")]
+    SameAddress,
 }
 
 /// The composed configuration the server runs with.
@@ -167,97 +118,10 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let mut ingest = ingest::IngestConfig::default();
-        if let Some(f) = file.ingest {
-            if let Some(v) = f.app {
-                ingest.app = v;
-            }
-            if let Some(v) = f.max_connections {
-                ingest.max_connections = v;
-            }
-            if let Some(v) = f.handshake_timeout_secs {
-                ingest.handshake_timeout = Duration::from_secs(v);
-            }
-            if let Some(v) = f.idle_timeout_secs {
-                ingest.idle_timeout = Duration::from_secs(v);
-            }
-            if let Some(v) = f.max_message_size {
-                ingest.max_message_size = v;
-            }
-            if let Some(v) = f.max_amf_depth {
-                ingest.max_amf_depth = v;
-            }
-        }
-        let mut http = crate::http::HttpConfig::default();
-        if let Some(f) = file.http {
-            if let Some(v) = f.max_connections {
-                http.max_connections = v;
-            }
-            if let Some(v) = f.header_read_timeout_secs {
-                http.header_read_timeout = Duration::from_secs(v);
-            }
-            if let Some(v) = f.keep_alive_timeout_secs {
-                http.keep_alive_timeout = Duration::from_secs(v);
-            }
-            if let Some(v) = f.max_header_bytes {
-                http.max_header_bytes = v;
-            }
-        }
-        let mut tc = transcoder::TranscoderConfig::default();
-        if let Some(f) = file.transcoder {
-            if let Some(v) = f.renditions {
-                tc.renditions = v;
-            }
-            if let Some(v) = f.keyframe_interval_secs {
-                tc.keyframe_interval = Duration::try_from_secs_f64(v)
-                    .context("[transcoder] keyframe_interval_secs")?;
-            }
-            if let Some(v) = f.preset {
-                tc.preset = v;
-            }
-            if let Some(v) = f.x264_threads {
-                tc.x264_threads = v;
-            }
-            if let Some(v) = f.source_passthrough {
-                tc.source_passthrough = v;
-            }
-            if let Some(v) = f.thumbnail_interval_secs {
-                tc.thumbnail_interval = Duration::from_secs(v);
-            }
-        }
-        let mut hls = crate::hls::HlsConfig {
-            segment_target: tc.keyframe_interval,
-            ..Default::default()
-        };
-        if let Some(f) = file.hls {
-            if let Some(v) = f.part_target_ms {
-                hls.part_target = Duration::from_millis(v);
-                hls.part_hold_back = hls.part_target * 3;
-            }
-            if let Some(v) = f.part_hold_back_ms {
-                hls.part_hold_back = Duration::from_millis(v);
-            }
-            if let Some(v) = f.segments_kept {
-                hls.segments_kept = v;
-            }
-            if let Some(v) = f.max_window_bytes {
-                hls.max_window_bytes = v;
-            }
-            if let Some(v) = f.linger_after_end_secs {
-                hls.linger_after_end = Duration::from_secs(v);
-            }
-            if let Some(v) = f.reconnect_grace_secs {
-                hls.reconnect_grace = Duration::from_secs(v);
-            }
-            if let Some(v) = f.max_held_per_client {
-                hls.max_held_per_client = v;
-            }
-            if let Some(v) = f.max_held_total {
-                hls.max_held_total = v;
-            }
-        }
+        let mut hls = file.hls;
+        hls.segment_target = file.transcoder.keyframe_interval;
         let mut stream_keys = cli.stream_keys;
-        stream_keys.extend(file.stream_keys.unwrap_or_default());
+        stream_keys.extend(file.stream_keys);
         stream_keys.retain(|k| !k.trim().is_empty());
         let config = Config {
             rtmp_listen: cli.rtmp_listen,
@@ -265,9 +129,9 @@ impl Config {
             data_dir: cli.data_dir,
             player_dir: cli.player_dir,
             stream_keys,
-            ingest,
-            http,
-            transcoder: tc,
+            ingest: file.ingest,
+            http: file.http,
+            transcoder: file.transcoder,
             hls,
         };
         config.validate()?;
@@ -275,25 +139,21 @@ impl Config {
     }
 
     /// Rejects bad combinations before anything starts.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        self.ingest
-            .validate()
-            .map_err(anyhow::Error::msg)
-            .context("[ingest]")?;
-        self.http
-            .validate()
-            .map_err(anyhow::Error::msg)
-            .context("[http]")?;
-        self.transcoder
-            .validate()
-            .map_err(anyhow::Error::msg)
-            .context("[transcoder]")?;
-        self.hls
-            .validate()
-            .map_err(anyhow::Error::msg)
-            .context("[hls]")?;
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.ingest.validate()?;
+        self.http.validate()?;
+        self.transcoder.validate()?;
+        if let Some(r) = self
+            .transcoder
+            .renditions
+            .iter()
+            .find(|r| !crate::hls::uris::valid_name(&r.name))
+        {
+            return Err(ConfigError::RenditionName(r.name.clone()));
+        }
+        self.hls.validate()?;
         if self.rtmp_listen == self.http_listen {
-            bail!("RTMP and HTTP cannot listen on the same address");
+            return Err(ConfigError::SameAddress);
         }
         Ok(())
     }
@@ -307,6 +167,8 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {
@@ -359,8 +221,48 @@ mod tests {
         assert_eq!(c.transcoder.renditions, d.transcoder.renditions);
         assert_eq!(c.transcoder.preset, d.transcoder.preset);
         assert_eq!(c.transcoder.x264_threads, d.transcoder.x264_threads);
+        assert_eq!(c.transcoder.thumbnail_width, d.transcoder.thumbnail_width);
+        assert_eq!(
+            c.transcoder.keyframe_interval,
+            d.transcoder.keyframe_interval
+        );
         assert_eq!(c.hls.part_target, d.hls.part_target);
+        assert_eq!(c.hls.part_hold_back(), d.hls.part_hold_back());
+        assert_eq!(c.hls.reconnect_grace, d.hls.reconnect_grace);
+        assert_eq!(c.hls.linger_after_end, d.hls.linger_after_end);
         assert_eq!(c.hls.segments_kept, d.hls.segments_kept);
+    }
+
+    #[test]
+    fn a_file_sets_durations_in_its_units_and_part_hold_back_follows_part_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[transcoder]\nkeyframe_interval_secs = 2.0\n[hls]\npart_target_ms = 300\nreconnect_grace_secs = 4\n",
+        )
+        .unwrap();
+        let c = Config::load(cli(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.hls.part_target, Duration::from_millis(300));
+        assert_eq!(c.hls.part_hold_back(), Duration::from_millis(900));
+        assert_eq!(c.hls.segment_target, Duration::from_secs(2));
+        assert_eq!(c.hls.reconnect_grace, Duration::from_secs(4));
+        assert_eq!(c.ingest.idle_timeout, ingest::config::DEFAULT_IDLE_TIMEOUT);
+    }
+
+    #[test]
+    fn validation_errors_are_typed_and_name_their_table() {
+        let mut c = Config::load(cli(&[])).unwrap();
+        c.hls.max_held_total = 0;
+        let err = c.validate().unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Hls(crate::hls::config::ConfigError::HeldLimits)
+        ));
+        assert_eq!(
+            err.to_string(),
+            "[hls] held-request limits must be positive"
+        );
     }
 
     #[test]
@@ -387,6 +289,10 @@ mod tests {
             "[http]\nmax_connections = 0\n",
             "[http]\nmax_header_bytes = 100\n",
             "[http]\nheader_read_timeout_secs = 3\n",
+            "[http]\nkeep_alive_timeout_secs = -1\n",
+            "[hls]\npart_target_ms = 1.5\n",
+            "[transcoder]\nrenditions = [{ name = \"a.b\", height = 720, bitrate_kbps = 2800 }]\n",
+            "[transcoder]\nraw_queue_frames = 1\n",
         ] {
             std::fs::write(&path, bad).unwrap();
             assert!(

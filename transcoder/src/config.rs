@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_with::{As, DurationSeconds, DurationSecondsWithFrac};
+
 use crate::ladder::RenditionSpec;
 
 /// Keyframe (and so segment) cadence. One second keeps LL-HLS joins and quality
@@ -52,12 +55,20 @@ pub const PRESETS: [&str; 10] = [
     "placebo",
 ];
 
-/// Transcoder settings; see the `DEFAULT_*` constants.
-#[derive(Debug, Clone)]
+/// Transcoder settings; see the `DEFAULT_*` constants. Read from the
+/// `[transcoder]` table of the config file as it is (the keyframe interval in
+/// seconds with a fraction, the thumbnail interval in whole seconds); what the
+/// file leaves out keeps its default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TranscoderConfig {
     /// The ladder, any order.
     pub renditions: Vec<RenditionSpec>,
     /// IDR cadence, identical in every rendition.
+    #[serde(
+        rename = "keyframe_interval_secs",
+        with = "As::<DurationSecondsWithFrac<f64>>"
+    )]
     pub keyframe_interval: Duration,
     /// x264 speed preset.
     pub preset: String,
@@ -66,12 +77,18 @@ pub struct TranscoderConfig {
     /// Also offer the source H.264 untouched, as rendition `source`.
     pub source_passthrough: bool,
     /// Thumbnail cadence.
+    #[serde(
+        rename = "thumbnail_interval_secs",
+        with = "As::<DurationSeconds<u64>>"
+    )]
     pub thumbnail_interval: Duration,
     /// Thumbnail width.
     pub thumbnail_width: u32,
-    /// Size of the leaky raw-frame queue.
+    /// Size of the leaky raw-frame queue (not in the file).
+    #[serde(skip)]
     pub raw_queue_frames: u32,
-    /// Capacity of each rendition's output channel.
+    /// Capacity of each rendition's output channel (not in the file).
+    #[serde(skip)]
     pub output_capacity: usize,
 }
 
@@ -102,63 +119,79 @@ impl Default for TranscoderConfig {
     }
 }
 
+/// Why transcoder settings cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The ladder is empty.
+    #[error("at least one rendition is required")]
+    NoRenditions,
+    /// Two renditions share a name, or one is called `source`.
+    #[error("rendition name {0:?} is duplicated or reserved")]
+    DuplicateName(String),
+    /// Not an even height in 144..=2160.
+    #[error("rendition {0}: height must be even, 144..=2160")]
+    Height(String),
+    /// Not in 100..=50000 kbit/s.
+    #[error("rendition {0}: bitrate_kbps must be 100..=50000")]
+    Bitrate(String),
+    /// Not one of x264's presets.
+    #[error("unknown x264 preset {0:?}")]
+    Preset(String),
+    /// More threads than [`MAX_X264_THREADS`].
+    #[error("x264_threads must be 0..={MAX_X264_THREADS}")]
+    Threads,
+    /// Not in 0.5..=10 s.
+    #[error("keyframe_interval must be between 0.5 s and 10 s")]
+    KeyframeInterval,
+    /// Under 1 s.
+    #[error("thumbnail_interval must be at least 1 s")]
+    ThumbnailInterval,
+    /// Not in 64..=1920.
+    #[error("thumbnail_width must be 64..=1920")]
+    ThumbnailWidth,
+    /// Queues too small to run.
+    #[error("raw_queue_frames must be >= 1 and output_capacity >= 64")]
+    Queues,
+}
+
 impl TranscoderConfig {
-    /// Rejects settings that cannot work.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Rejects settings that cannot work. Rendition names are checked
+    /// against the URL name rule by whoever serves them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.renditions.is_empty() {
-            return Err("at least one rendition is required".into());
+            return Err(ConfigError::NoRenditions);
         }
         let mut names = std::collections::HashSet::new();
         for r in &self.renditions {
             if !names.insert(r.name.as_str()) || r.name == "source" {
-                return Err(format!(
-                    "rendition name {:?} is duplicated or reserved",
-                    r.name
-                ));
-            }
-            if r.name.is_empty()
-                || !r
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(format!(
-                    "rendition name {:?} must be [A-Za-z0-9_-]+",
-                    r.name
-                ));
+                return Err(ConfigError::DuplicateName(r.name.clone()));
             }
             if r.height < 144 || r.height > 2160 || r.height % 2 != 0 {
-                return Err(format!(
-                    "rendition {}: height must be even, 144..=2160",
-                    r.name
-                ));
+                return Err(ConfigError::Height(r.name.clone()));
             }
             if !(100..=50_000).contains(&r.bitrate_kbps) {
-                return Err(format!(
-                    "rendition {}: bitrate_kbps must be 100..=50000",
-                    r.name
-                ));
+                return Err(ConfigError::Bitrate(r.name.clone()));
             }
         }
         if !PRESETS.contains(&self.preset.as_str()) {
-            return Err(format!("unknown x264 preset {:?}", self.preset));
+            return Err(ConfigError::Preset(self.preset.clone()));
         }
         if self.x264_threads > MAX_X264_THREADS {
-            return Err(format!("x264_threads must be 0..={MAX_X264_THREADS}"));
+            return Err(ConfigError::Threads);
         }
         if self.keyframe_interval < Duration::from_millis(500)
             || self.keyframe_interval > Duration::from_secs(10)
         {
-            return Err("keyframe_interval must be between 0.5 s and 10 s".into());
+            return Err(ConfigError::KeyframeInterval);
         }
         if self.thumbnail_interval < Duration::from_secs(1) {
-            return Err("thumbnail_interval must be at least 1 s".into());
+            return Err(ConfigError::ThumbnailInterval);
         }
         if !(64..=1920).contains(&self.thumbnail_width) {
-            return Err("thumbnail_width must be 64..=1920".into());
+            return Err(ConfigError::ThumbnailWidth);
         }
         if self.raw_queue_frames == 0 || self.output_capacity < 64 {
-            return Err("raw_queue_frames must be >= 1 and output_capacity >= 64".into());
+            return Err(ConfigError::Queues);
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ pub enum Error {
     TooManyRestarts(u32),
     /// The configuration is invalid.
     #[error("invalid transcoder config: {0}")]
-    Config(String),
+    Config(#[from] crate::config::ConfigError),
     /// The publish ended before sending a video sequence header.
     #[error("stream ended before its first video sequence header")]
     NoVideo,

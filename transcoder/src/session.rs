@@ -200,7 +200,7 @@ pub async fn start(
     config: Arc<TranscoderConfig>,
     mut input: mpsc::Receiver<MediaEvent>,
 ) -> Result<Transcode, Error> {
-    config.validate().map_err(Error::Config)?;
+    config.validate()?;
     pipeline::init()?;
     let mut audio = None;
     let avc = loop {

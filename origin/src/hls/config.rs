@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_with::{As, DurationMilliSeconds, DurationSeconds};
+
 use super::packager::PackagerSettings;
 use super::window::WindowLimits;
 use super::window::view::PlaylistSettings;
@@ -26,22 +29,34 @@ pub const DEFAULT_MAX_HELD_PER_CLIENT: usize = 256;
 /// Held requests allowed in all.
 pub const DEFAULT_MAX_HELD_TOTAL: usize = 100_000;
 
-/// LL-HLS settings.
-#[derive(Debug, Clone)]
+/// LL-HLS settings. Read from the `[hls]` table of the config file as it is
+/// (`*_ms` in milliseconds, `*_secs` in whole seconds); what the file leaves
+/// out keeps its default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HlsConfig {
     /// PART-TARGET: the longest part.
+    #[serde(rename = "part_target_ms", with = "As::<DurationMilliSeconds<u64>>")]
     pub part_target: Duration,
-    /// PART-HOLD-BACK; at least 3 x PART-TARGET.
-    pub part_hold_back: Duration,
-    /// Segment duration (the transcoder's keyframe interval).
+    /// PART-HOLD-BACK; at least 3 x PART-TARGET. `None`: exactly 3 x
+    /// PART-TARGET (see [`HlsConfig::part_hold_back`]).
+    #[serde(
+        rename = "part_hold_back_ms",
+        with = "As::<Option<DurationMilliSeconds<u64>>>"
+    )]
+    pub part_hold_back: Option<Duration>,
+    /// Segment duration: the transcoder's keyframe interval (not in the file).
+    #[serde(skip)]
     pub segment_target: Duration,
     /// Segments kept.
     pub segments_kept: usize,
     /// Bytes kept per rendition.
     pub max_window_bytes: usize,
     /// Window lifetime after the end.
+    #[serde(rename = "linger_after_end_secs", with = "As::<DurationSeconds<u64>>")]
     pub linger_after_end: Duration,
     /// Wait for a publisher to come back before ending.
+    #[serde(rename = "reconnect_grace_secs", with = "As::<DurationSeconds<u64>>")]
     pub reconnect_grace: Duration,
     /// Held requests per client address.
     pub max_held_per_client: usize,
@@ -53,7 +68,7 @@ impl Default for HlsConfig {
     fn default() -> Self {
         Self {
             part_target: DEFAULT_PART_TARGET,
-            part_hold_back: DEFAULT_PART_TARGET * 3,
+            part_hold_back: None,
             segment_target: transcoder::config::DEFAULT_KEYFRAME_INTERVAL,
             segments_kept: DEFAULT_SEGMENTS_KEPT,
             max_window_bytes: DEFAULT_MAX_WINDOW_BYTES,
@@ -66,6 +81,11 @@ impl Default for HlsConfig {
 }
 
 impl HlsConfig {
+    /// PART-HOLD-BACK: as set, or 3 x PART-TARGET (the least allowed).
+    pub fn part_hold_back(&self) -> Duration {
+        self.part_hold_back.unwrap_or(self.part_target * 3)
+    }
+
     /// EXT-X-TARGETDURATION: the segment target rounded up to whole seconds.
     pub fn target_duration_secs(&self) -> u64 {
         self.segment_target.as_secs_f64().ceil().max(1.0) as u64
@@ -91,7 +111,7 @@ impl HlsConfig {
         PlaylistSettings {
             target_duration_secs: self.target_duration_secs(),
             part_target: self.part_target,
-            part_hold_back: self.part_hold_back,
+            part_hold_back: self.part_hold_back(),
             can_skip_until: self.can_skip_until(),
         }
     }
@@ -119,25 +139,45 @@ impl HlsConfig {
     }
 
     /// Rejects settings that break the LL-HLS rules.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.part_target < Duration::from_millis(50) || self.part_target > Duration::from_secs(2)
         {
-            return Err("part_target must be between 50 ms and 2 s".into());
+            return Err(ConfigError::PartTarget);
         }
-        if self.part_hold_back < self.part_target * 3 {
-            return Err("PART-HOLD-BACK must be at least 3 x PART-TARGET".into());
+        if self.part_hold_back() < self.part_target * 3 {
+            return Err(ConfigError::PartHoldBack);
         }
         if self.segment_target < self.part_target * 2 {
-            return Err("the segment target must hold at least two parts".into());
+            return Err(ConfigError::SegmentTarget);
         }
         if (self.segments_kept as f64) * self.segment_target.as_secs_f64()
             <= self.can_skip_until().as_secs_f64()
         {
-            return Err("segments_kept must cover more than CAN-SKIP-UNTIL (6 x TD)".into());
+            return Err(ConfigError::SegmentsKept);
         }
         if self.max_held_per_client == 0 || self.max_held_total == 0 {
-            return Err("held-request limits must be positive".into());
+            return Err(ConfigError::HeldLimits);
         }
         Ok(())
     }
+}
+
+/// Why LL-HLS settings break the rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Outside 50 ms..=2 s.
+    #[error("part_target must be between 50 ms and 2 s")]
+    PartTarget,
+    /// Below 3 x PART-TARGET [RFC 8216bis 4.4.3.8].
+    #[error("PART-HOLD-BACK must be at least 3 x PART-TARGET")]
+    PartHoldBack,
+    /// A segment must hold at least two parts.
+    #[error("the segment target must hold at least two parts")]
+    SegmentTarget,
+    /// Delta updates need more than CAN-SKIP-UNTIL in the window.
+    #[error("segments_kept must cover more than CAN-SKIP-UNTIL (6 x TD)")]
+    SegmentsKept,
+    /// A zero limit refuses every held request.
+    #[error("held-request limits must be positive")]
+    HeldLimits,
 }
