@@ -11,6 +11,10 @@ use ingest::amf::{Container, connect_command, nested};
 use ingest::chunk::chunked;
 use ingest::{IngestConfig, MediaEvent, fingerprint};
 use rml_rtmp::sessions::ClientSessionEvent;
+use testkit::ffmpeg::TestSource;
+use testkit::logs::text as logs;
+use testkit::rtmp::{RawClient, chunk_header, closed_within};
+use testkit::wait::eventually;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -20,14 +24,21 @@ const SHORT: Duration = Duration::from_secs(8);
 async fn hostile_clients_do_not_disturb_a_live_publisher() {
     let mut server = start(&["good", "other"], test_config()).await;
     let addr = server.addr;
-    let mut ff = ffmpeg_publish(&server.url("good"), 14, "320x240", true);
+    let mut ff = TestSource::new("320x240", 14.0)
+        .gop(30)
+        .bframes(2)
+        .realtime()
+        .publish(&server.url("good"));
     let publish = server.next_publish(Duration::from_secs(20)).await;
     let good = tokio::spawn(collect(publish, Duration::from_secs(40)));
 
     // A wrong key: ffmpeg is refused, nothing is published, and the log names the
     // key's fingerprint but never the key.
     let wrong = "wrong-key-Zx81";
-    let status = ffmpeg_publish(&server.url(wrong), 2, "160x120", false)
+    let status = TestSource::new("160x120", 2.0)
+        .gop(30)
+        .bframes(2)
+        .publish(&server.url(wrong))
         .wait()
         .await
         .unwrap();
@@ -178,13 +189,7 @@ async fn hostile_clients_do_not_disturb_a_live_publisher() {
 }
 
 async fn logs_contain(needle: &str) -> bool {
-    for _ in 0..50 {
-        if logs().contains(needle) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
+    eventually(Duration::from_secs(5), async || logs().contains(needle)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use ingest::MediaEvent;
+use testkit::ffmpeg::TestSource;
 
 fn assert_well_formed(events: &[Timed], expect_frames: usize, gop: usize) {
     let first_video_cfg = events
@@ -71,7 +72,10 @@ fn assert_well_formed(events: &[Timed], expect_frames: usize, gop: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_publishes_and_is_demuxed() {
     let mut server = start(&["ffkey"], test_config()).await;
-    let mut ff = ffmpeg_publish(&server.url("ffkey"), 4, "640x360", false);
+    let mut ff = TestSource::new("640x360", 4.0)
+        .gop(30)
+        .bframes(2)
+        .publish(&server.url("ffkey"));
     let publish = server.next_publish(Duration::from_secs(20)).await;
     assert_eq!(publish.broadcast_id, "ffkey");
     let events = collect(publish, Duration::from_secs(30)).await;

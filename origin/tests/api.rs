@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use testkit::ffmpeg::TestSource;
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
@@ -115,13 +116,18 @@ async fn a_broadcast_goes_ready_live_ended_with_a_real_publisher() {
 
     // A wrong key is refused; the right one goes live.
     assert!(
-        !ffmpeg_publish(&server.rtmp_url("live_wrong"), 1, "320x240", false)
+        !TestSource::new("320x240", 1.0)
+            .gop(30)
+            .publish(&server.rtmp_url("live_wrong"))
             .wait()
             .await
             .unwrap()
             .success()
     );
-    let mut ff = ffmpeg_publish(&server.rtmp_url(key), 6, "854x480", true);
+    let mut ff = TestSource::new("854x480", 6.0)
+        .gop(30)
+        .realtime()
+        .publish(&server.rtmp_url(key));
     assert!(
         eventually(Duration::from_secs(15), async || call(
             "GET",
@@ -166,7 +172,9 @@ async fn a_broadcast_goes_ready_live_ended_with_a_real_publisher() {
     assert!(v["ended_at"].is_string());
     // An ended broadcast cannot be published to again.
     assert!(
-        !ffmpeg_publish(&server.rtmp_url(key), 1, "320x240", false)
+        !TestSource::new("320x240", 1.0)
+            .gop(30)
+            .publish(&server.rtmp_url(key))
             .wait()
             .await
             .unwrap()
@@ -184,7 +192,10 @@ async fn the_owner_ends_a_live_broadcast_and_the_publisher_is_disconnected() {
         b["stream_key"].as_str().unwrap(),
         b["owner_token"].as_str().unwrap(),
     );
-    let mut ff = ffmpeg_publish(&server.rtmp_url(key), 60, "854x480", true);
+    let mut ff = TestSource::new("854x480", 60.0)
+        .gop(30)
+        .realtime()
+        .publish(&server.rtmp_url(key));
     assert!(
         eventually(Duration::from_secs(15), async || get(&format!(
             "{base}/hls/{id}/master.m3u8"
@@ -332,7 +343,9 @@ async fn the_stream_key_is_secret_and_owner_actions_are_authorized() {
     assert_eq!(s, 200);
     assert_ne!(v["stream_key"].as_str().unwrap(), key);
     assert!(
-        !ffmpeg_publish(&server.rtmp_url(key), 1, "320x240", false)
+        !TestSource::new("320x240", 1.0)
+            .gop(30)
+            .publish(&server.rtmp_url(key))
             .wait()
             .await
             .unwrap()

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use std::collections::HashMap;
@@ -14,13 +13,8 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use testkit::ffmpeg::TestSource;
 use tokio_tungstenite::tungstenite::Message;
-
-struct Proc {
-    child: tokio::process::Child,
-    http: std::net::SocketAddr,
-    rtmp: std::net::SocketAddr,
-}
 
 /// The binary on `http` and `rtmp` with its data in `dir`; `top` goes at the
 /// top of its config file.
@@ -29,32 +23,17 @@ async fn launch(
     http: std::net::SocketAddr,
     rtmp: std::net::SocketAddr,
     top: &str,
-) -> Proc {
+) -> Binary {
     let config = dir.join("origin.toml");
     std::fs::write(&config, format!("{top}[hls]\nreconnect_grace_secs = 4\n")).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_origin"))
-        .args([
-            "--http-listen",
-            &http.to_string(),
-            "--rtmp-listen",
-            &rtmp.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    assert!(
-        eventually(Duration::from_secs(20), async || {
-            tokio::net::TcpStream::connect(http).await.is_ok()
-        })
-        .await
-    );
-    Proc { child, http, rtmp }
+    Binary::start(rtmp, http, |c| {
+        c.arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn");
+    })
+    .await
 }
 
 async fn post(base: &str, title: &str) -> Value {
@@ -122,8 +101,14 @@ async fn kill_9_loses_nothing_and_live_broadcasts_end_unless_their_publisher_ret
             v["stream_key"].as_str().unwrap()
         )
     };
-    let _ff1 = ffmpeg_publish(&url(&gone), 60, "854x480", true);
-    let _ff2 = ffmpeg_publish(&url(&back), 60, "854x480", true);
+    let _ff1 = TestSource::new("854x480", 60.0)
+        .gop(30)
+        .realtime()
+        .publish(&url(&gone));
+    let _ff2 = TestSource::new("854x480", 60.0)
+        .gop(30)
+        .realtime()
+        .publish(&url(&back));
     for b in [&gone, &back] {
         assert!(
             eventually(Duration::from_secs(15), async || status(&base, &id(b))
@@ -134,11 +119,7 @@ async fn kill_9_loses_nothing_and_live_broadcasts_end_unless_their_publisher_ret
     }
 
     // kill -9.
-    let pid = p.child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .unwrap();
+    p.signal("KILL");
     p.child.wait().await.unwrap();
     drop(ws);
     drop(_ff1);
@@ -146,16 +127,14 @@ async fn kill_9_loses_nothing_and_live_broadcasts_end_unless_their_publisher_ret
 
     let p = launch(dir.path(), http, rtmp, "").await;
     // One publisher comes back at once, as OBS would.
-    let mut again = ffmpeg_publish(
-        &format!(
+    let mut again = TestSource::new("854x480", 12.0)
+        .gop(30)
+        .realtime()
+        .publish(&format!(
             "rtmp://{}/live/{}",
             p.rtmp,
             back["stream_key"].as_str().unwrap()
-        ),
-        12,
-        "854x480",
-        true,
-    );
+        ));
     let list: Value =
         serde_json::from_slice(&get(&format!("{base}/api/broadcasts")).await.body).unwrap();
     assert_eq!(
@@ -201,14 +180,6 @@ async fn kill_9_loses_nothing_and_live_broadcasts_end_unless_their_publisher_ret
     again.kill().await.ok();
 }
 
-fn kill(p: &Proc, signal: &str) {
-    let pid = p.child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .unwrap();
-}
-
 /// Every media URI (init segments, segments, parts) a playlist lists.
 fn media_uris(playlist: &str, m: &Media) -> Vec<String> {
     let mut uris: Vec<String> = m
@@ -249,16 +220,19 @@ async fn after_kill_9_or_sigterm_inside_a_segment_no_media_uri_is_served_with_ot
     // Killed after 1, 3 and 4 parts of an open segment, with a clean stop
     // (SIGTERM, which keeps the URIs) in between; then a last check.
     for (round, stop) in [
-        Some((1usize, "-9")),
-        Some((3, "-TERM")),
-        Some((3, "-9")),
-        Some((4, "-9")),
+        Some((1usize, "KILL")),
+        Some((3, "TERM")),
+        Some((3, "KILL")),
+        Some((4, "KILL")),
         None,
     ]
     .into_iter()
     .enumerate()
     {
-        let _ff = ffmpeg_publish(&format!("rtmp://{rtmp}/live/crash"), 60, "320x240", true);
+        let _ff = TestSource::new("320x240", 60.0)
+            .gop(30)
+            .realtime()
+            .publish(&format!("rtmp://{rtmp}/live/crash"));
         let playlist =
             first_media_playlist(&format!("{base}/master.m3u8"), Duration::from_secs(30)).await;
         let current = async || parse_media(&get(&playlist).await.text());
@@ -319,7 +293,7 @@ async fn after_kill_9_or_sigterm_inside_a_segment_no_media_uri_is_served_with_ot
             m.last_position(),
             seen.len()
         );
-        kill(&p, signal);
+        p.signal(signal);
         p.child.wait().await.unwrap();
         p = launch(dir.path(), http, rtmp, top).await;
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::*;
 use loadgen::{LoadConfig, run as load};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use testkit::ffmpeg::TestSource;
 
 const KEY: &str = "edge";
 
@@ -40,50 +40,12 @@ async fn answers_health(addr: SocketAddr, limit: Duration) -> bool {
 
 /// The origin binary on fixed loopback ports, so that a restart comes back
 /// where the edge looks for it.
-struct Origin {
-    child: tokio::process::Child,
-}
-
-impl Origin {
-    async fn start(rtmp: SocketAddr, http: SocketAddr, data: &Path) -> Origin {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_origin"))
-            .env("ORIGIN_RTMP_LISTEN", rtmp.to_string())
-            .env("ORIGIN_HTTP_LISTEN", http.to_string())
-            .env("ORIGIN_DATA_DIR", data)
-            .env("ORIGIN_STREAM_KEYS", KEY)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(l)) = lines.next_line().await {
-                eprintln!("origin: {l}");
-            }
-        });
-        assert!(
-            answers_health(http, Duration::from_secs(20)).await,
-            "the origin came up"
-        );
-        Origin { child }
-    }
-
-    /// SIGTERM, and the time the process took to exit.
-    async fn stop(mut self) -> Duration {
-        let started = std::time::Instant::now();
-        let pid = self.child.id().unwrap().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("the origin exits within 15 s of SIGTERM")
-            .unwrap();
-        assert!(status.success(), "clean exit, got {status}");
-        started.elapsed()
-    }
+async fn start_origin(rtmp: SocketAddr, http: SocketAddr, data: &Path) -> Binary {
+    Binary::start(rtmp, http, |c| {
+        c.env("ORIGIN_DATA_DIR", data)
+            .env("ORIGIN_STREAM_KEYS", KEY);
+    })
+    .await
 }
 
 /// nginx in the foreground with the edge config; stopped on drop.
@@ -190,10 +152,13 @@ async fn metric(origin: SocketAddr, name: &str) -> f64 {
 async fn viewers_and_a_restarting_origin_behind_an_nginx_edge() {
     let (rtmp, http) = (free_addr(), free_addr());
     let data = tempfile::tempdir().unwrap();
-    let mut origin = Origin::start(rtmp, http, data.path()).await;
+    let mut origin = start_origin(rtmp, http, data.path()).await;
     let edge = Edge::start(http).await;
     let rtmp_url = format!("rtmp://{rtmp}/live/{KEY}");
-    let mut publisher = ffmpeg_publish(&rtmp_url, 120, "854x480", true);
+    let mut publisher = TestSource::new("854x480", 120.0)
+        .gop(30)
+        .realtime()
+        .publish(&rtmp_url);
     let master = format!("http://{}/hls/{KEY}/master.m3u8", edge.addr);
     assert!(
         eventually(Duration::from_secs(20), async || get(&master).await.status
@@ -255,12 +220,15 @@ async fn viewers_and_a_restarting_origin_behind_an_nginx_edge() {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(12)).await;
     let before = parse_media(&get(&media_url).await.text());
-    let stop_took = origin.stop().await;
+    let stop_took = origin.stop(Duration::from_secs(15)).await;
     eprintln!("origin stopped in {stop_took:?}");
     publisher.kill().await.ok();
-    origin = Origin::start(rtmp, http, data.path()).await;
+    origin = start_origin(rtmp, http, data.path()).await;
     let restored = parse_media(&get(&media_url).await.text());
-    publisher = ffmpeg_publish(&rtmp_url, 60, "854x480", true);
+    publisher = TestSource::new("854x480", 60.0)
+        .gop(30)
+        .realtime()
+        .publish(&rtmp_url);
     let last_before = before.segments.last().unwrap().msn;
     assert!(
         restored.segments.last().unwrap().msn >= last_before,
@@ -337,6 +305,6 @@ async fn viewers_and_a_restarting_origin_behind_an_nginx_edge() {
         "and kept playing to the end"
     );
     publisher.kill().await.ok();
-    origin.stop().await;
+    origin.stop(Duration::from_secs(15)).await;
     drop(edge);
 }

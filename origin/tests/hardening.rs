@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
+use testkit::ffmpeg::TestSource;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -163,7 +164,10 @@ async fn a_held_request_outlives_the_header_timeout() {
         c.http.keep_alive_timeout = Duration::from_secs(1);
     })
     .await;
-    let _ff = ffmpeg_publish(&server.rtmp_url("held"), 20, "320x240", true);
+    let _ff = TestSource::new("320x240", 20.0)
+        .gop(30)
+        .realtime()
+        .publish(&server.rtmp_url("held"));
     let master = format!("{}/hls/held/master.m3u8", server.base());
     let playlist = first_media_playlist(&master, Duration::from_secs(20)).await;
     let (msn, _) = parse_media(&get(&playlist).await.text()).last_position();

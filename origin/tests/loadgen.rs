@@ -7,12 +7,16 @@ use std::time::Duration;
 
 use common::*;
 use loadgen::{LoadConfig, run};
+use testkit::ffmpeg::TestSource;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_ll_hls_viewers_get_every_part_without_stalls() {
     let server = start_server(&["load"], |_| {}).await;
     let master = format!("{}/hls/load/master.m3u8", server.base());
-    let mut ff = ffmpeg_publish(&server.rtmp_url("load"), 20, "854x480", true);
+    let mut ff = TestSource::new("854x480", 20.0)
+        .gop(30)
+        .realtime()
+        .publish(&server.rtmp_url("load"));
     assert!(
         eventually(Duration::from_secs(20), async || get(&master).await.status
             == 200)

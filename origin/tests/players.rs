@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
+use testkit::ffmpeg::TestSource;
 
 fn player_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../player")
@@ -22,7 +23,10 @@ const MAX_FREEZE_MS: u64 = 500;
 async fn ffmpeg_and_hls_js_play_the_live_stream() {
     let server = start_server(&["play"], |_| {}).await;
     let master = format!("{}/hls/play/master.m3u8", server.base());
-    let mut publisher = ffmpeg_publish(&server.rtmp_url("play"), 110, "1280x720", true);
+    let mut publisher = TestSource::new("1280x720", 110.0)
+        .gop(30)
+        .realtime()
+        .publish(&server.rtmp_url("play"));
     assert!(
         eventually(Duration::from_secs(20), async || get(&master).await.status
             == 200)

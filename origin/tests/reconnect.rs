@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use testkit::ffmpeg::TestSource;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_continues_the_playlist_after_a_discontinuity() {
@@ -18,7 +19,10 @@ async fn a_reconnect_continues_the_playlist_after_a_discontinuity() {
     let url = format!("{}/hls/re/480p.m3u8", server.base());
 
     assert!(
-        ffmpeg_publish(&server.rtmp_url("re"), 5, "854x480", true)
+        TestSource::new("854x480", 5.0)
+            .gop(30)
+            .realtime()
+            .publish(&server.rtmp_url("re"))
             .wait()
             .await
             .unwrap()
@@ -30,7 +34,10 @@ async fn a_reconnect_continues_the_playlist_after_a_discontinuity() {
     let map_before = first.segments[0].map.clone().unwrap();
 
     assert!(
-        ffmpeg_publish(&server.rtmp_url("re"), 5, "854x480", true)
+        TestSource::new("854x480", 5.0)
+            .gop(30)
+            .realtime()
+            .publish(&server.rtmp_url("re"))
             .wait()
             .await
             .unwrap()
@@ -59,15 +66,14 @@ async fn a_reconnect_continues_the_playlist_after_a_discontinuity() {
     );
 
     // Nobody comes back: ENDLIST after the grace period, then the window is freed.
-    let mut ended = false;
-    for _ in 0..100 {
-        if parse_media(&get(&url).await.text()).ended {
-            ended = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ended, "ENDLIST after the grace period");
+    assert!(
+        eventually(Duration::from_secs(10), async || parse_media(
+            &get(&url).await.text()
+        )
+        .ended)
+        .await,
+        "ENDLIST after the grace period"
+    );
     assert_eq!(
         get(&url).await.status,
         200,

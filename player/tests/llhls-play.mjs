@@ -35,7 +35,12 @@ try {
       slow.push({ url: r.url().replace(/^https?:\/\/[^/]+/, ''), status, ms, endedAtMs: Date.now() - t0 });
     }
   };
-  page.on('requestfinished', async (r) => note(r, (await r.response())?.status() ?? 0));
+  // A response is looked up asynchronously; each lookup is kept and settled
+  // before the browser closes (a lookup still pending then would reject).
+  const lookups = [];
+  page.on('requestfinished', (r) => {
+    lookups.push(r.response().then((resp) => note(r, resp?.status() ?? 0), () => {}));
+  });
   page.on('requestfailed', (r) => note(r, 0));
   await page.setContent('<video id="v" muted playsinline width="640"></video>');
   await page.addScriptTag({ path: hlsPath });
@@ -121,6 +126,7 @@ try {
     hls.destroy();
     return out;
   }, { url, seconds, doSwitch });
+  await Promise.allSettled(lookups);
   result.slowRequests = slow;
   console.log(JSON.stringify(result));
 } finally {

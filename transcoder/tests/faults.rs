@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use ingest::MediaEvent;
+use testkit::ffmpeg::TestSource;
 use tokio::sync::mpsc;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -16,7 +17,10 @@ const LIMIT: Duration = Duration::from_secs(60);
 async fn a_480p_source_gets_only_480p() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let events = flv_events(&clip(dir.path(), "small", "854x480", 1.0, &[]), 0);
+    let events = flv_events(
+        &clip(dir.path(), "small", TestSource::new("854x480", 1.0)),
+        0,
+    );
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(feed_realtime(events, tx));
     let mut t = transcoder::start(config(), rx).await.unwrap();
@@ -33,8 +37,14 @@ async fn a_480p_source_gets_only_480p() {
 async fn a_mid_stream_resolution_change_keeps_the_renditions_going() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let mut events = flv_events(&clip(dir.path(), "a", "1280x720", 2.0, &["-g", "30"]), 0);
-    let b = flv_events(&clip(dir.path(), "b", "640x360", 2.0, &["-g", "30"]), 2100);
+    let mut events = flv_events(
+        &clip(dir.path(), "a", TestSource::new("1280x720", 2.0).gop(30)),
+        0,
+    );
+    let b = flv_events(
+        &clip(dir.path(), "b", TestSource::new("640x360", 2.0).gop(30)),
+        2100,
+    );
     assert!(
         b.iter()
             .any(|e| matches!(e, MediaEvent::VideoConfig(c) if c.width == 640))
@@ -74,7 +84,10 @@ async fn a_pipeline_error_restarts_and_output_resumes_after_a_discontinuity() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
     // Source keyframes every 2 s: the restart happens mid-GOP and must replay it.
-    let events = flv_events(&clip(dir.path(), "r", "1280x720", 4.0, &["-g", "60"]), 0);
+    let events = flv_events(
+        &clip(dir.path(), "r", TestSource::new("1280x720", 4.0).gop(60)),
+        0,
+    );
     let input_pts: Vec<Duration> = video(&events).iter().map(|f| f.pts).collect();
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(feed_realtime(events, tx));

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use testkit::ffmpeg::TestSource;
 use tokio::sync::mpsc;
 
 /// Returns freed heap to the OS first, so RSS reflects live memory rather than
@@ -64,7 +65,7 @@ fn twenty_publish_cycles_leak_no_threads_or_memory() {
 
 async fn cycles() {
     let dir = tempfile::tempdir().unwrap();
-    let events = flv_events(&clip(dir.path(), "c", "1280x720", 1.0, &[]), 0);
+    let events = flv_events(&clip(dir.path(), "c", TestSource::new("1280x720", 1.0)), 0);
     for _ in 0..5 {
         cycle(events.clone()).await;
     }

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use testkit::ffmpeg::TestSource;
 use tokio::sync::mpsc;
 
 fn thread_names() -> Vec<String> {
@@ -22,7 +23,10 @@ fn thread_names() -> Vec<String> {
 async fn every_pipeline_thread_counts_toward_the_sessions_cpu_time() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let events = flv_events(&clip(dir.path(), "usage", "1280x720", 4.0, &[]), 0);
+    let events = flv_events(
+        &clip(dir.path(), "usage", TestSource::new("1280x720", 4.0)),
+        0,
+    );
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(feed_realtime(events, tx));
     let mut t = transcoder::start(config(), rx).await.unwrap();

@@ -2,66 +2,11 @@
 //! loopback ports, and real publishers.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::Stdio;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A free loopback port (bound then released; the OS does not hand it out again at once).
-pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// ffmpeg publishing `seconds` of 30 fps testsrc2 + sine to `url`.
-pub fn ffmpeg_publish(
-    url: &str,
-    seconds: u32,
-    size: &str,
-    realtime: bool,
-) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
-    if realtime {
-        cmd.arg("-re");
-    }
-    cmd.args([
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=size={size}:rate=30"),
-    ])
-    .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-    .args(["-t", &seconds.to_string()])
-    .args([
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "30",
-        "-pix_fmt",
-        "yuv420p",
-    ])
-    .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv", url])
-    .stdin(Stdio::null())
-    .kill_on_drop(true);
-    cmd.spawn()
-        .expect("ffmpeg must be installed (scripts/check.sh installs it)")
-}
-
-/// Polls `f` every 100 ms until it returns true or `limit` passes.
-pub async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < end {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
+#[allow(unused_imports)]
+pub use testkit::wait::{eventually, eventually_some, free_addr};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -69,6 +14,107 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
 use tokio_util::sync::CancellationToken;
+
+/// The server binary as a child process on loopback ports; killed when
+/// dropped. What it logs is shown (prefixed `origin:`) and kept for
+/// [`Binary::wait_for_log`].
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    seen: String,
+}
+
+impl Binary {
+    /// Starts the binary listening on `rtmp` and `http`; `configure` adds its
+    /// flags and environment. Returns once `/healthz` answers.
+    pub async fn start(
+        rtmp: SocketAddr,
+        http: SocketAddr,
+        configure: impl FnOnce(&mut tokio::process::Command),
+    ) -> Binary {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_origin"));
+        cmd.env("ORIGIN_RTMP_LISTEN", rtmp.to_string())
+            .env("ORIGIN_HTTP_LISTEN", http.to_string())
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        configure(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = out.next_line().await {
+                eprintln!("origin: {l}");
+                let _ = tx.send(l);
+            }
+        });
+        let healthz = format!("http://{http}/healthz");
+        assert!(
+            eventually(Duration::from_secs(20), async || {
+                tokio::time::timeout(Duration::from_secs(1), request("GET", &healthz, &[]))
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+            })
+            .await,
+            "the binary came up"
+        );
+        Binary {
+            child,
+            rtmp,
+            http,
+            lines,
+            seen: String::new(),
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    pub fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://{}/live/{key}", self.rtmp)
+    }
+
+    /// Whether the binary logs `needle` (since it started) within 20 s.
+    pub async fn wait_for_log(&mut self, needle: &str) -> bool {
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !self.seen.contains(needle) {
+            match tokio::time::timeout_at(end, self.lines.recv()).await {
+                Ok(Some(l)) => {
+                    self.seen.push_str(&l);
+                    self.seen.push('\n');
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// SIGTERM; asserts a clean exit within `limit` and returns how long it took.
+    pub async fn stop(mut self, limit: Duration) -> Duration {
+        let started = std::time::Instant::now();
+        self.signal("TERM");
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the binary exits within {limit:?} of SIGTERM"))
+            .unwrap();
+        assert!(status.success(), "clean exit, got {status}");
+        started.elapsed()
+    }
+}
 
 /// A server started in-process with `origin::run` on loopback ports.
 pub struct TestServer {

@@ -10,43 +10,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use ingest::MediaEvent;
 use ingest::flv::Demuxer;
+use testkit::ffmpeg::TestSource;
 use tokio::sync::mpsc;
 use transcoder::{RenditionOutput, TranscoderConfig};
 
+/// Logs of the code under test, shown when a test fails.
 pub fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("info")
-        .with_test_writer()
-        .try_init();
+    testkit::logs::capture("info");
 }
 
-/// Encodes `seconds` of testsrc2 (+ sine) at `size` with ffmpeg into an FLV file.
-pub fn clip(dir: &Path, name: &str, size: &str, seconds: f32, extra: &[&str]) -> PathBuf {
+/// Writes `source` to `{name}.flv` in `dir`.
+pub fn clip(dir: &Path, name: &str, source: TestSource) -> PathBuf {
     let path = dir.join(format!("{name}.flv"));
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-nostdin"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=30"),
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(extra)
-        .args(["-c:a", "aac", "-f", "flv"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg must be installed");
-    assert!(status.success());
+    source.write_flv(&path);
     path
 }
 
