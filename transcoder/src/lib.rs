@@ -11,6 +11,7 @@
 //! - [`h264dec`]: the decoder element, on FFmpeg's libavcodec, zero-copy.
 //! - [`swscale`]: the scaler element, on FFmpeg's libswscale.
 //! - [`ladder`]: which renditions a source gets and at what sizes (pure).
+//! - [`usage`]: CPU and media time of a session, for the real-time factor.
 //! - [`config`], [`error`].
 
 pub mod config;

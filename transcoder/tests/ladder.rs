@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use ingest::{IngestConfig, MediaEvent, StaticKeys};
+use testkit::ffmpeg::TestSource;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,21 +32,9 @@ async fn a_1080p_publish_with_irregular_keyframes_gives_aligned_720p_and_480p() 
         shutdown.clone(),
     ));
     // Source keyframes at 0, 2.3 and 4.1 s only: the output cadence must not care.
-    let mut ff = tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t",
-            "6",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args([
+    let mut ff = TestSource::new("1920x1080", 6.0)
+        .realtime()
+        .extra(&[
             "-g",
             "1000",
             "-sc_threshold",
@@ -53,10 +42,7 @@ async fn a_1080p_publish_with_irregular_keyframes_gives_aligned_720p_and_480p() 
             "-force_key_frames",
             "0,2.3,4.1",
         ])
-        .args(["-c:a", "aac", "-f", "flv", &format!("rtmp://{addr}/live/k")])
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .publish(&format!("rtmp://{addr}/live/k"));
     let mut publish = tokio::time::timeout(LIMIT, prx.recv())
         .await
         .unwrap()

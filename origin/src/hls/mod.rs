@@ -12,6 +12,7 @@
 //! - [`saved`]: what a window keeps across a restart (pure).
 //! - [`registry`]: broadcasts, renditions and their snapshots.
 //! - [`package`]: one publish's renditions into their windows.
+//! - [`restart`]: windows restored at start and saved at a stop.
 //! - [`held`]: held-request limits.
 //! - [`server`]: the HTTP side.
 //! - [`spool`]: windows on disk, continued after a restart.
@@ -24,6 +25,7 @@ pub mod package;
 pub mod packager;
 pub mod playlist;
 pub mod registry;
+pub mod restart;
 pub mod saved;
 pub mod server;
 pub mod spool;

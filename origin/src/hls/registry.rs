@@ -1,6 +1,6 @@
 //! The registry: every broadcast's renditions, their windows and the
-//! snapshots held requests wait on; restoring windows at start and saving
-//! them at a stop; ending broadcasts.
+//! snapshots held requests wait on; ending broadcasts. (Restoring windows at
+//! start and saving them at a stop: [`super::restart`].)
 //!
 //! Each rendition publishes an immutable [`Snapshot`] (rendered playlists,
 //! already gzipped) on a `tokio::sync::watch` channel after every part. Held
@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::config::HlsConfig;
 use super::directives::Position;
@@ -27,8 +27,6 @@ use super::uris::Uris;
 use super::window::view::PlaylistSettings;
 use super::window::{Window, WindowLimits};
 
-/// How long a stopping server waits, in all, for windows to reach the disk.
-pub const SAVE_ON_STOP_LIMIT: Duration = Duration::from_secs(5);
 /// Rendered playlists are gzipped at this level once per part, not per request.
 const GZIP_LEVEL: u32 = 6;
 
@@ -235,7 +233,7 @@ impl Broadcast {
 }
 
 /// A URI generation no earlier window used: the time in milliseconds.
-fn new_generation() -> String {
+pub(super) fn new_generation() -> String {
     format!(
         "{:x}",
         SystemTime::now()
@@ -282,104 +280,6 @@ impl Hls {
             spool,
             stopping: CancellationToken::new(),
         })
-    }
-
-    /// Brings back the windows saved by the last run, for every broadcast
-    /// `keep` accepts; the others are deleted. Returns the broadcasts
-    /// restored: they are live, waiting for their publishers (whoever owns
-    /// the lifecycle ends them if nobody comes back).
-    pub async fn restore(
-        self: &Arc<Self>,
-        keep: impl Fn(&str) -> bool + Send + 'static,
-    ) -> Vec<String> {
-        let Some(spool) = self.spool.clone() else {
-            return Vec::new();
-        };
-        let mut restored = tokio::task::spawn_blocking(move || spool.load(keep))
-            .await
-            .unwrap_or_default();
-        restored.sort_by_key(|r| (r.broadcast.clone(), r.saved.order));
-        let settings = self.config.playlist_settings();
-        let mut broadcasts: Vec<Arc<Broadcast>> = Vec::new();
-        for r in restored {
-            let broadcast = self.broadcast_or_new(&r.broadcast);
-            // After a crash, parts (and perhaps segments and init segments)
-            // past the saved state were served and are cached forever by edges
-            // and players; continuing the numbering under the same URIs would
-            // serve other bytes. A new generation makes every URI new.
-            let generation = if r.saved.state.clean {
-                r.saved.generation
-            } else {
-                let g = new_generation();
-                info!(broadcast = %r.broadcast, rendition = %r.rendition, old = %r.saved.generation, new = %g, "window saved before an unclean stop; its URIs get a new generation");
-                g
-            };
-            let window = Window::restore(self.config.window_limits(), r.saved.state);
-            let rendition = Arc::new(Rendition {
-                uris: Uris {
-                    rendition: r.rendition.clone(),
-                    generation,
-                },
-                order: r.saved.order,
-                window: Mutex::new(window),
-                facts: Mutex::new(r.saved.facts),
-                snapshot: watch::Sender::new(Arc::new(Snapshot::default())),
-                saver: self
-                    .spool
-                    .as_ref()
-                    .and_then(|s| s.writer(&r.broadcast, &r.rendition)),
-                name: r.rendition,
-            });
-            let segments = rendition.with_window(|w| w.position().map(|p| p.last_msn));
-            info!(broadcast = %broadcast.id, rendition = %rendition.name, last_msn = ?segments, "window restored");
-            broadcast
-                .renditions
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(rendition);
-            if !broadcasts.iter().any(|b| b.id == broadcast.id) {
-                broadcasts.push(broadcast);
-            }
-        }
-        let mut ids = Vec::with_capacity(broadcasts.len());
-        for b in broadcasts {
-            b.refresh(&settings);
-            b.changed.send_modify(|v| *v += 1);
-            ids.push(b.id.clone());
-        }
-        ids
-    }
-
-    /// Stops for a restart: held requests are answered (503, retry), open
-    /// segments are closed and every window is saved, so the next run
-    /// continues the playlists. Nothing gets EXT-X-ENDLIST: the broadcasts are
-    /// not over.
-    pub async fn stop(self: &Arc<Self>) {
-        self.stopping.cancel();
-        let renditions: Vec<Arc<Rendition>> = self
-            .broadcasts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|b| b.ended_at().is_none())
-            .flat_map(|b| b.renditions())
-            .collect();
-        for r in &renditions {
-            // Parts still coming from a transcode are refused from here on,
-            // so the state saved is the last one served: a clean stop.
-            r.window.lock().unwrap_or_else(|p| p.into_inner()).freeze();
-            r.save();
-        }
-        // One deadline for all of them: the stop as a whole stays bounded.
-        let deadline = tokio::time::Instant::now() + SAVE_ON_STOP_LIMIT;
-        for r in &renditions {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if let Some(saver) = &r.saver
-                && !saver.flush(left).await
-            {
-                warn!(rendition = %r.name, "window not saved in time");
-            }
-        }
     }
 
     /// A broadcast, if it has been published.
