@@ -27,17 +27,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Whether `addr` answers `/healthz` with 200 within `limit`.
-async fn answers_health(addr: SocketAddr, limit: Duration) -> bool {
-    let url: hyper::Uri = format!("http://{addr}/healthz").parse().unwrap();
-    eventually(limit, async || {
-        tokio::time::timeout(Duration::from_secs(1), common::client().get(url.clone()))
-            .await
-            .is_ok_and(|r| r.is_ok_and(|r| r.status() == 200))
-    })
-    .await
-}
-
 /// The origin binary on fixed loopback ports, so that a restart comes back
 /// where the edge looks for it.
 async fn start_origin(rtmp: SocketAddr, http: SocketAddr, data: &Path) -> Binary {

@@ -51,14 +51,8 @@ impl Binary {
                 let _ = tx.send(l);
             }
         });
-        let healthz = format!("http://{http}/healthz");
         assert!(
-            eventually(Duration::from_secs(20), async || {
-                tokio::time::timeout(Duration::from_secs(1), request("GET", &healthz, &[]))
-                    .await
-                    .is_ok_and(|r| r.status == 200)
-            })
-            .await,
+            answers_health(http, Duration::from_secs(20)).await,
             "the binary came up"
         );
         Binary {
@@ -114,6 +108,18 @@ impl Binary {
         assert!(status.success(), "clean exit, got {status}");
         started.elapsed()
     }
+}
+
+/// Whether `GET /healthz` on `addr` answers 200 within `limit` (refused
+/// connections and timeouts are asked again).
+pub async fn answers_health(addr: SocketAddr, limit: Duration) -> bool {
+    let url: hyper::Uri = format!("http://{addr}/healthz").parse().unwrap();
+    eventually(limit, async || {
+        tokio::time::timeout(Duration::from_secs(1), client().get(url.clone()))
+            .await
+            .is_ok_and(|r| r.is_ok_and(|r| r.status() == 200))
+    })
+    .await
 }
 
 /// A server started in-process with `origin::run` on loopback ports.
