@@ -63,6 +63,8 @@ pub struct FileConfig {
     pub transcoder: transcoder::TranscoderConfig,
     /// LL-HLS settings.
     pub hls: crate::hls::HlsConfig,
+    /// Chat settings.
+    pub chat: crate::chat::config::ChatConfig,
 }
 
 /// Why a configuration cannot run.
@@ -80,6 +82,9 @@ pub enum ConfigError {
     /// `[hls]`.
     #[error("[hls] {0}")]
     Hls(#[from] crate::hls::config::ConfigError),
+    /// `[chat]`.
+    #[error("[chat] {0}")]
+    Chat(#[from] crate::chat::config::ConfigError),
     /// A rendition name that cannot be a URL path segment.
     #[error("[transcoder] rendition name {0:?} must be 1 to 64 characters of [A-Za-z0-9_-]")]
     RenditionName(String),
@@ -109,6 +114,8 @@ pub struct Config {
     pub transcoder: transcoder::TranscoderConfig,
     /// LL-HLS settings.
     pub hls: crate::hls::HlsConfig,
+    /// Chat settings.
+    pub chat: crate::chat::config::ChatConfig,
 }
 
 impl Config {
@@ -133,6 +140,7 @@ impl Config {
             http: file.http,
             transcoder: file.transcoder,
             hls,
+            chat: file.chat,
         };
         config.validate()?;
         Ok(config)
@@ -152,6 +160,7 @@ impl Config {
             return Err(ConfigError::RenditionName(r.name.clone()));
         }
         self.hls.validate()?;
+        self.chat.validate()?;
         if self.rtmp_listen == self.http_listen {
             return Err(ConfigError::SameAddress);
         }
@@ -230,6 +239,15 @@ mod tests {
         assert_eq!(c.hls.part_hold_back(), d.hls.part_hold_back());
         assert_eq!(c.hls.reconnect_grace, d.hls.reconnect_grace);
         assert_eq!(c.hls.linger_after_end, d.hls.linger_after_end);
+        let (cc, dc) = (&c.chat, &d.chat);
+        assert_eq!(cc.max_sessions_per_room, dc.max_sessions_per_room);
+        assert_eq!(cc.count_interval, dc.count_interval);
+        assert_eq!(cc.batch_interval, dc.batch_interval);
+        assert_eq!(cc.room_messages_per_second, dc.room_messages_per_second);
+        assert_eq!(cc.slow_mode_above, dc.slow_mode_above);
+        assert_eq!(cc.slow_mode_interval, dc.slow_mode_interval);
+        assert_eq!(cc.peak_save_interval, dc.peak_save_interval);
+        assert_eq!(cc.backlog_frames, dc.backlog_frames);
         assert_eq!(c.hls.segments_kept, d.hls.segments_kept);
     }
 
@@ -293,6 +311,9 @@ mod tests {
             "[hls]\npart_target_ms = 1.5\n",
             "[transcoder]\nrenditions = [{ name = \"a.b\", height = 720, bitrate_kbps = 2800 }]\n",
             "[transcoder]\nraw_queue_frames = 1\n",
+            "[chat]\nmax_sessions_per_room = 0\n",
+            "[chat]\ncount_interval_ms = 10\n",
+            "[chat]\nbacklog_frames = 2\n",
         ] {
             std::fs::write(&path, bad).unwrap();
             assert!(

@@ -117,7 +117,7 @@ pub async fn run(
     broadcasts.restore().await?;
     let api = Arc::new(api::Api {
         store: store.clone(),
-        chat: chat::Chat::new(store.clone(), metrics.clone()),
+        chat: chat::connection::Chat::new(config.chat.clone(), store.clone(), metrics.clone()),
         broadcasts: broadcasts.clone(),
         // The port actually bound (tests and port 0 pick their own).
         rtmp_port: listeners.rtmp.local_addr()?.port(),

@@ -27,6 +27,13 @@ pub struct RenditionLabel {
     pub rendition: String,
 }
 
+/// `reason` label: why the server closed a chat connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChatCloseLabel {
+    /// `full` (the room was), `slow` (fell behind the room), `errors` (too many bad frames).
+    pub reason: &'static str,
+}
+
 /// `status` label (HTTP status code).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -54,6 +61,8 @@ pub struct Metrics {
     pub parts: Family<RenditionLabel, Counter>,
     /// Chat messages accepted.
     pub chat_messages: Family<BroadcastLabel, Counter>,
+    /// Chat connections the server closed, by reason.
+    pub chat_closed: Family<ChatCloseLabel, Counter>,
     /// Requests held for a blocking reload or a preload hint (set at scrape).
     pub held_requests: Gauge,
     /// People watching, per broadcast (set at scrape).
@@ -81,6 +90,7 @@ impl Default for Metrics {
             transcode_realtime_factor: Family::default(),
             parts: Family::default(),
             chat_messages: Family::default(),
+            chat_closed: Family::default(),
             held_requests: Gauge::default(),
             viewers: Family::default(),
             http_connections: Gauge::default(),
@@ -129,6 +139,11 @@ impl Default for Metrics {
                 "chat_messages",
                 "Chat messages accepted per broadcast",
                 m.chat_messages.clone(),
+            );
+            r.register(
+                "chat_closed",
+                "Chat connections closed by the server, by reason (full, slow, errors)",
+                m.chat_closed.clone(),
             );
             r.register(
                 "held_requests",

@@ -18,7 +18,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use loadgen::{LoadConfig, run as load};
+use loadgen::llhls::{LoadConfig, run as load};
 use testkit::ffmpeg::TestSource;
 
 const KEY: &str = "edge";

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use loadgen::{LoadConfig, run};
+use loadgen::llhls::{LoadConfig, run};
 use testkit::ffmpeg::TestSource;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,11 +42,12 @@ export function sessionId() {
 
 /**
  * The chat panel: connects to the room, shows history and live messages,
- * reports viewer counts, and reconnects with back-off.
+ * reports viewer counts, and reconnects with exponential back-off and full
+ * jitter, so that a server restart does not bring every page back at once.
  */
 export class Chat {
   constructor({ id, nick, token, log, form, input, onViewers }) {
-    Object.assign(this, { id, nick, token, log, form, input, onViewers, closed: false, delay: 500 });
+    Object.assign(this, { id, nick, token, log, form, input, onViewers, closed: false, attempt: 0 });
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const text = input.value.trim();
@@ -62,18 +63,28 @@ export class Chat {
     const q = new URLSearchParams({ nick: this.nick, session: sessionId() });
     if (this.token) q.set('token', this.token);
     this.ws = new WebSocket(`${proto}://${location.host}/api/broadcasts/${encodeURIComponent(this.id)}/chat?${q}`);
-    this.ws.onopen = () => { this.delay = 500; };
+    this.ws.onopen = () => { this.attempt = 0; };
     this.ws.onmessage = (e) => this.receive(JSON.parse(e.data));
-    this.ws.onclose = () => {
+    this.ws.onclose = (e) => {
       if (this.closed) return;
-      setTimeout(() => this.connect(), this.delay);
-      this.delay = Math.min(this.delay * 2, 10000);
+      // 1013: the room is full; 4001: this page fell behind. Both say why.
+      if (e.reason) this.system(e.reason);
+      setTimeout(() => this.connect(), Chat.backoff(this.attempt++, e.code === 1013));
     };
+  }
+
+  /**
+   * Milliseconds before reconnect attempt `n` (0, 1, ...): uniformly random
+   * up to a ceiling that doubles from 1 s to 30 s (a full room starts at 10 s).
+   */
+  static backoff(n, full) {
+    const ceiling = Math.min(30000, (full ? 10000 : 1000) * 2 ** n);
+    return Math.round(Math.random() * ceiling);
   }
 
   receive(m) {
     if (m.type === 'history') { this.log.replaceChildren(); m.messages.forEach((x) => this.add(x)); }
-    else if (m.type === 'message') this.add(m);
+    else if (m.type === 'messages') m.messages.forEach((x) => this.add(x));
     else if (m.type === 'viewers') this.onViewers?.(m.count);
     else if (m.type === 'error') this.system(m.error);
   }

@@ -29,7 +29,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let a = Args::parse();
-    let report = loadgen::run(loadgen::LoadConfig {
+    let report = loadgen::llhls::run(loadgen::llhls::LoadConfig {
         url: a.url,
         viewers: a.viewers,
         duration: Duration::from_secs(a.seconds),

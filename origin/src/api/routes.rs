@@ -11,7 +11,8 @@ use tracing::info;
 use super::model::{self, Create, Update, View};
 use super::request::{bearer, json_body, query};
 use crate::broadcasts::Broadcasts;
-use crate::chat::{self, Chat};
+use crate::chat::config::MAX_FRAME_BYTES;
+use crate::chat::connection::{self as chat, Chat, Member};
 use crate::error::HttpError;
 use crate::hls::uris::valid_name;
 use crate::response::{body, json_of};
@@ -68,7 +69,7 @@ impl Api {
             ended_at: r.ended_at.clone(),
             modified_at: r.modified_at.clone(),
             viewer_count: self.chat.rooms.viewers(&r.id),
-            peak_viewer_count: r.peak_viewers,
+            peak_viewer_count: r.peak_viewers.max(self.chat.rooms.peak(&r.id)),
             rtmp_url: format!("rtmp://{hostname}:{}/live", self.rtmp_port),
             playback_url: format!("/hls/{}/master.m3u8", r.id),
             thumbnail_url: format!("/api/broadcasts/{}/thumbnail.jpg", r.id),
@@ -263,27 +264,26 @@ async fn join_chat(api: &Api, mut req: Request<Incoming>, id: &str) -> Reply {
         .ok_or_else(|| {
             HttpError::BadRequest("session must be 1..64 characters of [A-Za-z0-9_-]".into())
         })?;
-    let room = api.chat.rooms.room(id);
-    if !room.has_room() {
-        return Err(HttpError::TooManyRequests("this chat room is full".into()));
-    }
+    let member = Member {
+        user,
+        streamer,
+        session,
+    };
     let config = hyper_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(Some(chat::MAX_FRAME_BYTES))
-        .max_frame_size(Some(chat::MAX_FRAME_BYTES));
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+        .read_buffer_size(crate::chat::config::READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(crate::chat::config::MAX_WRITE_BUFFER_BYTES);
     let (resp, ws) = hyper_tungstenite::upgrade(&mut req, Some(config))
         .map_err(|e| HttpError::BadRequest(format!("WebSocket upgrade: {e}")))?;
-    let presence = chat::join(&api.chat, id, &session, !streamer);
+    // A full room is told so over the socket (close code 1013 and a reason),
+    // which a page can read; an HTTP refusal it could not.
+    let place = chat::join(&api.chat, id, &member);
     // What the connection attached to the request (its place under the HTTP
     // connection cap) lives as long as the socket.
     let connection = std::mem::take(req.extensions_mut());
-    let session = chat::serve(
-        api.chat.clone(),
-        ws,
-        id.to_owned(),
-        user,
-        streamer,
-        presence,
-    );
+    let session = chat::serve(api.chat.clone(), ws, id.to_owned(), member, place);
     tokio::spawn(async move {
         session.await;
         drop(connection);

@@ -1,0 +1,289 @@
+//! One chat connection: the history on join, the room's frames out, the
+//! client's messages in (checked, rate-limited, stored, then posted to the
+//! room), and a clear close code when the room is full (1013) or the client
+//! reads too slowly (4001).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper_tungstenite::HyperWebsocket;
+use hyper_tungstenite::tungstenite::Message;
+use hyper_tungstenite::tungstenite::protocol::CloseFrame;
+use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use tracing::debug;
+
+use super::config::{
+    ChatConfig, MAX_MESSAGE_CHARS, MAX_NICK_CHARS, MAX_VIOLATIONS, MESSAGE_BURST,
+    MESSAGES_PER_SECOND,
+};
+use super::rooms::{Bucket, Presence, Room, RoomFull, Rooms, viewers_frame};
+use crate::metrics::{BroadcastLabel, ChatCloseLabel, Metrics};
+use crate::store::Store;
+use crate::store::record::{ChatMessage, now_rfc3339};
+
+/// Close code for a client that fell more than the backlog behind.
+pub const CLOSE_TOO_SLOW: u16 = 4001;
+
+/// Chat: its rooms, where messages are kept, and what is counted.
+pub struct Chat {
+    /// Every room.
+    pub rooms: Arc<Rooms>,
+    /// Settings.
+    pub config: Arc<ChatConfig>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl Chat {
+    /// No rooms yet.
+    pub fn new(config: ChatConfig, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<Chat> {
+        let config = Arc::new(config);
+        Arc::new(Chat {
+            rooms: Rooms::new(config.clone(), store.clone()),
+            config,
+            store,
+            metrics,
+        })
+    }
+
+    fn closed(&self, reason: &'static str) {
+        self.metrics
+            .chat_closed
+            .get_or_create(&ChatCloseLabel { reason })
+            .inc();
+    }
+}
+
+/// Who is connecting.
+pub struct Member {
+    /// Nickname (checked with [`nickname`]).
+    pub user: String,
+    /// The broadcast's owner (not counted as a viewer, exempt from slow mode).
+    pub streamer: bool,
+    /// The page's session id; distinct sessions are the viewer count.
+    pub session: String,
+}
+
+/// Checks a nickname: 1 to 24 letters, digits, spaces, `_`, `-` or `.`, any script.
+pub fn nickname(n: &str) -> Result<String, String> {
+    let n = n.trim();
+    if n.is_empty() || n.chars().count() > MAX_NICK_CHARS {
+        return Err(format!("nickname must be 1 to {MAX_NICK_CHARS} characters"));
+    }
+    if !n
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '_' | '-' | '.'))
+    {
+        return Err("nickname may contain letters, digits, spaces, '_', '-' and '.'".into());
+    }
+    Ok(n.to_string())
+}
+
+#[derive(Deserialize)]
+struct Incoming {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+fn error_frame(msg: &str) -> Message {
+    Message::text(serde_json::json!({"type": "error", "error": msg}).to_string())
+}
+
+fn close(code: CloseCode, reason: String) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Runs one chat connection of `member` in the room of `broadcast` until
+/// either side closes. `place` is the room's answer to the join: refused
+/// connections are told why and closed.
+pub async fn serve(
+    chat: Arc<Chat>,
+    ws: HyperWebsocket,
+    broadcast: String,
+    member: Member,
+    place: Result<Presence, RoomFull>,
+) {
+    let Ok(mut ws) = ws.await else {
+        return;
+    };
+    let presence = match place {
+        Ok(p) => p,
+        Err(full) => {
+            chat.closed("full");
+            let _ = ws.send(close(CloseCode::Again, full.to_string())).await;
+            return;
+        }
+    };
+    let room = presence.room.clone();
+    let (hello, mut rx) = room.subscribe(chat.store.as_ref()).await;
+    if ws.send(hello).await.is_err() || ws.send(viewers_frame(room.viewers())).await.is_err() {
+        return;
+    }
+    let mut own = Bucket::new(MESSAGES_PER_SECOND, MESSAGE_BURST);
+    let mut last_sent: Option<Instant> = None;
+    let mut violations = 0u32;
+    loop {
+        let out = tokio::select! {
+            m = ws.next() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    let sender = Sender { chat: &chat, room: &room, member: &member, broadcast: &broadcast };
+                    match sender.accept(t.as_str(), &mut own, &mut last_sent).await {
+                        Ok(()) => None,
+                        Err(e) => {
+                            violations += 1;
+                            Some(error_frame(&e))
+                        }
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    violations += 1;
+                    Some(error_frame("only JSON text frames are accepted"))
+                }
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => None,
+                Some(Err(err)) => {
+                    // Oversized frames, invalid UTF-8 and protocol errors end the connection.
+                    debug!(%err, "chat connection error");
+                    let _ = ws.send(error_frame(&err.to_string())).await;
+                    break;
+                }
+            },
+            f = rx.recv() => match f {
+                Ok(frame) => Some(frame),
+                Err(RecvError::Lagged(n)) => {
+                    chat.closed("slow");
+                    debug!(broadcast = %broadcast, missed = n, "chat reader too slow; closed");
+                    let reason = format!("too slow: fell {n} frames behind the room");
+                    let _ = ws.send(close(CloseCode::Library(CLOSE_TOO_SLOW), reason)).await;
+                    return;
+                }
+                Err(RecvError::Closed) => break,
+            },
+        };
+        if let Some(m) = out
+            && ws.send(m).await.is_err()
+        {
+            break;
+        }
+        if violations > MAX_VIOLATIONS {
+            chat.closed("errors");
+            let _ = ws.send(error_frame("too many errors; closing")).await;
+            break;
+        }
+    }
+    let _ = ws.close(None).await;
+    drop(presence);
+}
+
+/// Someone sending a message.
+struct Sender<'a> {
+    chat: &'a Chat,
+    room: &'a Room,
+    member: &'a Member,
+    broadcast: &'a str,
+}
+
+impl Sender<'_> {
+    /// Checks, rate-limits and stores one client frame, and posts it to the room.
+    async fn accept(
+        &self,
+        text: &str,
+        own: &mut Bucket,
+        last_sent: &mut Option<Instant>,
+    ) -> Result<(), String> {
+        let m: Incoming =
+            serde_json::from_str(text).map_err(|e| format!("not a chat message: {e}"))?;
+        if m.kind != "message" {
+            return Err(format!("unknown message type {:?}", m.kind));
+        }
+        let body = m.text.unwrap_or_default();
+        let body = body.trim();
+        if body.is_empty() {
+            return Err("message is empty".into());
+        }
+        if body.chars().count() > MAX_MESSAGE_CHARS {
+            return Err(format!(
+                "message is longer than {MAX_MESSAGE_CHARS} characters"
+            ));
+        }
+        if body.chars().any(|c| c.is_control() && c != '\n') {
+            return Err("message contains control characters".into());
+        }
+        let config = &self.chat.config;
+        let slow_mode =
+            !self.member.streamer && self.room.viewers() as usize > config.slow_mode_above;
+        if slow_mode && last_sent.is_some_and(|t| t.elapsed() < config.slow_mode_interval) {
+            return Err(format!(
+                "slow mode: one message per {} s in a room this size",
+                config.slow_mode_interval.as_secs()
+            ));
+        }
+        if !own.take() {
+            return Err(format!(
+                "slow down: at most {MESSAGES_PER_SECOND} message per second (bursts of {MESSAGE_BURST})"
+            ));
+        }
+        if !self
+            .room
+            .bucket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Err("the room is busy; try again in a moment".into());
+        }
+        *last_sent = Some(Instant::now());
+        let stored = self
+            .chat
+            .store
+            .add_chat(
+                self.broadcast,
+                ChatMessage {
+                    kind: "message".into(),
+                    id: 0,
+                    user: self.member.user.clone(),
+                    text: body.to_owned(),
+                    at: now_rfc3339(),
+                    streamer: self.member.streamer,
+                },
+            )
+            .await
+            .map_err(|e| format!("could not store the message: {e}"))?;
+        self.chat
+            .metrics
+            .chat_messages
+            .get_or_create(&BroadcastLabel {
+                broadcast: self.broadcast.to_owned(),
+            })
+            .inc();
+        self.room.post(stored);
+        Ok(())
+    }
+}
+
+/// Enters `member` into the room of `broadcast`; the answer goes to [`serve`].
+pub fn join(chat: &Arc<Chat>, broadcast: &str, member: &Member) -> Result<Presence, RoomFull> {
+    let session = (!member.streamer).then_some(member.session.as_str());
+    chat.rooms.enter(broadcast, session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nicknames_allow_any_script_but_no_markup() {
+        assert_eq!(nickname(" 민수 ").unwrap(), "민수");
+        assert!(nickname("ann_b-c.d 2").is_ok());
+        assert!(nickname("<script>").is_err());
+        assert!(nickname("").is_err());
+        assert!(nickname(&"x".repeat(MAX_NICK_CHARS + 1)).is_err());
+    }
+}
