@@ -279,13 +279,14 @@ async fn session(
             f = ws.next() => match f {
                 Some(Ok(Message::Text(t))) => {
                     let t = t.as_str();
-                    if let Some(n) = t.strip_prefix("{\"type\":\"viewers\",\"count\":") {
+                    if seen.joined_us.load(Ordering::Relaxed) == 0 {
+                        // The first frame of a room is its history.
+                        seen.join_took_us.store(began.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        seen.joined_us.store(micros(start), Ordering::Relaxed);
+                    } else if let Some(n) = t.strip_prefix("{\"type\":\"viewers\",\"count\":") {
                         if let Ok(n) = n.trim_end_matches('}').parse::<u64>() {
                             seen.count.store(n + 1, Ordering::Relaxed);
                         }
-                    } else if t.starts_with("{\"type\":\"history\"") {
-                        seen.join_took_us.store(began.elapsed().as_micros() as u64, Ordering::Relaxed);
-                        seen.joined_us.store(micros(start), Ordering::Relaxed);
                     } else if t.contains(&marker) && seen.marked_us.load(Ordering::Relaxed) == 0 {
                         seen.marked_us.store(micros(start), Ordering::Relaxed);
                     }

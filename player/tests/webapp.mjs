@@ -120,6 +120,19 @@ try {
   await w2.context().close();
   await until(async () => (await apiGet(id)).viewer_count === 1, 10000, 'the count falls back to one');
 
+  step('chat reconnects with exponential back-off and full jitter');
+  const waits = await w1.evaluate(async () => {
+    const { Chat } = await import('/assets/common.js');
+    return [0, 1, 2, 3, 4, 5, 10].map((n) => Array.from({ length: 200 }, () => Chat.backoff(n, false)))
+      .concat([Array.from({ length: 200 }, () => Chat.backoff(0, true))]);
+  });
+  const ceilings = [1000, 2000, 4000, 8000, 16000, 30000, 30000, 10000];
+  waits.forEach((w, i) => {
+    assert.ok(w.every((d) => d >= 0 && d <= ceilings[i]), `attempt ${i}: within 0..${ceilings[i]} ms`);
+    // Spread over the window, so that a restart does not bring every page back at once.
+    assert.ok(Math.min(...w) < ceilings[i] * 0.1 && Math.max(...w) > ceilings[i] * 0.9, `attempt ${i}: spread`);
+  });
+
   step('the studio ends the broadcast; the watch page shows it');
   await studio.click('#end');
   await studio.click('#end');
