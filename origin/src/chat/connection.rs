@@ -4,7 +4,7 @@
 //! reads too slowly (4001).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hyper_tungstenite::HyperWebsocket;
@@ -26,6 +26,10 @@ use crate::store::record::{ChatMessage, now_rfc3339};
 
 /// Close code for a client that fell more than the backlog behind.
 pub const CLOSE_TOO_SLOW: u16 = 4001;
+/// A frame that cannot be written within this long (the client stopped
+/// reading and its socket buffers are full) drops the connection: a stuck
+/// writer would otherwise keep its place in the room forever.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Chat: its rooms, where messages are kept, and what is counted.
 pub struct Chat {
@@ -93,6 +97,17 @@ fn error_frame(msg: &str) -> Message {
     Message::text(serde_json::json!({"type": "error", "error": msg}).to_string())
 }
 
+type Socket = hyper_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Writes `m`; false if the client is gone or does not take it within
+/// [`SEND_TIMEOUT`].
+async fn send(ws: &mut Socket, m: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, ws.send(m)).await,
+        Ok(Ok(()))
+    )
+}
+
 fn close(code: CloseCode, reason: String) -> Message {
     Message::Close(Some(CloseFrame {
         code,
@@ -117,13 +132,13 @@ pub async fn serve(
         Ok(p) => p,
         Err(full) => {
             chat.closed("full");
-            let _ = ws.send(close(CloseCode::Again, full.to_string())).await;
+            send(&mut ws, close(CloseCode::Again, full.to_string())).await;
             return;
         }
     };
     let room = presence.room.clone();
     let (hello, mut rx) = room.subscribe(chat.store.as_ref()).await;
-    if ws.send(hello).await.is_err() || ws.send(viewers_frame(room.viewers())).await.is_err() {
+    if !send(&mut ws, hello).await || !send(&mut ws, viewers_frame(room.viewers())).await {
         return;
     }
     let mut own = Bucket::new(MESSAGES_PER_SECOND, MESSAGE_BURST);
@@ -151,7 +166,7 @@ pub async fn serve(
                 Some(Err(err)) => {
                     // Oversized frames, invalid UTF-8 and protocol errors end the connection.
                     debug!(%err, "chat connection error");
-                    let _ = ws.send(error_frame(&err.to_string())).await;
+                    send(&mut ws, error_frame(&err.to_string())).await;
                     break;
                 }
             },
@@ -161,24 +176,24 @@ pub async fn serve(
                     chat.closed("slow");
                     debug!(broadcast = %broadcast, missed = n, "chat reader too slow; closed");
                     let reason = format!("too slow: fell {n} frames behind the room");
-                    let _ = ws.send(close(CloseCode::Library(CLOSE_TOO_SLOW), reason)).await;
+                    send(&mut ws, close(CloseCode::Library(CLOSE_TOO_SLOW), reason)).await;
                     return;
                 }
                 Err(RecvError::Closed) => break,
             },
         };
         if let Some(m) = out
-            && ws.send(m).await.is_err()
+            && !send(&mut ws, m).await
         {
-            break;
+            return;
         }
         if violations > MAX_VIOLATIONS {
             chat.closed("errors");
-            let _ = ws.send(error_frame("too many errors; closing")).await;
+            send(&mut ws, error_frame("too many errors; closing")).await;
             break;
         }
     }
-    let _ = ws.close(None).await;
+    let _ = tokio::time::timeout(SEND_TIMEOUT, ws.close(None)).await;
     drop(presence);
 }
 
