@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing on Debian 12, as root. Usage: scripts/deps.sh run|test
 # "run": what building and running the server needs. "test": that plus the
-# real peers the tests drive (ffmpeg, GStreamer tools, nginx, Chromium, wrk).
+# real peers the tests drive (ffmpeg, GStreamer tools, nginx, Chromium, wrk,
+# PostgreSQL: the tests start their own throwaway servers with its binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +20,7 @@ want=(
 command -v node >/dev/null || want+=(nodejs)
 command -v npm >/dev/null || want+=(npm)
 if [[ "${1:-run}" == test ]]; then
-  want+=(ffmpeg gstreamer1.0-tools nginx libnginx-mod-rtmp chromium fonts-noto-cjk wrk python3 time)
+  want+=(ffmpeg gstreamer1.0-tools nginx libnginx-mod-rtmp chromium fonts-noto-cjk wrk python3 time postgresql)
 fi
 
 missing=()

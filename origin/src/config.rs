@@ -41,6 +41,11 @@ pub struct Cli {
     /// Optional TOML config file (see deploy/origin.toml).
     #[arg(long, env = "ORIGIN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// PostgreSQL URL for state shared by several origins, e.g.
+    /// `postgres://user:password@db.internal/streaming`. Without it
+    /// broadcasts and chat live in sled under the data directory.
+    #[arg(long, env = "ORIGIN_DATABASE_URL")]
+    pub database_url: Option<String>,
     /// A stream key allowed to publish (repeatable, or comma-separated in the
     /// environment). The key is also the broadcast id. For running without the
     /// broadcast API; keys created through the API work as well.
@@ -55,6 +60,8 @@ pub struct Cli {
 pub struct FileConfig {
     /// Stream keys that may publish without the API.
     pub stream_keys: Vec<String>,
+    /// PostgreSQL URL (the flag wins).
+    pub database_url: Option<String>,
     /// RTMP ingest settings.
     pub ingest: ingest::IngestConfig,
     /// HTTP server settings.
@@ -106,6 +113,8 @@ pub struct Config {
     pub player_dir: PathBuf,
     /// Statically allowed stream keys.
     pub stream_keys: Vec<String>,
+    /// PostgreSQL, when the state is shared; sled otherwise.
+    pub database_url: Option<String>,
     /// Ingest settings.
     pub ingest: ingest::IngestConfig,
     /// HTTP server settings.
@@ -136,6 +145,7 @@ impl Config {
             data_dir: cli.data_dir,
             player_dir: cli.player_dir,
             stream_keys,
+            database_url: cli.database_url.or(file.database_url),
             ingest: file.ingest,
             http: file.http,
             transcoder: file.transcoder,

@@ -6,7 +6,7 @@
 //! - [`config`]: flags, environment and the TOML file.
 //! - [`broadcasts`]: the broadcast lifecycle (publish, live, grace, ended).
 //! - [`hls`]: CMAF packaging, live windows and LL-HLS serving.
-//! - [`store`]: broadcasts, stream keys and chat history (sled by default).
+//! - [`store`]: broadcasts, stream keys and chat history (sled, or PostgreSQL).
 //! - [`api`]: the broadcast API under `/api`.
 //! - [`chat`]: chat rooms and viewer counts.
 //! - [`http`]: the HTTP server, its limits and the router.
@@ -98,10 +98,18 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let store: Arc<dyn Store> = Arc::new(
-        store::embedded::SledStore::open(&config.data_dir)
-            .with_context(|| format!("opening the database in {}", config.data_dir.display()))?,
-    );
+    let store: Arc<dyn Store> = match &config.database_url {
+        Some(url) => Arc::new(
+            store::postgres::PgStore::open(url)
+                .await
+                .context("opening the PostgreSQL database (--database-url)")?,
+        ),
+        None => Arc::new(
+            store::embedded::SledStore::open(&config.data_dir).with_context(|| {
+                format!("opening the database in {}", config.data_dir.display())
+            })?,
+        ),
+    };
     let hls = hls::Hls::new(
         config.hls.clone(),
         metrics.clone(),

@@ -147,9 +147,8 @@ async fn say(ws: &mut Ws, text: &str) {
     .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broadcast_goes_ready_live_ended_with_a_real_publisher() {
-    let server = start_server(&[], |c| c.hls.reconnect_grace = Duration::from_secs(2)).await;
+async fn a_broadcast_goes_ready_live_ended_with_a_real_publisher(db: Option<&str>) {
+    let server = start_server_on(db, &[], |c| c.hls.reconnect_grace = Duration::from_secs(2)).await;
     let base = server.base();
     let b = create(&base, "Lifecycle", "").await;
     let id = b["id"].as_str().unwrap().to_string();
@@ -226,9 +225,8 @@ async fn a_broadcast_goes_ready_live_ended_with_a_real_publisher() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_owner_ends_a_live_broadcast_and_the_publisher_is_disconnected() {
-    let server = start_server(&[], |_| {}).await;
+async fn the_owner_ends_a_live_broadcast_and_the_publisher_is_disconnected(db: Option<&str>) {
+    let server = start_server_on(db, &[], |_| {}).await;
     let base = server.base();
     let b = create(&base, "Short", "").await;
     let (id, key, token) = (
@@ -263,9 +261,8 @@ async fn the_owner_ends_a_live_broadcast_and_the_publisher_is_disconnected() {
     assert!(m.ended, "the playlist has ENDLIST");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_pages_and_orders_in_any_script() {
-    let server = start_server(&[], |_| {}).await;
+async fn search_pages_and_orders_in_any_script(db: Option<&str>) {
+    let server = start_server_on(db, &[], |_| {}).await;
     let base = server.base();
     create(&base, "오늘의 코딩 방송", "러스트로 스트리밍 서버 만들기").await;
     create(&base, "Cooking with Rust", "pasta").await;
@@ -329,9 +326,8 @@ async fn search_pages_and_orders_in_any_script() {
     assert_eq!((s, v["broadcasts"].as_array().unwrap().len()), (200, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stream_key_is_secret_and_owner_actions_are_authorized() {
-    let server = start_server(&[], |_| {}).await;
+async fn the_stream_key_is_secret_and_owner_actions_are_authorized(db: Option<&str>) {
+    let server = start_server_on(db, &[], |_| {}).await;
     let base = server.base();
     let b = create(&base, "Secret", "").await;
     let (id, key, token) = (
@@ -415,9 +411,8 @@ async fn the_stream_key_is_secret_and_owner_actions_are_authorized() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_bodies_get_clear_errors_and_change_nothing() {
-    let server = start_server(&[], |_| {}).await;
+async fn bad_bodies_get_clear_errors_and_change_nothing(db: Option<&str>) {
+    let server = start_server_on(db, &[], |_| {}).await;
     let base = server.base();
     let b = create(&base, "Keep", "me").await;
     let url = format!("{base}/api/broadcasts");
@@ -470,10 +465,9 @@ async fn bad_bodies_get_clear_errors_and_change_nothing() {
 /// A client that sends a whole 4 MiB body before reading (as many HTTP
 /// clients do) finishes sending and reads the 413 and its JSON, instead of a
 /// broken pipe: the server lingers on the connection it closes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_body_still_lets_the_client_read_the_413() {
+async fn a_refused_body_still_lets_the_client_read_the_413(db: Option<&str>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = start_server(&[], |_| {}).await;
+    let server = start_server_on(db, &[], |_| {}).await;
     for round in 0..3 {
         let s = tokio::net::TcpStream::connect(server.http).await.unwrap();
         let (mut rd, mut wr) = s.into_split();
@@ -506,9 +500,8 @@ async fn a_refused_body_still_lets_the_client_read_the_413() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_reaches_every_client_with_history_counts_and_limits() {
-    let server = start_server(&[], |_| {}).await;
+async fn chat_reaches_every_client_with_history_counts_and_limits(db: Option<&str>) {
+    let server = start_server_on(db, &[], |_| {}).await;
     let base = server.base();
     let b = create(&base, "Chatty", "").await;
     let (id, token) = (
@@ -711,6 +704,17 @@ async fn chat_reaches_every_client_with_history_counts_and_limits() {
         "the room still works"
     );
 }
+
+// Every test runs against sled (the default) and a real PostgreSQL.
+on_both_stores!(
+    a_broadcast_goes_ready_live_ended_with_a_real_publisher,
+    the_owner_ends_a_live_broadcast_and_the_publisher_is_disconnected,
+    search_pages_and_orders_in_any_script,
+    the_stream_key_is_secret_and_owner_actions_are_authorized,
+    bad_bodies_get_clear_errors_and_change_nothing,
+    a_refused_body_still_lets_the_client_read_the_413,
+    chat_reaches_every_client_with_history_counts_and_limits,
+);
 
 async fn closes(ws: &mut Ws) -> bool {
     let end = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -6,8 +6,10 @@
 //! - [`rtmp`]: a raw RTMP client (real handshake, scriptable writes).
 //! - [`wait`]: polling with a bound, and free loopback ports.
 //! - [`logs`]: log capture a test can read back.
+//! - [`postgres`]: a throwaway PostgreSQL server.
 
 pub mod ffmpeg;
 pub mod logs;
+pub mod postgres;
 pub mod rtmp;
 pub mod wait;

@@ -9,9 +9,11 @@
 //! - [`record`]: what is stored (pure).
 //! - [`keys`]: stream keys derived from owner tokens, never stored (pure).
 //! - [`embedded`]: sled on local disk, the default.
+//! - [`postgres`]: PostgreSQL, shared by several origins.
 
 pub mod embedded;
 pub mod keys;
+pub mod postgres;
 pub mod record;
 
 use self::record::{ChatMessage, Record, Status};

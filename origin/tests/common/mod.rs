@@ -122,6 +122,32 @@ pub async fn answers_health(addr: SocketAddr, limit: Duration) -> bool {
     .await
 }
 
+/// Runs each named test, an `async fn(Option<&str>)` taking a database URL,
+/// twice: `sled::name` on the embedded store, `postgres::name` on a
+/// throwaway PostgreSQL.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),+ $(,)?) => {
+        mod sled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(None).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let pg = testkit::postgres::TempPostgres::start();
+                    super::$name(Some(&pg.url)).await
+                }
+            )+
+        }
+    };
+}
+
 /// A server started in-process with `origin::run` on loopback ports.
 pub struct TestServer {
     pub rtmp: SocketAddr,
@@ -151,6 +177,16 @@ pub async fn start_server(
     keys: &[&str],
     adjust: impl FnOnce(&mut origin::config::Config),
 ) -> TestServer {
+    start_server_on(None, keys, adjust).await
+}
+
+/// Like [`start_server`], with its state in PostgreSQL at `database_url`
+/// (or sled when `None`).
+pub async fn start_server_on(
+    database_url: Option<&str>,
+    keys: &[&str],
+    adjust: impl FnOnce(&mut origin::config::Config),
+) -> TestServer {
     let data = tempfile::tempdir().unwrap();
     let mut args = vec![
         "origin".to_string(),
@@ -165,6 +201,7 @@ pub async fn start_server(
     }
     let cli = <origin::config::Cli as clap::Parser>::try_parse_from(args).unwrap();
     let mut config = origin::config::Config::load(cli).unwrap();
+    config.database_url = database_url.map(str::to_owned);
     adjust(&mut config);
     config.validate().unwrap();
     let listeners = origin::Listeners {

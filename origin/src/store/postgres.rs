@@ -1,0 +1,382 @@
+//! The shared store: PostgreSQL, for several origins as one service
+//! (`--database-url`). Schema in `origin/migrations/`, embedded and applied
+//! at start under an advisory lock (two origins starting at once do not
+//! race); migrations only ever add, so an old and a new binary can share the
+//! database during a rolling deploy.
+//!
+//! Every operation is one statement or one transaction, committed before it
+//! returns. The installation secret is created once with an insert that
+//! does nothing if another origin was first, so every origin derives the
+//! same stream keys.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{NoTls, Row};
+
+use super::keys::{self, SECRET_BYTES, random_bytes, random_hex};
+use super::record::{ChatMessage, Record, Status, now_rfc3339, sha256_hex};
+use super::{Created, Edit, MAX_CHAT_HISTORY, Store, StoreError};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Connections kept to the database.
+pub const POOL_SIZE: usize = 16;
+/// Any constant; the migration lock's key.
+const MIGRATION_LOCK: i64 = 0x6f72_6967_696e;
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// Broadcasts and chat history in PostgreSQL.
+pub struct PgStore {
+    pool: Pool,
+    secret: Vec<u8>,
+}
+
+const COLUMNS: &str = "id, title, description, status, created_at, started_at, ended_at, \
+    modified_at, peak_viewers, owner_hash, key_version";
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Ready => "ready",
+        Status::Live => "live",
+        Status::Ended => "ended",
+    }
+}
+
+fn record(row: &Row) -> Result<Record, StoreError> {
+    let status = match row.try_get::<_, &str>("status")? {
+        "ready" => Status::Ready,
+        "live" => Status::Live,
+        "ended" => Status::Ended,
+        other => return Err(StoreError::Database(format!("unknown status {other:?}"))),
+    };
+    Ok(Record {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        status,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+        modified_at: row.try_get("modified_at")?,
+        peak_viewers: row.try_get::<_, i64>("peak_viewers")? as u64,
+        owner_hash: row.try_get("owner_hash")?,
+        key_version: row.try_get::<_, i32>("key_version")? as u32,
+    })
+}
+
+fn chat_message(row: &Row) -> Result<ChatMessage, StoreError> {
+    Ok(ChatMessage {
+        kind: "message".into(),
+        id: row.try_get::<_, i64>("id")? as u64,
+        user: row.try_get("user_name")?,
+        text: row.try_get("text")?,
+        at: row.try_get("at")?,
+        streamer: row.try_get("streamer")?,
+    })
+}
+
+impl PgStore {
+    /// Connects to `url`, applies the migrations and reads (or creates) the
+    /// installation secret.
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Database(e.to_string()))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let mut client = pool.get().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let migrated = embedded::migrations::runner()
+            .run_async(&mut **client)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrations: {e}")));
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        migrated?;
+        client
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('secret', $1) ON CONFLICT DO NOTHING",
+                &[&random_bytes(SECRET_BYTES)?],
+            )
+            .await?;
+        let secret: Vec<u8> = client
+            .query_one("SELECT value FROM meta WHERE key = 'secret'", &[])
+            .await?
+            .try_get("value")?;
+        drop(client);
+        Ok(PgStore { pool, secret })
+    }
+
+    async fn one(&self, sql: &str, id: &str) -> Result<Record, StoreError> {
+        let client = self.pool.get().await?;
+        match client.query_opt(sql, &[&id]).await? {
+            Some(row) => record(&row),
+            None => Err(StoreError::NotFound),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn create(&self, title: String, description: String) -> Result<Created, StoreError> {
+        let mut client = self.pool.get().await?;
+        let owner_token = random_hex(32)?;
+        loop {
+            let now = now_rfc3339();
+            let record = Record {
+                id: random_hex(6)?,
+                title: title.clone(),
+                description: description.clone(),
+                status: Status::Ready,
+                created_at: now.clone(),
+                started_at: None,
+                ended_at: None,
+                modified_at: now,
+                peak_viewers: 0,
+                owner_hash: sha256_hex(&owner_token),
+                key_version: 0,
+            };
+            let stream_key = self.stream_key(&record, &owner_token);
+            let tx = client.transaction().await?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO broadcasts (id, title, description, status, created_at, \
+                     modified_at, owner_hash) VALUES ($1, $2, $3, 'ready', $4, $4, $5) \
+                     ON CONFLICT (id) DO NOTHING",
+                    &[
+                        &record.id,
+                        &record.title,
+                        &record.description,
+                        &record.created_at,
+                        &record.owner_hash,
+                    ],
+                )
+                .await?;
+            if inserted == 0 {
+                // The 48-bit id was taken: draw again.
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO stream_keys (key_hash, broadcast_id) VALUES ($1, $2)",
+                &[&sha256_hex(&stream_key), &record.id],
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Created {
+                record,
+                owner_token,
+                stream_key,
+            });
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Record, StoreError> {
+        self.one(
+            &format!("SELECT {COLUMNS} FROM broadcasts WHERE id = $1"),
+            id,
+        )
+        .await
+    }
+
+    async fn all(&self) -> Result<Vec<Record>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .query(&format!("SELECT {COLUMNS} FROM broadcasts"), &[])
+            .await?
+            .iter()
+            .map(record)
+            .collect()
+    }
+
+    async fn by_key(&self, stream_key: &str) -> Result<Option<Record>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM broadcasts WHERE id = \
+                     (SELECT broadcast_id FROM stream_keys WHERE key_hash = $1)"
+                ),
+                &[&sha256_hex(stream_key)],
+            )
+            .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn edit(&self, id: &str, edit: Edit) -> Result<Record, StoreError> {
+        // modified_at moves only when a value really changes.
+        self.one_with(
+            &format!(
+                "UPDATE broadcasts SET title = COALESCE($2, title), \
+                 description = COALESCE($3, description), \
+                 modified_at = CASE WHEN ($2 IS NOT NULL AND $2 <> title) \
+                   OR ($3 IS NOT NULL AND $3 <> description) THEN $4 ELSE modified_at END \
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &edit.title, &edit.description, &now_rfc3339()],
+        )
+        .await
+    }
+
+    async fn set_status(&self, id: &str, status: Status) -> Result<Record, StoreError> {
+        match self.one_with(
+            &format!(
+                "UPDATE broadcasts SET \
+                 started_at = CASE WHEN $2 = 'live' THEN COALESCE(started_at, $3) ELSE started_at END, \
+                 ended_at = CASE WHEN $2 = 'ended' THEN $3 ELSE ended_at END, \
+                 modified_at = CASE WHEN status <> $2 THEN $3 ELSE modified_at END, \
+                 status = $2 \
+                 WHERE id = $1 AND status <> $2 RETURNING {COLUMNS}"
+            ),
+            &[&id, &status_name(status), &now_rfc3339()],
+        )
+        .await
+        {
+            // No row: unknown, or already in that status (nothing changes).
+            Err(StoreError::NotFound) => self.get(id).await,
+            r => r,
+        }
+    }
+
+    async fn note_viewers(&self, id: &str, viewers: u64) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "UPDATE broadcasts SET peak_viewers = GREATEST(peak_viewers, $2) WHERE id = $1",
+                &[&id, &(viewers as i64)],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn rotate_key(&self, id: &str, owner_token: &str) -> Result<String, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM broadcasts WHERE id = $1 FOR UPDATE"),
+                &[&id],
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut r = record(&row)?;
+        let old = self.stream_key(&r, owner_token);
+        r.key_version += 1;
+        let new = self.stream_key(&r, owner_token);
+        tx.execute(
+            "DELETE FROM stream_keys WHERE key_hash = $1",
+            &[&sha256_hex(&old)],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO stream_keys (key_hash, broadcast_id) VALUES ($1, $2)",
+            &[&sha256_hex(&new), &r.id],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE broadcasts SET key_version = $2 WHERE id = $1",
+            &[&r.id, &(r.key_version as i32)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    fn stream_key(&self, r: &Record, owner_token: &str) -> String {
+        keys::stream_key(&self.secret, r, owner_token)
+    }
+
+    async fn add_chat(&self, broadcast: &str, m: ChatMessage) -> Result<ChatMessage, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "INSERT INTO chat_messages (broadcast_id, user_name, text, at, streamer) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id, user_name, text, at, streamer",
+                &[&broadcast, &m.user, &m.text, &m.at, &m.streamer],
+            )
+            .await?;
+        let stored = chat_message(&row)?;
+        if stored.id.is_multiple_of(100) {
+            client
+                .execute(
+                    "DELETE FROM chat_messages WHERE broadcast_id = $1 AND id <= \
+                     (SELECT id FROM chat_messages WHERE broadcast_id = $1 \
+                      ORDER BY id DESC OFFSET $2 LIMIT 1)",
+                    &[&broadcast, &(MAX_CHAT_HISTORY as i64)],
+                )
+                .await?;
+        }
+        Ok(stored)
+    }
+
+    async fn chat_history(
+        &self,
+        broadcast: &str,
+        n: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let client = self.pool.get().await?;
+        let mut v: Vec<ChatMessage> = client
+            .query(
+                "SELECT id, user_name, text, at, streamer FROM chat_messages \
+                 WHERE broadcast_id = $1 ORDER BY id DESC LIMIT $2",
+                &[&broadcast, &(n as i64)],
+            )
+            .await?
+            .iter()
+            .map(chat_message)
+            .collect::<Result<_, _>>()?;
+        v.reverse();
+        Ok(v)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.get().await?.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Every change was committed before it returned.
+        Ok(())
+    }
+}
+
+impl PgStore {
+    /// One row from a statement with parameters, or `NotFound`.
+    async fn one_with(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Record, StoreError> {
+        let client = self.pool.get().await?;
+        match client.query_opt(sql, params).await? {
+            Some(row) => record(&row),
+            None => Err(StoreError::NotFound),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! One store interface, two implementations: the same checks run against
+//! sled on disk and a real PostgreSQL (started by the test, on a free port).
+//! Two origins on one PostgreSQL derive the same stream keys.
+
+use std::sync::Arc;
+
+use origin::store::embedded::SledStore;
+use origin::store::keys::is_owner;
+use origin::store::postgres::PgStore;
+use origin::store::record::{ChatMessage, Status, now_rfc3339};
+use origin::store::{Edit, MAX_CHAT_HISTORY, Store, StoreError};
+use testkit::postgres::TempPostgres;
+
+fn message(text: &str) -> ChatMessage {
+    ChatMessage {
+        kind: "message".into(),
+        id: 0,
+        user: "u".into(),
+        text: text.into(),
+        at: now_rfc3339(),
+        streamer: false,
+    }
+}
+
+/// What every store must do.
+async fn conformance(store: &dyn Store) {
+    // Create, read, find by key.
+    let c = store.create("Title".into(), "Desc".into()).await.unwrap();
+    assert_eq!(c.record.status, Status::Ready);
+    assert!(c.stream_key.starts_with("live_") && c.stream_key.len() == 37);
+    assert_eq!(store.stream_key(&c.record, &c.owner_token), c.stream_key);
+    assert!(is_owner(&c.record, &c.owner_token));
+    assert_eq!(store.get(&c.record.id).await.unwrap(), c.record);
+    assert_eq!(
+        store.by_key(&c.stream_key).await.unwrap().unwrap().id,
+        c.record.id
+    );
+    assert!(store.by_key("live_nope").await.unwrap().is_none());
+    assert!(matches!(store.get("nope").await, Err(StoreError::NotFound)));
+    let other = store.create("Other".into(), String::new()).await.unwrap();
+    let mut ids: Vec<String> = store
+        .all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    ids.sort();
+    let mut want = vec![c.record.id.clone(), other.record.id.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+
+    // Edits move modified_at only when something changes.
+    let same = store
+        .edit(
+            &c.record.id,
+            Edit {
+                title: Some("Title".into()),
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(same.modified_at, c.record.modified_at);
+    let edited = store
+        .edit(
+            &c.record.id,
+            Edit {
+                title: Some("New".into()),
+                description: Some("D2".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (edited.title.as_str(), edited.description.as_str()),
+        ("New", "D2")
+    );
+    assert!(edited.modified_at > c.record.modified_at);
+    assert!(matches!(
+        store.edit("nope", Edit::default()).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Status: live stamps started_at once; ended stamps ended_at; repeats change nothing.
+    let live = store.set_status(&c.record.id, Status::Live).await.unwrap();
+    assert_eq!(live.status, Status::Live);
+    let started = live.started_at.clone().unwrap();
+    let again = store.set_status(&c.record.id, Status::Live).await.unwrap();
+    assert_eq!(again, live, "setting the status it has changes nothing");
+    let ended = store.set_status(&c.record.id, Status::Ended).await.unwrap();
+    assert_eq!(ended.status, Status::Ended);
+    assert!(ended.ended_at.is_some());
+    let relive = store.set_status(&c.record.id, Status::Live).await.unwrap();
+    assert_eq!(relive.started_at.unwrap(), started, "started_at is kept");
+    assert!(matches!(
+        store.set_status("nope", Status::Live).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Peaks only rise.
+    store.note_viewers(&c.record.id, 7).await.unwrap();
+    store.note_viewers(&c.record.id, 3).await.unwrap();
+    assert_eq!(store.get(&c.record.id).await.unwrap().peak_viewers, 7);
+    assert!(matches!(
+        store.note_viewers("nope", 1).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Rotation: the old key stops working at once, the new one is derivable.
+    let new = store
+        .rotate_key(&c.record.id, &c.owner_token)
+        .await
+        .unwrap();
+    assert_ne!(new, c.stream_key);
+    assert!(store.by_key(&c.stream_key).await.unwrap().is_none());
+    let r = store.by_key(&new).await.unwrap().unwrap();
+    assert_eq!(store.stream_key(&r, &c.owner_token), new);
+
+    // Chat: ids increase, history is the last n in order, old ones are pruned.
+    let a = store.add_chat(&c.record.id, message("m0")).await.unwrap();
+    let b = store.add_chat(&c.record.id, message("m1")).await.unwrap();
+    assert!(b.id > a.id);
+    store
+        .add_chat(&other.record.id, message("elsewhere"))
+        .await
+        .unwrap();
+    for i in 2..(MAX_CHAT_HISTORY + 150) {
+        store
+            .add_chat(&c.record.id, message(&format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let last: Vec<String> = store
+        .chat_history(&c.record.id, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    let n = MAX_CHAT_HISTORY + 150;
+    assert_eq!(last, [n - 3, n - 2, n - 1].map(|i| format!("m{i}")));
+    let all = store.chat_history(&c.record.id, 10_000).await.unwrap();
+    assert!(
+        all.len() <= MAX_CHAT_HISTORY + 100 && all.len() >= MAX_CHAT_HISTORY,
+        "pruned to about {MAX_CHAT_HISTORY}: {}",
+        all.len()
+    );
+    assert_eq!(
+        store.chat_history(&other.record.id, 10).await.unwrap()[0].text,
+        "elsewhere"
+    );
+    store.ping().await.unwrap();
+    store.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn sled_keeps_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(&SledStore::open(dir.path()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_the_store_contract_and_origins_share_keys() {
+    let pg = TempPostgres::start();
+    // Two origins start at once: one migrates, both get the same secret.
+    let (a, b) = tokio::join!(PgStore::open(&pg.url), PgStore::open(&pg.url));
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+    conformance(a.as_ref()).await;
+    let c = a.create("shared".into(), String::new()).await.unwrap();
+    let seen_by_b = b.get(&c.record.id).await.unwrap();
+    assert_eq!(
+        b.stream_key(&seen_by_b, &c.owner_token),
+        c.stream_key,
+        "every origin derives the same key"
+    );
+    assert_eq!(
+        b.by_key(&c.stream_key).await.unwrap().unwrap().id,
+        c.record.id
+    );
+    // A restart of an origin opens the migrated database as it is.
+    drop(a);
+    let again = PgStore::open(&pg.url).await.unwrap();
+    assert_eq!(again.get(&c.record.id).await.unwrap(), c.record);
+}
