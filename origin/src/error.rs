@@ -87,6 +87,10 @@ impl From<crate::store::StoreError> for HttpError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::NotFound => HttpError::NotFound,
+            // The database is away (restarting, unreachable): retry later.
+            crate::store::StoreError::Database(msg) => {
+                HttpError::Unavailable(format!("the database is unavailable: {msg}"))
+            }
             e => HttpError::Internal(e.to_string()),
         }
     }

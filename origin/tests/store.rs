@@ -1,8 +1,15 @@
 //! One store interface, two implementations: the same checks run against
 //! sled on disk and a real PostgreSQL (started by the test, on a free port).
-//! Two origins on one PostgreSQL derive the same stream keys.
+//! Two origins on one PostgreSQL derive the same stream keys. While
+//! PostgreSQL is down, API writes answer 503 and everything recovers by
+//! itself when it is back, with nothing acknowledged lost.
+
+mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
 
 use origin::store::embedded::SledStore;
 use origin::store::keys::is_owner;
@@ -182,4 +189,52 @@ async fn postgres_keeps_the_store_contract_and_origins_share_keys() {
     drop(a);
     let again = PgStore::open(&pg.url).await.unwrap();
     assert_eq!(again.get(&c.record.id).await.unwrap(), c.record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgres_is_down_writes_get_503_and_everything_recovers() {
+    let mut pg = TempPostgres::start();
+    let server = start_server_on(Some(&pg.url), &[], |_| {}).await;
+    let base = server.base();
+    let create = async || {
+        request_json(
+            "POST",
+            &format!("{base}/api/broadcasts"),
+            r#"{"title":"t"}"#,
+        )
+        .await
+    };
+    let before = create().await;
+    assert_eq!(before.status, 201);
+    let id = serde_json::from_slice::<serde_json::Value>(&before.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    pg.stop();
+    let refused = create().await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.text().contains("database is unavailable"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.header("retry-after"), "1");
+    assert_eq!(
+        get(&format!("{base}/readyz")).await.status,
+        503,
+        "not ready"
+    );
+    assert_eq!(get(&format!("{base}/healthz")).await.status, 200, "alive");
+
+    pg.restart();
+    assert!(
+        eventually(Duration::from_secs(10), async || create().await.status
+            == 201)
+        .await,
+        "writes work again by themselves"
+    );
+    assert_eq!(get(&format!("{base}/readyz")).await.status, 200);
+    let kept = get(&format!("{base}/api/broadcasts/{id}")).await;
+    assert_eq!(kept.status, 200, "what was acknowledged before is there");
 }

@@ -82,34 +82,56 @@ impl TempPostgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_addr().port();
-        let child = as_postgres(bin("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("postgres must be installed");
-        let pg = TempPostgres {
+        let child = spawn(&data, dir.path(), port);
+        TempPostgres {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             port,
             child,
             dir,
-        };
-        let end = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < end, "PostgreSQL did not start in 30 s");
-            std::thread::sleep(Duration::from_millis(50));
         }
-        pg
+    }
+
+    /// Stops the server (fast shutdown), keeping its data.
+    pub fn stop(&mut self) {
+        let _ = as_postgres(bin("pg_ctl"))
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(self.data_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped server again, on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.data_dir(), self.dir.path(), self.port);
     }
 
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
+}
+
+/// The server on `port`, its socket in `socket_dir`; returns once it accepts
+/// connections.
+fn spawn(data: &Path, socket_dir: &Path, port: u16) -> Child {
+    let child = as_postgres(bin("postgres"))
+        .arg("-D")
+        .arg(data)
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(socket_dir)
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("postgres must be installed");
+    let end = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "PostgreSQL did not start in 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 impl Drop for TempPostgres {
