@@ -14,19 +14,12 @@ use common::*;
 use origin::store::embedded::SledStore;
 use origin::store::keys::is_owner;
 use origin::store::postgres::PgStore;
-use origin::store::record::{ChatMessage, Status, now_rfc3339};
+use origin::store::record::{ChatMessage, Status};
 use origin::store::{Edit, MAX_CHAT_HISTORY, Store, StoreError};
 use testkit::postgres::TempPostgres;
 
 fn message(text: &str) -> ChatMessage {
-    ChatMessage {
-        kind: "message".into(),
-        id: 0,
-        user: "u".into(),
-        text: text.into(),
-        at: now_rfc3339(),
-        streamer: false,
-    }
+    ChatMessage::new("u", text, false)
 }
 
 /// What every store must do.

@@ -91,15 +91,20 @@ impl TempPostgres {
         }
     }
 
-    /// Stops the server (fast shutdown), keeping its data.
+    /// Stops the server (fast shutdown: active transactions rolled back),
+    /// keeping its data.
     pub fn stop(&mut self) {
+        self.pg_ctl_stop();
+        let _ = self.child.wait();
+    }
+
+    fn pg_ctl_stop(&self) {
         let _ = as_postgres(bin("pg_ctl"))
             .args(["stop", "-m", "fast", "-w", "-D"])
             .arg(self.data_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let _ = self.child.wait();
     }
 
     /// Starts the stopped server again, on the same port with the same data.
@@ -136,13 +141,7 @@ fn spawn(data: &Path, socket_dir: &Path, port: u16) -> Child {
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
-        // A fast shutdown: active transactions rolled back, then exit.
-        let _ = as_postgres(bin("pg_ctl"))
-            .args(["stop", "-m", "fast", "-w", "-D"])
-            .arg(self.data_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        self.pg_ctl_stop();
         let end = Instant::now() + Duration::from_secs(10);
         while Instant::now() < end {
             if let Ok(Some(_)) = self.child.try_wait() {

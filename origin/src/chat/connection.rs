@@ -22,7 +22,7 @@ use super::config::{
 use super::rooms::{Bucket, Presence, Room, RoomFull, Rooms, viewers_frame};
 use crate::metrics::{BroadcastLabel, ChatCloseLabel, Metrics};
 use crate::store::Store;
-use crate::store::record::{ChatMessage, now_rfc3339};
+use crate::store::record::ChatMessage;
 
 /// Close code for a client that fell more than the backlog behind.
 pub const CLOSE_TOO_SLOW: u16 = 4001;
@@ -260,14 +260,7 @@ impl Sender<'_> {
             .store
             .add_chat(
                 self.broadcast,
-                ChatMessage {
-                    kind: "message".into(),
-                    id: 0,
-                    user: self.member.user.clone(),
-                    text: body.to_owned(),
-                    at: now_rfc3339(),
-                    streamer: self.member.streamer,
-                },
+                ChatMessage::new(&self.member.user, body, self.member.streamer),
             )
             .await
             .map_err(|e| format!("could not store the message: {e}"))?;

@@ -363,14 +363,7 @@ mod tests {
     }
 
     fn message(text: &str) -> ChatMessage {
-        ChatMessage {
-            kind: "message".into(),
-            id: 0,
-            user: "u".into(),
-            text: text.into(),
-            at: String::new(),
-            streamer: false,
-        }
+        ChatMessage::new("u", text, false)
     }
 
     #[tokio::test(start_paused = true)]

@@ -103,20 +103,7 @@ impl Store for SledStore {
             }
         };
         let owner_token = random_hex(32)?;
-        let now = now_rfc3339();
-        let record = Record {
-            id: id.clone(),
-            title,
-            description,
-            status: Status::Ready,
-            created_at: now.clone(),
-            started_at: None,
-            ended_at: None,
-            modified_at: now,
-            peak_viewers: 0,
-            owner_hash: sha256_hex(&owner_token),
-            key_version: 0,
-        };
+        let record = Record::new_ready(id.clone(), title, description, &owner_token);
         let stream_key = self.stream_key(&record, &owner_token);
         self.keys.insert(sha256_hex(&stream_key), id.as_bytes())?;
         self.broadcasts.insert(&id, serde_json::to_vec(&record)?)?;
@@ -267,7 +254,6 @@ impl Store for SledStore {
 mod tests {
     use super::*;
     use crate::store::keys;
-    use crate::store::record::now_rfc3339;
 
     #[tokio::test]
     async fn keys_are_derived_hashed_and_rotatable() {
@@ -320,17 +306,7 @@ mod tests {
             let store = SledStore::open(dir.path()).unwrap();
             for i in 0..5 {
                 store
-                    .add_chat(
-                        "b1",
-                        ChatMessage {
-                            kind: "message".into(),
-                            id: 0,
-                            user: "u".into(),
-                            text: format!("m{i}"),
-                            at: now_rfc3339(),
-                            streamer: false,
-                        },
-                    )
+                    .add_chat("b1", ChatMessage::new("u", &format!("m{i}"), false))
                     .await
                     .unwrap();
             }

@@ -146,20 +146,12 @@ impl Store for PgStore {
         let mut client = self.pool.get().await?;
         let owner_token = random_hex(32)?;
         loop {
-            let now = now_rfc3339();
-            let record = Record {
-                id: random_hex(6)?,
-                title: title.clone(),
-                description: description.clone(),
-                status: Status::Ready,
-                created_at: now.clone(),
-                started_at: None,
-                ended_at: None,
-                modified_at: now,
-                peak_viewers: 0,
-                owner_hash: sha256_hex(&owner_token),
-                key_version: 0,
-            };
+            let record = Record::new_ready(
+                random_hex(6)?,
+                title.clone(),
+                description.clone(),
+                &owner_token,
+            );
             let stream_key = self.stream_key(&record, &owner_token);
             let tx = client.transaction().await?;
             let inserted = tx

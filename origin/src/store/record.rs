@@ -45,6 +45,26 @@ pub struct Record {
     pub key_version: u32,
 }
 
+impl Record {
+    /// A new broadcast, `ready`, owned by the holder of `owner_token`.
+    pub fn new_ready(id: String, title: String, description: String, owner_token: &str) -> Record {
+        let now = now_rfc3339();
+        Record {
+            id,
+            title,
+            description,
+            status: Status::Ready,
+            created_at: now.clone(),
+            started_at: None,
+            ended_at: None,
+            modified_at: now,
+            peak_viewers: 0,
+            owner_hash: sha256_hex(owner_token),
+            key_version: 0,
+        }
+    }
+}
+
 /// A chat message as stored and sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -61,6 +81,20 @@ pub struct ChatMessage {
     pub at: String,
     /// Sent by the broadcast's owner.
     pub streamer: bool,
+}
+
+impl ChatMessage {
+    /// A message sent now; the store gives it its id.
+    pub fn new(user: &str, text: &str, streamer: bool) -> ChatMessage {
+        ChatMessage {
+            kind: "message".into(),
+            id: 0,
+            user: user.to_owned(),
+            text: text.to_owned(),
+            at: now_rfc3339(),
+            streamer,
+        }
+    }
 }
 
 /// Lowercase hex.
