@@ -53,27 +53,6 @@ pub struct Cli {
     pub stream_keys: Vec<String>,
 }
 
-/// The config file: every table is the component's own settings type,
-/// read as it is, with defaults for what the file leaves out.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FileConfig {
-    /// Stream keys that may publish without the API.
-    pub stream_keys: Vec<String>,
-    /// PostgreSQL URL (the flag wins).
-    pub database_url: Option<String>,
-    /// RTMP ingest settings.
-    pub ingest: ingest::IngestConfig,
-    /// HTTP server settings.
-    pub http: crate::http::HttpConfig,
-    /// Transcoder settings.
-    pub transcoder: transcoder::TranscoderConfig,
-    /// LL-HLS settings.
-    pub hls: crate::hls::HlsConfig,
-    /// Chat settings.
-    pub chat: crate::chat::config::ChatConfig,
-}
-
 /// Why a configuration cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -100,20 +79,29 @@ pub enum ConfigError {
     SameAddress,
 }
 
-/// The composed configuration the server runs with.
-#[derive(Debug, Clone)]
+/// The composed configuration the server runs with. The config file is read
+/// straight into it: its tables are the components' own settings types,
+/// what the file leaves out keeps its default, and an unknown key is an
+/// error. The fields marked "flag" come from the command line (or the
+/// environment) only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// RTMP listen address.
+    /// RTMP listen address (flag).
+    #[serde(skip)]
     pub rtmp_listen: SocketAddr,
-    /// HTTP listen address.
+    /// HTTP listen address (flag).
+    #[serde(skip)]
     pub http_listen: SocketAddr,
-    /// Persistent data directory.
+    /// Persistent data directory (flag).
+    #[serde(skip)]
     pub data_dir: PathBuf,
-    /// Web pages directory.
+    /// Web pages directory (flag).
+    #[serde(skip)]
     pub player_dir: PathBuf,
-    /// Statically allowed stream keys.
+    /// Statically allowed stream keys: the flag's, then the file's.
     pub stream_keys: Vec<String>,
-    /// PostgreSQL, when the state is shared; sled otherwise.
+    /// PostgreSQL, when the state is shared; sled otherwise (the flag wins).
     pub database_url: Option<String>,
     /// Ingest settings.
     pub ingest: ingest::IngestConfig,
@@ -127,31 +115,42 @@ pub struct Config {
     pub chat: crate::chat::config::ChatConfig,
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        let addr = |a: &str| a.parse().expect("a valid default address");
+        Config {
+            rtmp_listen: addr(DEFAULT_RTMP_LISTEN),
+            http_listen: addr(DEFAULT_HTTP_LISTEN),
+            data_dir: DEFAULT_DATA_DIR.into(),
+            player_dir: DEFAULT_PLAYER_DIR.into(),
+            stream_keys: Vec::new(),
+            database_url: None,
+            ingest: Default::default(),
+            http: Default::default(),
+            transcoder: Default::default(),
+            hls: Default::default(),
+            chat: Default::default(),
+        }
+    }
+}
+
 impl Config {
     /// Composes flags, environment and the optional file, and validates the result.
     pub fn load(cli: Cli) -> anyhow::Result<Config> {
-        let file = match &cli.config {
+        let mut config = match &cli.config {
             Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+            None => Config::default(),
         };
-        let mut hls = file.hls;
-        hls.segment_target = file.transcoder.keyframe_interval;
+        config.rtmp_listen = cli.rtmp_listen;
+        config.http_listen = cli.http_listen;
+        config.data_dir = cli.data_dir;
+        config.player_dir = cli.player_dir;
+        config.hls.segment_target = config.transcoder.keyframe_interval;
         let mut stream_keys = cli.stream_keys;
-        stream_keys.extend(file.stream_keys);
+        stream_keys.append(&mut config.stream_keys);
         stream_keys.retain(|k| !k.trim().is_empty());
-        let config = Config {
-            rtmp_listen: cli.rtmp_listen,
-            http_listen: cli.http_listen,
-            data_dir: cli.data_dir,
-            player_dir: cli.player_dir,
-            stream_keys,
-            database_url: cli.database_url.or(file.database_url),
-            ingest: file.ingest,
-            http: file.http,
-            transcoder: file.transcoder,
-            hls,
-            chat: file.chat,
-        };
+        config.stream_keys = stream_keys;
+        config.database_url = cli.database_url.or(config.database_url);
         config.validate()?;
         Ok(config)
     }
@@ -178,7 +177,7 @@ impl Config {
     }
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+fn read_file(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
@@ -322,6 +321,9 @@ mod tests {
             "[transcoder]\nrenditions = [{ name = \"a.b\", height = 720, bitrate_kbps = 2800 }]\n",
             "[transcoder]\nraw_queue_frames = 1\n",
             "[chat]\nmax_sessions_per_room = 0\n",
+            // Flags only: not settable from the file.
+            "rtmp_listen = \"127.0.0.1:1\"\n",
+            "data_dir = \"/tmp\"\n",
             "[chat]\ncount_interval_ms = 10\n",
             "[chat]\nbacklog_frames = 2\n",
         ] {
