@@ -15,7 +15,7 @@ use origin::store::embedded::SledStore;
 use origin::store::keys::is_owner;
 use origin::store::postgres::PgStore;
 use origin::store::record::{ChatMessage, Status};
-use origin::store::{Edit, MAX_CHAT_HISTORY, Store, StoreError};
+use origin::store::{Beat, Edit, FeedEvent, MAX_CHAT_HISTORY, Node, Shared, Store, StoreError};
 use testkit::postgres::TempPostgres;
 
 fn message(text: &str) -> ChatMessage {
@@ -230,4 +230,91 @@ async fn while_postgres_is_down_writes_get_503_and_everything_recovers() {
     assert_eq!(get(&format!("{base}/readyz")).await.status, 200);
     let kept = get(&format!("{base}/api/broadcasts/{id}")).await;
     assert_eq!(kept.status, 200, "what was acknowledged before is there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_who_holds_what_the_viewers_everywhere_and_the_chat_feed() {
+    let mut pg = TempPostgres::start();
+    let (a, b) = tokio::join!(PgStore::open(&pg.url), PgStore::open(&pg.url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let node = |id: &str| Node {
+        id: id.into(),
+        url: format!("http://{id}:8080"),
+    };
+    let (na, nb) = (node("a"), node("b"));
+    let x = a.create("x".into(), String::new()).await.unwrap().record.id;
+
+    // Ownership: a restored window does not take a broadcast someone holds;
+    // a new publish does.
+    assert!(a.claim(&x, &na, false).await.unwrap());
+    assert!(!b.claim(&x, &nb, false).await.unwrap());
+    assert_eq!(b.owner(&x).await.unwrap(), Some(na.clone()));
+    assert!(b.claim(&x, &nb, true).await.unwrap());
+    assert_eq!(a.owner(&x).await.unwrap(), Some(nb.clone()));
+    // A beat releases only the beating origin's windows.
+    let expiry = Duration::from_secs(1);
+    a.beat(&na, &Beat::default(), expiry).await.unwrap();
+    assert_eq!(a.owner(&x).await.unwrap(), Some(nb.clone()));
+
+    // Viewers: each origin sees the others' sum, not its own.
+    let beat = |held: &[&str], viewers: u64| Beat {
+        held: held.iter().map(|s| s.to_string()).collect(),
+        viewers: vec![(x.clone(), viewers)],
+    };
+    b.beat(&nb, &beat(&[&x], 70), expiry).await.unwrap();
+    let echo = a.beat(&na, &beat(&[], 50), expiry).await.unwrap();
+    assert_eq!(echo.viewers_elsewhere.get(&x), Some(&70));
+    let echo = b.beat(&nb, &beat(&[&x], 70), expiry).await.unwrap();
+    assert_eq!(echo.viewers_elsewhere.get(&x), Some(&50));
+    assert!(echo.ended.is_empty());
+    // Ended through any origin: the holder hears it on its next beat.
+    a.set_status(&x, Status::Ended).await.unwrap();
+    let echo = b.beat(&nb, &beat(&[&x], 70), expiry).await.unwrap();
+    assert_eq!(echo.ended, vec![x.clone()]);
+    // An origin that stops beating stops counting after the expiry.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let echo = b.beat(&nb, &beat(&[&x], 70), expiry).await.unwrap();
+    assert_eq!(echo.viewers_elsewhere.get(&x), None, "a's count expired");
+    // A window no longer held is released.
+    b.beat(&nb, &Beat::default(), expiry).await.unwrap();
+    assert_eq!(a.owner(&x).await.unwrap(), None);
+
+    // The feed: a message stored by one origin reaches another's feed, with
+    // its id; after the database comes back the feed says so.
+    let mut feed = b.follow_chat();
+    // LISTEN takes a moment; store until one comes through.
+    let mut got = None;
+    for i in 0..50 {
+        let stored = a.add_chat(&x, message(&format!("m{i}"))).await.unwrap();
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), feed.recv()).await {
+            got = Some((stored, e));
+            break;
+        }
+    }
+    let (stored, event) = got.expect("the feed delivers");
+    match event {
+        FeedEvent::Message(broadcast, m) => {
+            assert_eq!(broadcast, x);
+            assert!(m.id <= stored.id && m.text.starts_with('m'), "{m:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), feed.recv()).await {}
+    pg.stop();
+    pg.restart();
+    let resumed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Some(FeedEvent::Resumed) = feed.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(resumed.is_ok(), "the feed reports it is back");
+    let after = a.add_chat(&x, message("after")).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await;
+    assert!(
+        matches!(next, Ok(Some(FeedEvent::Message(_, ref m))) if m.id == after.id),
+        "{next:?}"
+    );
 }

@@ -204,6 +204,10 @@ impl Store for SledStore {
         keys::stream_key(&self.secret, r, owner_token)
     }
 
+    fn origin_token(&self, node_id: &str) -> String {
+        keys::origin_token(&self.secret, node_id)
+    }
+
     async fn add_chat(
         &self,
         broadcast: &str,

@@ -31,12 +31,24 @@ pub fn stream_key(secret: &[u8], r: &Record, owner_token: &str) -> String {
     format!("live_{}", &hex(&mac.finalize().into_bytes())[..32])
 }
 
+/// The token origin `node_id` signs the requests it forwards with: only
+/// origins sharing `secret` (one database) can make it.
+pub fn origin_token(secret: &[u8], node_id: &str) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("any key length");
+    mac.update(format!("origin:{node_id}").as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
 /// Whether `token` is the owner token of `r` (compared in constant time).
 pub fn is_owner(r: &Record, token: &str) -> bool {
-    let a = sha256_hex(token);
-    a.len() == r.owner_hash.len()
+    same(&sha256_hex(token), &r.owner_hash)
+}
+
+/// Whether two strings are equal, in time that depends only on their length.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
         && a.bytes()
-            .zip(r.owner_hash.bytes())
+            .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
 }

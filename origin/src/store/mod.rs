@@ -9,12 +9,20 @@
 //! - [`record`]: what is stored (pure).
 //! - [`keys`]: stream keys derived from owner tokens, never stored (pure).
 //! - [`embedded`]: sled on local disk, the default.
-//! - [`postgres`]: PostgreSQL, shared by several origins.
+//! - [`postgres`]: PostgreSQL, shared by several origins; it also keeps
+//!   what only a shared database can ([`Shared`]): which origin holds each
+//!   live window, each origin's viewers, and the chat feed every origin
+//!   follows.
 
 pub mod embedded;
 pub mod keys;
 pub mod postgres;
 pub mod record;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use self::record::{ChatMessage, Record, Status};
 
@@ -96,6 +104,10 @@ pub trait Store: Send + Sync {
     /// the installation's secret; see [`keys`]).
     fn stream_key(&self, r: &Record, owner_token: &str) -> String;
 
+    /// The token origin `node_id` signs forwarded requests with (derived
+    /// from the installation's secret; see [`keys::origin_token`]).
+    fn origin_token(&self, node_id: &str) -> String;
+
     /// Stores a chat message, assigning its id (increasing per store).
     async fn add_chat(&self, broadcast: &str, m: ChatMessage) -> Result<ChatMessage, StoreError>;
 
@@ -108,4 +120,69 @@ pub trait Store: Send + Sync {
 
     /// Makes everything durable (at shutdown).
     async fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// An origin as the others reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Unique among the origins sharing a database (`--node-id`).
+    pub id: String,
+    /// Base URL other origins proxy to (`--advertise-url`), no trailing `/`.
+    pub url: String,
+}
+
+/// One origin's beat: what it holds and how many watch there.
+#[derive(Debug, Clone, Default)]
+pub struct Beat {
+    /// Broadcasts whose live window this origin holds.
+    pub held: Vec<String>,
+    /// Viewer sessions on this origin, per broadcast.
+    pub viewers: Vec<(String, u64)>,
+}
+
+/// What the database answers a beat.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Echo {
+    /// Held broadcasts whose record says `ended` (ended through another origin).
+    pub ended: Vec<String>,
+    /// Viewer sessions on the other origins, per broadcast, from reports
+    /// fresher than the expiry.
+    pub viewers_elsewhere: HashMap<String, u64>,
+}
+
+/// What reaches an origin from the chat feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// A message stored by any origin, in the order they were stored.
+    Message(String, ChatMessage),
+    /// The feed was lost and is back: messages in between may be missing
+    /// (fill the gap from the table).
+    Resumed,
+}
+
+/// What only a database several origins share can do: ownership of live
+/// windows, viewer counts summed over origins, and the chat feed.
+#[async_trait::async_trait]
+pub trait Shared: Send + Sync {
+    /// Makes `node` the holder of `broadcast`'s window: a new publish takes
+    /// it over (`take_over`); a window restored at start only claims a
+    /// broadcast nobody else holds. Whether `node` holds it now.
+    async fn claim(
+        &self,
+        broadcast: &str,
+        node: &Node,
+        take_over: bool,
+    ) -> Result<bool, StoreError>;
+
+    /// The origin holding `broadcast`'s window, if any.
+    async fn owner(&self, broadcast: &str) -> Result<Option<Node>, StoreError>;
+
+    /// Refreshes `node`'s holdings (claiming held windows nobody holds,
+    /// releasing the ones it no longer holds) and viewer counts, and reads
+    /// the others' counts reported within `expiry`.
+    async fn beat(&self, node: &Node, beat: &Beat, expiry: Duration) -> Result<Echo, StoreError>;
+
+    /// Starts following the chat feed: every message any origin stores, in
+    /// order, with a [`FeedEvent::Resumed`] after every reconnection.
+    fn follow_chat(&self) -> mpsc::Receiver<FeedEvent>;
 }

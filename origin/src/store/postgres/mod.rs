@@ -8,9 +8,15 @@
 //! returns. The installation secret is created once with an insert that
 //! does nothing if another origin was first, so every origin derives the
 //! same stream keys.
+//!
+//! - [`shared`]: window ownership and viewer counts across origins.
+//! - [`feed`]: the chat feed (`LISTEN`/`NOTIFY`).
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row};
+
+pub mod feed;
+mod shared;
 
 use super::keys::{self, SECRET_BYTES, random_bytes, random_hex};
 use super::record::{ChatMessage, Record, Status, now_rfc3339, sha256_hex};
@@ -22,6 +28,8 @@ mod embedded {
 
 /// Connections kept to the database.
 pub const POOL_SIZE: usize = 16;
+/// Idle time before TCP keep-alive probes start on database connections.
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
 /// Any constant; the migration lock's key.
 const MIGRATION_LOCK: i64 = 0x6f72_6967_696e;
 
@@ -41,6 +49,8 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 pub struct PgStore {
     pool: Pool,
     secret: Vec<u8>,
+    /// For the chat feed's own connection.
+    config: tokio_postgres::Config,
 }
 
 const COLUMNS: &str = "id, title, description, status, created_at, started_at, ended_at, \
@@ -91,11 +101,14 @@ impl PgStore {
     /// Connects to `url`, applies the migrations and reads (or creates) the
     /// installation secret.
     pub async fn open(url: &str) -> Result<PgStore, StoreError> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Database(e.to_string()))?;
+        // A database that vanished without closing its connections (a
+        // network partition) is noticed within a minute.
+        config.keepalives(true).keepalives_idle(KEEPALIVE_IDLE);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -128,7 +141,11 @@ impl PgStore {
             .await?
             .try_get("value")?;
         drop(client);
-        Ok(PgStore { pool, secret })
+        Ok(PgStore {
+            pool,
+            secret,
+            config,
+        })
     }
 
     async fn one(&self, sql: &str, id: &str) -> Result<Record, StoreError> {
@@ -304,13 +321,22 @@ impl Store for PgStore {
         keys::stream_key(&self.secret, r, owner_token)
     }
 
+    fn origin_token(&self, node_id: &str) -> String {
+        keys::origin_token(&self.secret, node_id)
+    }
+
     async fn add_chat(&self, broadcast: &str, m: ChatMessage) -> Result<ChatMessage, StoreError> {
         let client = self.pool.get().await?;
+        // Stored and published in one statement: the notification goes out
+        // when the insert commits, to every origin's feed (see [`feed`]).
         let row = client
             .query_one(
-                "INSERT INTO chat_messages (broadcast_id, user_name, text, at, streamer) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id, user_name, text, at, streamer",
-                &[&broadcast, &m.user, &m.text, &m.at, &m.streamer],
+                "WITH m AS (INSERT INTO chat_messages (broadcast_id, user_name, text, at, streamer) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id, user_name, text, at, streamer) \
+                 SELECT m.*, pg_notify($6, json_build_object('broadcast', $1::text, \
+                 'type', 'message', 'id', m.id, 'user', m.user_name, 'text', m.text, \
+                 'at', m.at, 'streamer', m.streamer)::text)::text AS notified FROM m",
+                &[&broadcast, &m.user, &m.text, &m.at, &m.streamer, &feed::CHANNEL],
             )
             .await?;
         let stored = chat_message(&row)?;
