@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::cluster::Cluster;
 use crate::hls::Hls;
 use crate::metrics::{BroadcastLabel, Metrics};
 use crate::store::record::Status;
@@ -51,6 +52,7 @@ struct Live {
 pub struct Broadcasts {
     store: Arc<dyn Store>,
     hls: Arc<Hls>,
+    cluster: Arc<Cluster>,
     metrics: Arc<Metrics>,
     transcoder: Arc<transcoder::TranscoderConfig>,
     /// Stream keys from the command line, each publishing to the broadcast of
@@ -67,6 +69,7 @@ impl Broadcasts {
     pub fn new(
         store: Arc<dyn Store>,
         hls: Arc<Hls>,
+        cluster: Arc<Cluster>,
         metrics: Arc<Metrics>,
         transcoder: transcoder::TranscoderConfig,
         static_keys: HashSet<String>,
@@ -75,6 +78,7 @@ impl Broadcasts {
         Arc::new(Broadcasts {
             store,
             hls,
+            cluster,
             metrics,
             transcoder: Arc::new(transcoder),
             static_keys,
@@ -90,19 +94,27 @@ impl Broadcasts {
 
     /// After a restart: windows of broadcasts that are not over continue
     /// where they stopped; broadcasts that were live wait one reconnect grace
-    /// for their publishers, then end.
+    /// for their publishers, then end. Broadcasts another origin holds are
+    /// that origin's to continue or end.
     pub async fn restore(self: &Arc<Self>) -> Result<(), StoreError> {
         let records = self.store.all().await?;
-        let ended: HashSet<String> = records
+        let mut others = HashSet::new();
+        for r in records.iter().filter(|r| r.status == Status::Live) {
+            if self.cluster.owner_elsewhere(&r.id).await?.is_some() {
+                others.insert(r.id.clone());
+            }
+        }
+        let mut skip: HashSet<String> = records
             .iter()
             .filter(|r| r.status == Status::Ended)
             .map(|r| r.id.clone())
             .collect();
-        let mut waiting = self.hls.restore(move |id| !ended.contains(id)).await;
+        skip.extend(others.iter().cloned());
+        let mut waiting = self.hls.restore(move |id| !skip.contains(id)).await;
         waiting.extend(
             records
                 .into_iter()
-                .filter(|r| r.status == Status::Live)
+                .filter(|r| r.status == Status::Live && !others.contains(&r.id))
                 .map(|r| r.id),
         );
         waiting.sort();
@@ -115,6 +127,7 @@ impl Broadcasts {
             "broadcasts were live at the last stop; waiting for their publishers"
         );
         for id in waiting {
+            self.cluster.claim(&id, false).await;
             self.live().entry(id.clone()).or_insert(Live {
                 session: 0,
                 cancel: CancellationToken::new(),
@@ -176,6 +189,8 @@ impl Broadcasts {
             },
         );
         self.set_status(&id, Status::Live).await;
+        // A new publish takes the broadcast over from any other origin.
+        self.cluster.claim(&id, true).await;
         self.hls.publish(&id, transcode.renditions).await;
         self.count_outcome(&id, transcode.task.await);
         self.end_after_grace(id, session);
@@ -227,6 +242,17 @@ impl Broadcasts {
         }
         self.set_status(id, Status::Ended).await;
         self.hls.end(id);
+    }
+
+    /// Ends the broadcasts among `ids` that are live here but whose record
+    /// says ended (their owner ended them through another origin).
+    pub async fn ended_elsewhere(&self, ids: Vec<String>) {
+        for id in ids {
+            if self.live().contains_key(&id) {
+                info!(broadcast = %id, "ended through another origin");
+                self.end(&id).await;
+            }
+        }
     }
 
     async fn set_status(&self, id: &str, status: Status) {
@@ -331,9 +357,19 @@ mod tests {
             Arc::default(),
             None,
         );
+        let alone = Cluster::new(
+            Default::default(),
+            crate::store::Node {
+                id: "a".into(),
+                url: "http://127.0.0.1:1".into(),
+            },
+            store.clone(),
+            None,
+        );
         let b = Broadcasts::new(
             store.clone(),
             hls,
+            alone,
             Arc::default(),
             Default::default(),
             HashSet::from(["dev".to_owned()]),

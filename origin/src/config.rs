@@ -46,6 +46,14 @@ pub struct Cli {
     /// broadcasts and chat live in sled under the data directory.
     #[arg(long, env = "ORIGIN_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// This origin's name among those sharing the database (default: the
+    /// host and port of --advertise-url).
+    #[arg(long, env = "ORIGIN_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The URL other origins reach this one's HTTP at, e.g.
+    /// `http://10.0.0.2:8080` (default: the HTTP listen address, if specific).
+    #[arg(long, env = "ORIGIN_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
     /// A stream key allowed to publish (repeatable, or comma-separated in the
     /// environment). The key is also the broadcast id. For running without the
     /// broadcast API; keys created through the API work as well.
@@ -71,6 +79,9 @@ pub enum ConfigError {
     /// `[chat]`.
     #[error("[chat] {0}")]
     Chat(#[from] crate::chat::config::ConfigError),
+    /// `[cluster]`.
+    #[error("[cluster] {0}")]
+    Cluster(#[from] crate::cluster::config::ConfigError),
     /// A rendition name that cannot be a URL path segment.
     #[error("[transcoder] rendition name {0:?} must be 1 to 64 characters of [A-Za-z0-9_-]")]
     RenditionName(String),
@@ -113,6 +124,8 @@ pub struct Config {
     pub hls: crate::hls::HlsConfig,
     /// Chat settings.
     pub chat: crate::chat::config::ChatConfig,
+    /// Several origins as one service (with `database_url`).
+    pub cluster: crate::cluster::config::ClusterConfig,
 }
 
 impl Default for Config {
@@ -130,6 +143,7 @@ impl Default for Config {
             transcoder: Default::default(),
             hls: Default::default(),
             chat: Default::default(),
+            cluster: Default::default(),
         }
     }
 }
@@ -151,7 +165,16 @@ impl Config {
         stream_keys.retain(|k| !k.trim().is_empty());
         config.stream_keys = stream_keys;
         config.database_url = cli.database_url.or(config.database_url);
+        config.cluster.node_id = cli.node_id.or(config.cluster.node_id);
+        config.cluster.advertise_url = cli.advertise_url.or(config.cluster.advertise_url);
         config.validate()?;
+        if config.database_url.is_some() {
+            // Other origins must be able to reach this one.
+            config
+                .cluster
+                .node(config.http_listen)
+                .map_err(ConfigError::from)?;
+        }
         Ok(config)
     }
 
@@ -170,6 +193,7 @@ impl Config {
         }
         self.hls.validate()?;
         self.chat.validate()?;
+        self.cluster.validate()?;
         if self.rtmp_listen == self.http_listen {
             return Err(ConfigError::SameAddress);
         }

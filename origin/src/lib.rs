@@ -7,6 +7,7 @@
 //! - [`broadcasts`]: the broadcast lifecycle (publish, live, grace, ended).
 //! - [`hls`]: CMAF packaging, live windows and LL-HLS serving.
 //! - [`store`]: broadcasts, stream keys and chat history (sled, or PostgreSQL).
+//! - [`cluster`]: several origins as one service (with PostgreSQL).
 //! - [`api`]: the broadcast API under `/api`.
 //! - [`chat`]: chat rooms and viewer counts.
 //! - [`http`]: the HTTP server, its limits and the router.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod broadcasts;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fdlimit;
@@ -39,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{Shared, Store};
 
 /// Under the data dir: live windows kept for a restart (see [`hls::spool`]).
 const SPOOL_DIR: &str = "hls";
@@ -98,18 +100,37 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let store: Arc<dyn Store> = match &config.database_url {
-        Some(url) => Arc::new(
-            store::postgres::PgStore::open(url)
-                .await
-                .context("opening the PostgreSQL database (--database-url)")?,
-        ),
-        None => Arc::new(
-            store::embedded::SledStore::open(&config.data_dir).with_context(|| {
-                format!("opening the database in {}", config.data_dir.display())
-            })?,
+    let (store, shared): (Arc<dyn Store>, Option<Arc<dyn Shared>>) = match &config.database_url {
+        Some(url) => {
+            let pg = Arc::new(
+                store::postgres::PgStore::open(url)
+                    .await
+                    .context("opening the PostgreSQL database (--database-url)")?,
+            );
+            (pg.clone(), Some(pg))
+        }
+        None => (
+            Arc::new(
+                store::embedded::SledStore::open(&config.data_dir).with_context(|| {
+                    format!("opening the database in {}", config.data_dir.display())
+                })?,
+            ),
+            None,
         ),
     };
+    let http_addr = listeners.http.local_addr()?;
+    let node = if shared.is_some() {
+        let node = config.cluster.node(http_addr)?;
+        info!(node = %node.id, url = %node.url, "one of several origins");
+        node
+    } else {
+        store::Node {
+            id: "local".into(),
+            url: format!("http://{http_addr}"),
+        }
+    };
+    let cluster =
+        cluster::Cluster::new(config.cluster.clone(), node, store.clone(), shared.clone());
     let hls = hls::Hls::new(
         config.hls.clone(),
         metrics.clone(),
@@ -118,14 +139,48 @@ pub async fn run(
     let broadcasts = broadcasts::Broadcasts::new(
         store.clone(),
         hls.clone(),
+        cluster.clone(),
         metrics.clone(),
         config.transcoder.clone(),
         config.stream_keys.iter().cloned().collect::<HashSet<_>>(),
     );
     broadcasts.restore().await?;
+    let chat = chat::connection::Chat::new(
+        config.chat.clone(),
+        store.clone(),
+        metrics.clone(),
+        shared.is_some(),
+    );
+    if let Some(shared) = &shared {
+        let (feed, rooms, stop) = (shared.follow_chat(), chat.rooms.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = rooms.follow(feed) => {}
+            }
+        });
+    }
+    let beats = tokio::spawn(cluster.clone().run(
+        {
+            let (hls, rooms) = (hls.clone(), chat.rooms.clone());
+            move || store::Beat {
+                held: hls.windows(),
+                viewers: rooms.all_viewers(),
+            }
+        },
+        {
+            let (broadcasts, rooms) = (broadcasts.clone(), chat.rooms.clone());
+            move |echo: store::Echo| {
+                rooms.set_elsewhere(echo.viewers_elsewhere);
+                let broadcasts = broadcasts.clone();
+                async move { broadcasts.ended_elsewhere(echo.ended).await }
+            }
+        },
+        shutdown.clone(),
+    ));
     let api = Arc::new(api::Api {
         store: store.clone(),
-        chat: chat::connection::Chat::new(config.chat.clone(), store.clone(), metrics.clone()),
+        chat,
         broadcasts: broadcasts.clone(),
         // The port actually bound (tests and port 0 pick their own).
         rtmp_port: listeners.rtmp.local_addr()?.port(),
@@ -142,6 +197,7 @@ pub async fn run(
     let lifecycle = tokio::spawn(broadcasts.run(publish_rx, shutdown.clone()));
     let app = Arc::new(http::App {
         hls: hls.clone(),
+        cluster,
         api,
         pages: pages::Pages::load(&config.player_dir),
         metrics,
@@ -159,7 +215,7 @@ pub async fn run(
     // (503, retry) and every window is saved, so the restarted server
     // continues the playlists; they get no ENDLIST, the broadcasts go on.
     hls.stop().await;
-    let (ingest, lifecycle, http) = tokio::join!(ingest, lifecycle, http);
+    let (ingest, lifecycle, http, _) = tokio::join!(ingest, lifecycle, http, beats);
     store.flush().await.context("flushing the database")?;
     ingest.context("ingest task")?.context("ingest")?;
     lifecycle.context("lifecycle task")?;

@@ -6,35 +6,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::chat::*;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use testkit::ffmpeg::TestSource;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A chat client; messages that arrive together (one `messages` frame) are
-/// read one at a time.
-struct Ws {
-    inner: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    queue: std::collections::VecDeque<Value>,
-}
-
-impl std::ops::Deref for Ws {
-    type Target = tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >;
-    fn deref(&self) -> &Self::Target {
-        &self.inner
-    }
-}
-
-impl std::ops::DerefMut for Ws {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.inner
-    }
-}
 
 async fn call(method: &str, url: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
     let ct = body.as_ref().map(|_| "application/json");
@@ -84,67 +61,6 @@ async fn create(base: &str, title: &str, description: &str) -> Value {
     .await;
     assert_eq!(s, 201, "{v}");
     v
-}
-
-async fn chat(base: &str, id: &str, nick: &str, session: &str, token: Option<&str>) -> Ws {
-    let ws_base = base.replace("http://", "ws://");
-    let mut url = format!("{ws_base}/api/broadcasts/{id}/chat?nick={nick}&session={session}");
-    if let Some(t) = token {
-        url.push_str(&format!("&token={t}"));
-    }
-    Ws {
-        inner: tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connects")
-            .0,
-        queue: Default::default(),
-    }
-}
-
-/// Next JSON frame of `kind`, skipping others (bounded); each message of a
-/// `messages` frame counts as a frame of kind `message`.
-async fn next_of(ws: &mut Ws, kind: &str) -> Value {
-    let end = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = ws.queue.pop_front() {
-            if v["type"] == kind {
-                return v;
-            }
-            continue;
-        }
-        let m = tokio::time::timeout_at(end, ws.next())
-            .await
-            .expect("frame in time")
-            .expect("open")
-            .unwrap();
-        if let Message::Text(t) = m {
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            if v["type"] == "messages" {
-                ws.queue
-                    .extend(v["messages"].as_array().unwrap().iter().cloned());
-            } else {
-                ws.queue.push_back(v);
-            }
-        }
-    }
-}
-
-/// Whether a message with `text` arrives among the next 50 messages.
-async fn message_arrives(ws: &mut Ws, text: &str) -> bool {
-    for _ in 0..50 {
-        if next_of(ws, "message").await["text"] == text {
-            return true;
-        }
-    }
-    false
-}
-
-async fn say(ws: &mut Ws, text: &str) {
-    ws.send(Message::text(
-        json!({"type": "message", "text": text}).to_string(),
-    ))
-    .await
-    .unwrap();
 }
 
 async fn a_broadcast_goes_ready_live_ended_with_a_real_publisher(db: Option<&str>) {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::edge::Edge;
 use common::*;
 use loadgen::llhls::{LoadConfig, run as load};
 use testkit::ffmpeg::TestSource;
@@ -37,112 +38,12 @@ async fn start_origin(rtmp: SocketAddr, http: SocketAddr, data: &Path) -> Binary
     .await
 }
 
-/// nginx in the foreground with the edge config; stopped on drop.
-struct Edge {
-    child: tokio::process::Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-    _cache: tempfile::TempDir,
-}
-
-impl Edge {
-    async fn start(origin: SocketAddr) -> Edge {
-        // nginx workers run as an unprivileged user when started as root.
-        let readable = |dir: tempfile::TempDir| {
-            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
-            std::fs::set_permissions(dir.path(), mode).unwrap();
-            dir
-        };
-        let dir = readable(tempfile::tempdir().unwrap());
-        let d = dir.path().display().to_string();
-        // The cache lives in RAM, as the config has it.
-        let shm = readable(tempfile::tempdir_in("/dev/shm").unwrap());
-        let addr = free_addr();
-        let mut conf = std::fs::read_to_string(repo().join("deploy/nginx-edge.conf")).unwrap();
-        for (from, to) in [
-            (
-                "/dev/shm/nginx-llhls",
-                format!("{}/cache", shm.path().display()),
-            ),
-            ("listen 80;", format!("listen {addr};")),
-            ("server 127.0.0.1:8080 ", format!("server {origin} ")),
-        ] {
-            assert_eq!(
-                conf.matches(from).count(),
-                1,
-                "deploy/nginx-edge.conf has `{from}` once"
-            );
-            conf = conf.replace(from, &to);
-        }
-        std::fs::write(dir.path().join("edge.conf"), conf).unwrap();
-        let main = format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-               fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-               include {d}/edge.conf;\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
-        let child = tokio::process::Command::new("nginx")
-            .args(["-p", &d, "-e", &format!("{d}/error.log"), "-c"])
-            .arg(dir.path().join("nginx.conf"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nginx must be installed (scripts/check.sh installs it)");
-        assert!(
-            answers_health(addr, Duration::from_secs(10)).await,
-            "the edge came up: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
-        Edge {
-            child,
-            addr,
-            _dir: dir,
-            _cache: shm,
-        }
-    }
-}
-
-impl Drop for Edge {
-    fn drop(&mut self) {
-        // TERM lets the master stop its workers; SIGKILL (kill_on_drop) would orphan them.
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            for _ in 0..50 {
-                if !Path::new(&format!("/proc/{pid}")).exists()
-                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .is_ok_and(|s| s.contains(") Z "))
-                {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-/// Sum of a metric's samples (all label sets).
-async fn metric(origin: SocketAddr, name: &str) -> f64 {
-    get(&format!("http://{origin}/metrics"))
-        .await
-        .text()
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_and_a_restarting_origin_behind_an_nginx_edge() {
     let (rtmp, http) = (free_addr(), free_addr());
     let data = tempfile::tempdir().unwrap();
     let mut origin = start_origin(rtmp, http, data.path()).await;
-    let edge = Edge::start(http).await;
+    let edge = Edge::start(&[http]).await;
     let rtmp_url = format!("rtmp://{rtmp}/live/{KEY}");
     let mut publisher = TestSource::new("854x480", 120.0)
         .gop(30)

@@ -39,17 +39,27 @@ pub struct Chat {
     pub config: Arc<ChatConfig>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    /// Messages reach the rooms through the store's feed (several origins),
+    /// not straight from the connection that accepted them.
+    fed: bool,
 }
 
 impl Chat {
-    /// No rooms yet.
-    pub fn new(config: ChatConfig, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<Chat> {
+    /// No rooms yet. `fed`: messages come back through the feed of a store
+    /// shared by several origins (see [`Rooms::follow`]).
+    pub fn new(
+        config: ChatConfig,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        fed: bool,
+    ) -> Arc<Chat> {
         let config = Arc::new(config);
         Arc::new(Chat {
             rooms: Rooms::new(config.clone(), store.clone()),
             config,
             store,
             metrics,
+            fed,
         })
     }
 
@@ -232,8 +242,8 @@ impl Sender<'_> {
             return Err("message contains control characters".into());
         }
         let config = &self.chat.config;
-        let slow_mode =
-            !self.member.streamer && self.room.viewers() as usize > config.slow_mode_above;
+        let viewers = self.chat.rooms.viewers(self.broadcast);
+        let slow_mode = !self.member.streamer && viewers as usize > config.slow_mode_above;
         if slow_mode && last_sent.is_some_and(|t| t.elapsed() < config.slow_mode_interval) {
             return Err(format!(
                 "slow mode: one message per {} s in a room this size",
@@ -271,7 +281,9 @@ impl Sender<'_> {
                 broadcast: self.broadcast.to_owned(),
             })
             .inc();
-        self.room.post(stored);
+        if !self.chat.fed {
+            self.room.post(stored);
+        }
         Ok(())
     }
 }

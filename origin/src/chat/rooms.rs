@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hyper_tungstenite::tungstenite::Message;
-use tokio::sync::{OnceCell, broadcast};
+use tokio::sync::{OnceCell, broadcast, mpsc};
 use tracing::{debug, warn};
 
 use super::config::{ChatConfig, HISTORY_ON_JOIN};
-use crate::store::Store;
 use crate::store::record::ChatMessage;
+use crate::store::{FeedEvent, Store};
 
 /// How long an empty room waits for someone before its task ends.
 const EMPTY_ROOM_LINGER: Duration = Duration::from_secs(2);
@@ -155,8 +155,12 @@ impl Room {
     }
 
     /// A stored message, to go out with the next batch.
+    /// The feed and a gap fill may both bring a message: it goes out once.
     pub fn post(&self, m: ChatMessage) {
-        lock(&self.pending).push(m);
+        let mut pending = lock(&self.pending);
+        if !pending.iter().any(|p| p.id == m.id) {
+            pending.push(m);
+        }
     }
 
     /// Sends the messages accepted since the last call as one frame, and
@@ -166,10 +170,18 @@ impl Room {
         if batch.is_empty() {
             return;
         }
-        let frame = messages_frame("messages", &batch);
         // Under the history lock: a joiner gets this batch either in its
         // history frame or on its receiver, never both and never neither.
         let mut h = lock(&self.history);
+        // Already in the history (read from the store at the first join).
+        let batch: Vec<ChatMessage> = batch
+            .into_iter()
+            .filter(|m| !h.ring.iter().any(|r| r.id == m.id))
+            .collect();
+        if batch.is_empty() {
+            return;
+        }
+        let frame = messages_frame("messages", &batch);
         h.ring.extend(batch);
         let excess = h.ring.len().saturating_sub(HISTORY_ON_JOIN);
         h.ring.drain(..excess);
@@ -214,6 +226,8 @@ pub struct RoomFull(pub usize);
 /// Every room.
 pub struct Rooms {
     map: Mutex<HashMap<String, Arc<Room>>>,
+    /// Viewers on the other origins, per broadcast (see [`crate::cluster`]).
+    elsewhere: Mutex<HashMap<String, u64>>,
     config: Arc<ChatConfig>,
     store: Arc<dyn Store>,
 }
@@ -223,14 +237,58 @@ impl Rooms {
     pub fn new(config: Arc<ChatConfig>, store: Arc<dyn Store>) -> Arc<Rooms> {
         Arc::new(Rooms {
             map: Mutex::default(),
+            elsewhere: Mutex::default(),
             config,
             store,
         })
     }
 
-    /// Distinct viewer sessions of `broadcast` now.
+    /// Distinct viewer sessions of `broadcast` now, on every origin.
     pub fn viewers(&self, broadcast: &str) -> u64 {
-        lock(&self.map).get(broadcast).map_or(0, |r| r.viewers())
+        let here = lock(&self.map).get(broadcast).map_or(0, |r| r.viewers());
+        here + lock(&self.elsewhere).get(broadcast).copied().unwrap_or(0)
+    }
+
+    /// The viewers on the other origins, per broadcast, as last reported.
+    pub fn set_elsewhere(&self, counts: HashMap<String, u64>) {
+        *lock(&self.elsewhere) = counts;
+    }
+
+    /// A message from the feed, to this origin's members of its room.
+    pub fn deliver(&self, broadcast: &str, m: ChatMessage) {
+        let room = lock(&self.map).get(broadcast).cloned();
+        if let Some(room) = room {
+            room.post(m);
+        }
+    }
+
+    /// Delivers the chat feed (every origin's messages) until it ends; after
+    /// the feed was lost, fills each room's gap from the store.
+    pub async fn follow(self: Arc<Self>, mut feed: mpsc::Receiver<FeedEvent>) {
+        while let Some(event) = feed.recv().await {
+            match event {
+                FeedEvent::Message(broadcast, m) => self.deliver(&broadcast, m),
+                FeedEvent::Resumed => self.fill_gaps().await,
+            }
+        }
+    }
+
+    async fn fill_gaps(&self) {
+        let rooms: Vec<Arc<Room>> = lock(&self.map).values().cloned().collect();
+        for room in rooms {
+            match self.store.chat_history(&room.id, HISTORY_ON_JOIN).await {
+                Ok(recent) => {
+                    let newest = lock(&room.history).ring.back().map(|m| m.id);
+                    for m in recent
+                        .into_iter()
+                        .filter(|m| newest.is_none_or(|n| m.id > n))
+                    {
+                        room.post(m);
+                    }
+                }
+                Err(err) => warn!(broadcast = %room.id, %err, "chat gap not filled"),
+            }
+        }
     }
 
     /// The most viewers `broadcast`'s room has had since it opened (the store
@@ -241,7 +299,7 @@ impl Rooms {
             .map_or(0, |r| r.peak.load(Ordering::Relaxed))
     }
 
-    /// Viewers of every room.
+    /// Viewers of every room on this origin.
     pub fn all_viewers(&self) -> Vec<(String, u64)> {
         lock(&self.map)
             .iter()
@@ -298,7 +356,8 @@ impl Rooms {
             tick.tick().await;
             let now = tokio::time::Instant::now();
             room.flush();
-            let viewers = room.viewers();
+            let viewers = self.viewers(&room.id);
+            room.peak.fetch_max(viewers, Ordering::Relaxed);
             if viewers != counted.0
                 && counted
                     .1
@@ -362,8 +421,60 @@ mod tests {
         m.into_text().unwrap().to_string()
     }
 
+    /// A message as the store returns it: with its own id.
     fn message(text: &str) -> ChatMessage {
-        ChatMessage::new("u", text, false)
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        ChatMessage {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            ..ChatMessage::new("u", text, false)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_the_feed_and_a_gap_fill_both_bring_goes_out_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rooms, store) = rooms(dir.path(), ChatConfig::default());
+        let p = rooms.enter("b", Some("s0")).unwrap();
+        let (_, mut rx) = p.room.subscribe(store.as_ref()).await;
+        let m = message("once");
+        rooms.deliver("b", m.clone());
+        rooms.deliver("b", m.clone());
+        rooms.deliver("elsewhere", message("no room here"));
+        tokio::time::sleep(DEFAULT_BATCH * 2).await;
+        let frames: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(text)
+            .collect();
+        let messages: Vec<&String> = frames
+            .iter()
+            .filter(|f| f.contains("\"messages\""))
+            .collect();
+        assert_eq!(messages.len(), 1, "{frames:?}");
+        assert_eq!(messages[0].matches("\"once\"").count(), 1);
+        // Brought again after it went out: already in the history.
+        rooms.deliver("b", m);
+        tokio::time::sleep(DEFAULT_BATCH * 2).await;
+        assert!(
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .map(text)
+                .all(|f| !f.contains("\"messages\"")),
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_count_is_this_origins_sessions_plus_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rooms, _) = rooms(dir.path(), ChatConfig::default());
+        let _p = rooms.enter("b", Some("s0")).unwrap();
+        rooms.set_elsewhere(HashMap::from([("b".to_owned(), 70), ("c".to_owned(), 5)]));
+        assert_eq!(rooms.viewers("b"), 71);
+        assert_eq!(rooms.viewers("c"), 5);
+        assert_eq!(
+            rooms.all_viewers(),
+            vec![("b".to_owned(), 1)],
+            "this origin's own"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(rooms.peak("b"), 71, "the peak is of the sum");
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,7 +16,7 @@ pub struct HeldLimiter {
 /// One held request; dropping it releases the slot.
 pub struct HeldPermit<'a> {
     limiter: &'a HeldLimiter,
-    client: IpAddr,
+    client: Option<IpAddr>,
 }
 
 impl HeldLimiter {
@@ -29,20 +29,24 @@ impl HeldLimiter {
         }
     }
 
-    /// Takes a slot for `client`, or says which limit was hit.
-    pub fn acquire(&self, client: IpAddr) -> Result<HeldPermit<'_>, HttpError> {
+    /// Takes a slot for `client`, or says which limit was hit. `None` is
+    /// another origin forwarding its clients' requests (they were counted
+    /// there): only the total applies.
+    pub fn acquire(&self, client: Option<IpAddr>) -> Result<HeldPermit<'_>, HttpError> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if st.0 >= self.total {
             return Err(HttpError::TooManyRequests("too many held requests".into()));
         }
-        let n = st.1.entry(client).or_default();
-        if *n >= self.per_client {
-            return Err(HttpError::TooManyRequests(format!(
-                "more than {} held requests from this address",
-                self.per_client
-            )));
+        if let Some(client) = client {
+            let n = st.1.entry(client).or_default();
+            if *n >= self.per_client {
+                return Err(HttpError::TooManyRequests(format!(
+                    "more than {} held requests from this address",
+                    self.per_client
+                )));
+            }
+            *n += 1;
         }
-        *n += 1;
         st.0 += 1;
         Ok(HeldPermit {
             limiter: self,
@@ -60,10 +64,12 @@ impl Drop for HeldPermit<'_> {
     fn drop(&mut self) {
         let mut st = self.limiter.state.lock().unwrap_or_else(|p| p.into_inner());
         st.0 -= 1;
-        if let Some(n) = st.1.get_mut(&self.client) {
+        if let Some(client) = self.client
+            && let Some(n) = st.1.get_mut(&client)
+        {
             *n -= 1;
             if *n == 0 {
-                st.1.remove(&self.client);
+                st.1.remove(&client);
             }
         }
     }
@@ -76,14 +82,27 @@ mod tests {
     #[test]
     fn held_requests_are_capped_per_client_and_released() {
         let l = HeldLimiter::new(2, 3);
-        let a: IpAddr = "127.0.0.1".parse().unwrap();
-        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let a = Some("127.0.0.1".parse().unwrap());
+        let b = Some("127.0.0.2".parse().unwrap());
         let p1 = l.acquire(a).unwrap();
         let _p2 = l.acquire(a).unwrap();
         assert!(l.acquire(a).is_err());
         let _p3 = l.acquire(b).unwrap();
         assert!(l.acquire(b).is_err(), "total cap");
         drop(p1);
+        assert!(l.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn another_origins_requests_count_only_toward_the_total() {
+        let l = HeldLimiter::new(1, 3);
+        let a = Some("127.0.0.1".parse().unwrap());
+        let _p1 = l.acquire(None).unwrap();
+        let _p2 = l.acquire(None).unwrap();
+        let p3 = l.acquire(a).unwrap();
+        assert!(l.acquire(None).is_err(), "total cap");
+        drop(p3);
+        assert_eq!(l.held(), 2);
         assert!(l.acquire(a).is_ok());
     }
 }

@@ -291,6 +291,16 @@ impl Hls {
             .cloned()
     }
 
+    /// Every broadcast this origin holds a window of (live or lingering).
+    pub fn windows(&self) -> Vec<String> {
+        self.broadcasts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     pub(super) fn broadcast_or_new(&self, id: &str) -> Arc<Broadcast> {
         let mut map = self.broadcasts.write().unwrap_or_else(|p| p.into_inner());
         map.entry(id.to_owned())

@@ -54,8 +54,9 @@ pub struct HlsRequest<'a> {
     pub query: Option<&'a str>,
     /// Whether the client accepts gzip.
     pub accepts_gzip: bool,
-    /// The client's address, for held-request limits.
-    pub client: IpAddr,
+    /// The client's address, for held-request limits; `None` for a request
+    /// another origin forwarded (its client was counted there).
+    pub client: Option<IpAddr>,
 }
 
 /// Handles a GET or HEAD under `/hls/`.
@@ -193,7 +194,7 @@ async fn media_file(
     hls: &Arc<Hls>,
     r: &Arc<Rendition>,
     file: &str,
-    client: IpAddr,
+    client: Option<IpAddr>,
 ) -> Result<Response<Full<Bytes>>, HttpError> {
     let file = MediaFile::parse(file).ok_or(HttpError::NotFound)?;
     if let MediaFile::Init(id) = file {
@@ -345,7 +346,7 @@ mod tests {
                         path: &path,
                         query: (!query.is_empty()).then_some(query.as_str()),
                         accepts_gzip: false,
-                        client: CLIENT,
+                        client: Some(CLIENT),
                     },
                 )
                 .await

@@ -1,16 +1,19 @@
-//! The router: which component answers a path, and what every response
-//! gets (CORS, HEAD handling, a status count).
+//! The router: which component answers a path (or which other origin: a
+//! broadcast's media and thumbnail are forwarded to the origin holding its
+//! window), and what every response gets (CORS, HEAD handling, a status count).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, Api};
+use crate::cluster::Cluster;
+use crate::cluster::proxy::Body;
 use crate::error::HttpError;
 use crate::hls::{self, Hls};
 use crate::response::json;
@@ -19,6 +22,8 @@ use crate::response::json;
 pub struct App {
     /// LL-HLS state.
     pub hls: Arc<Hls>,
+    /// The other origins.
+    pub cluster: Arc<Cluster>,
     /// The broadcast API and chat.
     pub api: Arc<Api>,
     /// Web pages.
@@ -29,12 +34,65 @@ pub struct App {
     pub shutdown: CancellationToken,
 }
 
-pub async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
-    let head = req.method() == Method::HEAD;
-    let mut resp = match dispatch(app, req, peer).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+pub async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let resp = match held_elsewhere(app, &req).await {
+        Ok(None) => here(app, req, peer)
+            .await
+            .map(|b| b.map_err(|e| match e {}).boxed()),
+        Ok(Some(owner)) => {
+            // A playlist request may be held: it counts toward the client's
+            // held requests here, and not again at the owner.
+            let _held = if req.uri().path().ends_with(".m3u8") {
+                match app.hls.held.acquire(Some(peer.ip())) {
+                    Ok(p) => Some(p),
+                    Err(e) => return finish(app, boxed(e.into_response())),
+                }
+            } else {
+                None
+            };
+            match app.cluster.proxy.forward(&owner, req).await {
+                Ok(r) => r,
+                Err(e) => boxed(e.into_response()),
+            }
+        }
+        Err(e) => boxed(e.into_response()),
     };
+    finish(app, resp)
+}
+
+fn boxed(r: Response<Full<Bytes>>) -> Response<Body> {
+    r.map(|b| b.map_err(|e| match e {}).boxed())
+}
+
+/// The other origin holding the window of the broadcast `req` is about,
+/// if it is one of its media or thumbnail URLs and this origin does not
+/// hold it. Requests another origin forwarded are answered here, whatever
+/// the answer.
+async fn held_elsewhere<B>(
+    app: &App,
+    req: &Request<B>,
+) -> Result<Option<crate::store::Node>, HttpError> {
+    if !app.cluster.is_shared() || !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Ok(None);
+    }
+    let path = req.uri().path();
+    let id = match path.strip_prefix("/hls/") {
+        Some(rest) => rest.split('/').next(),
+        None => path
+            .strip_prefix("/api/broadcasts/")
+            .and_then(|rest| rest.strip_suffix("/thumbnail.jpg")),
+    };
+    let Some(id) = id.filter(|id| hls::uris::valid_name(id)) else {
+        return Ok(None);
+    };
+    if app.hls.broadcast(id).is_some() || app.cluster.forwarded(req.headers()) {
+        return Ok(None);
+    }
+    Ok(app.cluster.owner_elsewhere(id).await?)
+}
+
+/// What every response gets: CORS headers and a count by status.
+fn finish(app: &App, mut resp: Response<Body>) -> Response<Body> {
     app.metrics
         .http_responses
         .get_or_create(&crate::metrics::StatusLabel {
@@ -50,8 +108,19 @@ pub async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Respo
             .parse()
             .expect("static"),
     );
+    resp
+}
+
+/// Answered by this origin: a HEAD gets the GET's headers and length.
+async fn here(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let head = req.method() == Method::HEAD;
+    let forwarded = app.cluster.forwarded(req.headers());
+    let resp = match dispatch(app, req, peer, forwarded).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
     if head {
-        let len = http_body_util::BodyExt::boxed(resp.body().clone());
+        let len = resp.body().clone().boxed();
         let size = hyper::body::Body::size_hint(&len).exact().unwrap_or(0);
         let (mut parts, _) = resp.into_parts();
         parts.headers.insert("content-length", size.into());
@@ -64,6 +133,7 @@ async fn dispatch(
     app: &App,
     req: Request<Incoming>,
     peer: SocketAddr,
+    forwarded: bool,
 ) -> Result<Response<Full<Bytes>>, HttpError> {
     let path = req.uri().path().to_owned();
     let path = path.as_str();
@@ -145,7 +215,7 @@ async fn dispatch(
                 path: rest,
                 query: req.uri().query(),
                 accepts_gzip,
-                client: peer.ip(),
+                client: (!forwarded).then_some(peer.ip()),
             },
         )
         .await;

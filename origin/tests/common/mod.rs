@@ -2,6 +2,9 @@
 //! loopback ports, and real publishers.
 #![allow(dead_code)]
 
+pub mod chat;
+pub mod edge;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -279,11 +282,20 @@ pub async fn request_with(
 
 /// A request with a JSON body.
 pub async fn request_json(method: &str, url: &str, body: &str) -> Resp {
+    request_json_as(method, url, body, None).await
+}
+
+/// A request with a JSON body and, if given, an owner token.
+pub async fn request_json_as(method: &str, url: &str, body: &str, token: Option<&str>) -> Resp {
     let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(method)
         .uri(url)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req
         .body(http_body_util::Full::from(body.to_owned()))
         .unwrap();
     let started = std::time::Instant::now();
@@ -465,4 +477,18 @@ pub async fn first_media_playlist(master: &str, limit: Duration) -> String {
 pub fn resolve(base: &str, uri: &str) -> String {
     let dir = &base[..base.rfind('/').unwrap() + 1];
     format!("{dir}{uri}")
+}
+
+/// Sum of a metric's samples (all label sets).
+pub async fn metric(origin: SocketAddr, name: &str) -> f64 {
+    get(&format!("http://{origin}/metrics"))
+        .await
+        .text()
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

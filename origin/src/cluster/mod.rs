@@ -1,0 +1,211 @@
+//! Several origins as one service. With `--database-url`, each origin is a
+//! node: it claims the live windows it packages, beats once a second (its
+//! holdings and its viewers per broadcast), and forwards requests for a
+//! window another origin holds to that origin. Without a shared database
+//! the origin is alone, and every question here has the local answer.
+//!
+//! Layout:
+//! - [`config`]: node id, advertised URL, intervals, proxy limits.
+//! - [`proxy`]: forwarding a request to another origin.
+
+pub mod config;
+pub mod proxy;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::HeaderMap;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use self::config::ClusterConfig;
+use self::proxy::{FORWARDED_BY, Proxy};
+use crate::store::keys::same;
+use crate::store::{Beat, Echo, Node, Shared, Store, StoreError};
+
+/// How long an answer to "who holds this window" is reused. A new publish
+/// on another origin is found within it.
+const OWNER_CACHE: Duration = Duration::from_secs(1);
+/// "Nobody holds it" is reused for less: a broadcast going live is found sooner.
+const NO_OWNER_CACHE: Duration = Duration::from_millis(250);
+/// Entries kept in the owner cache before it is cleared.
+const OWNER_CACHE_ENTRIES: usize = 10_000;
+
+struct Cached {
+    owner: Option<Node>,
+    at: Instant,
+}
+
+/// This origin among the others.
+pub struct Cluster {
+    /// This origin.
+    pub node: Node,
+    /// Settings.
+    pub config: ClusterConfig,
+    shared: Option<Arc<dyn Shared>>,
+    store: Arc<dyn Store>,
+    owners: Mutex<HashMap<String, Cached>>,
+    /// Reaches the other origins.
+    pub proxy: Proxy,
+}
+
+impl Cluster {
+    /// This origin as `node`; alone when `shared` is `None`.
+    pub fn new(
+        config: ClusterConfig,
+        node: Node,
+        store: Arc<dyn Store>,
+        shared: Option<Arc<dyn Shared>>,
+    ) -> Arc<Cluster> {
+        let signature = format!("{} {}", node.id, store.origin_token(&node.id));
+        Arc::new(Cluster {
+            proxy: Proxy::new(&config, &signature),
+            node,
+            config,
+            shared,
+            store,
+            owners: Mutex::default(),
+        })
+    }
+
+    /// Whether other origins share this one's state.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Makes this origin the holder of `broadcast`'s window (see
+    /// [`Shared::claim`]); whether it is. A database that is away is logged,
+    /// and the next beat claims the window if nobody else has.
+    pub async fn claim(&self, broadcast: &str, take_over: bool) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        self.lock().remove(broadcast);
+        match shared.claim(broadcast, &self.node, take_over).await {
+            Ok(held) => {
+                if !held {
+                    info!(%broadcast, "another origin holds this broadcast");
+                }
+                held
+            }
+            Err(err) => {
+                warn!(%broadcast, %err, "window not claimed; the next beat will");
+                true
+            }
+        }
+    }
+
+    /// The other origin holding `broadcast`'s window: `None` when this one
+    /// does, nobody does, or this origin is alone. Answers are reused
+    /// briefly; while the database is away an earlier answer stands.
+    pub async fn owner_elsewhere(&self, broadcast: &str) -> Result<Option<Node>, StoreError> {
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        let stale = match self.lock().get(broadcast) {
+            Some(c) => {
+                let ttl = if c.owner.is_some() {
+                    OWNER_CACHE
+                } else {
+                    NO_OWNER_CACHE
+                };
+                if now - c.at < ttl {
+                    return Ok(self.elsewhere(c.owner.clone()));
+                }
+                Some(c.owner.clone())
+            }
+            None => None,
+        };
+        let owner = match shared.owner(broadcast).await {
+            Ok(owner) => owner,
+            Err(err) => match stale {
+                Some(owner) => {
+                    debug!(%broadcast, %err, "owner lookup failed; using the last answer");
+                    return Ok(self.elsewhere(owner));
+                }
+                None => return Err(err),
+            },
+        };
+        let mut cache = self.lock();
+        if cache.len() >= OWNER_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(
+            broadcast.to_owned(),
+            Cached {
+                owner: owner.clone(),
+                at: now,
+            },
+        );
+        Ok(self.elsewhere(owner))
+    }
+
+    fn elsewhere(&self, owner: Option<Node>) -> Option<Node> {
+        owner.filter(|o| o.id != self.node.id)
+    }
+
+    /// Whether a request was forwarded by an origin sharing this one's
+    /// database (its signature checks out).
+    pub fn forwarded(&self, headers: &HeaderMap) -> bool {
+        let Some((node, token)) = headers
+            .get(FORWARDED_BY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+        else {
+            return false;
+        };
+        self.is_shared() && same(&self.store.origin_token(node), token)
+    }
+
+    /// Beats every heartbeat interval until `shutdown`: `local` says what
+    /// this origin holds and who watches here; `echo` is given what the
+    /// others did. Alone, it returns at once.
+    pub async fn run<F, Fut>(
+        self: Arc<Self>,
+        local: impl Fn() -> Beat,
+        echo: F,
+        shutdown: CancellationToken,
+    ) where
+        F: Fn(Echo) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(self.config.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let beat = local();
+            match shared
+                .beat(&self.node, &beat, self.config.viewers_expiry)
+                .await
+            {
+                Ok(e) => {
+                    if std::mem::replace(&mut failing, false) {
+                        info!("heartbeat back");
+                    }
+                    echo(e).await;
+                }
+                Err(err) => {
+                    // The last counts from elsewhere stand until it is back.
+                    if !std::mem::replace(&mut failing, true) {
+                        warn!(%err, "heartbeat failed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
