@@ -91,6 +91,7 @@ impl From<crate::store::StoreError> for HttpError {
             crate::store::StoreError::Database(msg) => {
                 HttpError::Unavailable(format!("the database is unavailable: {msg}"))
             }
+            e @ crate::store::StoreError::RoomBusy => HttpError::TooManyRequests(e.to_string()),
             e => HttpError::Internal(e.to_string()),
         }
     }

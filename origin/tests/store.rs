@@ -15,7 +15,9 @@ use origin::store::embedded::SledStore;
 use origin::store::keys::is_owner;
 use origin::store::postgres::PgStore;
 use origin::store::record::{ChatMessage, Status};
-use origin::store::{Beat, Edit, FeedEvent, MAX_CHAT_HISTORY, Node, Shared, Store, StoreError};
+use origin::store::{
+    Beat, Edit, FeedEvent, MAX_CHAT_HISTORY, Node, RoomRate, Shared, Store, StoreError,
+};
 use testkit::postgres::TempPostgres;
 
 fn message(text: &str) -> ChatMessage {
@@ -118,16 +120,22 @@ async fn conformance(store: &dyn Store) {
     assert_eq!(store.stream_key(&r, &c.owner_token), new);
 
     // Chat: ids increase, history is the last n in order, old ones are pruned.
-    let a = store.add_chat(&c.record.id, message("m0")).await.unwrap();
-    let b = store.add_chat(&c.record.id, message("m1")).await.unwrap();
+    let a = store
+        .add_chat(&c.record.id, message("m0"), None)
+        .await
+        .unwrap();
+    let b = store
+        .add_chat(&c.record.id, message("m1"), None)
+        .await
+        .unwrap();
     assert!(b.id > a.id);
     store
-        .add_chat(&other.record.id, message("elsewhere"))
+        .add_chat(&other.record.id, message("elsewhere"), None)
         .await
         .unwrap();
     for i in 2..(MAX_CHAT_HISTORY + 150) {
         store
-            .add_chat(&c.record.id, message(&format!("m{i}")))
+            .add_chat(&c.record.id, message(&format!("m{i}")), None)
             .await
             .unwrap();
     }
@@ -150,6 +158,44 @@ async fn conformance(store: &dyn Store) {
         store.chat_history(&other.record.id, 10).await.unwrap()[0].text,
         "elsewhere"
     );
+
+    // A room's rate: `max` in the window, then busy; other rooms unaffected.
+    let rate = Some(RoomRate {
+        max: 3,
+        per: Duration::from_secs(60),
+    });
+    let quiet = store
+        .create("q".into(), String::new())
+        .await
+        .unwrap()
+        .record
+        .id;
+    for i in 0..3 {
+        store
+            .add_chat(&quiet, message(&format!("r{i}")), rate)
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store.add_chat(&quiet, message("r3"), rate).await,
+        Err(StoreError::RoomBusy)
+    ));
+    assert_eq!(
+        store.chat_history(&quiet, 10).await.unwrap().len(),
+        3,
+        "not stored"
+    );
+    store
+        .add_chat(&other.record.id, message("o"), rate)
+        .await
+        .unwrap();
+    // Messages older than the window do not count.
+    let short = Some(RoomRate {
+        max: 3,
+        per: Duration::from_millis(200),
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.add_chat(&quiet, message("r4"), short).await.unwrap();
     store.ping().await.unwrap();
     store.flush().await.unwrap();
 }
@@ -279,13 +325,29 @@ async fn postgres_keeps_who_holds_what_the_viewers_everywhere_and_the_chat_feed(
     b.beat(&nb, &Beat::default(), expiry).await.unwrap();
     assert_eq!(a.owner(&x).await.unwrap(), None);
 
+    // A room's rate counts the messages of every origin.
+    let rate = Some(RoomRate {
+        max: 2,
+        per: Duration::from_secs(60),
+    });
+    let y = a.create("y".into(), String::new()).await.unwrap().record.id;
+    a.add_chat(&y, message("via a"), rate).await.unwrap();
+    b.add_chat(&y, message("via b"), rate).await.unwrap();
+    assert!(matches!(
+        a.add_chat(&y, message("one too many"), rate).await,
+        Err(StoreError::RoomBusy)
+    ));
+
     // The feed: a message stored by one origin reaches another's feed, with
     // its id; after the database comes back the feed says so.
     let mut feed = b.follow_chat();
     // LISTEN takes a moment; store until one comes through.
     let mut got = None;
     for i in 0..50 {
-        let stored = a.add_chat(&x, message(&format!("m{i}"))).await.unwrap();
+        let stored = a
+            .add_chat(&x, message(&format!("m{i}")), None)
+            .await
+            .unwrap();
         if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), feed.recv()).await {
             got = Some((stored, e));
             break;
@@ -311,7 +373,7 @@ async fn postgres_keeps_who_holds_what_the_viewers_everywhere_and_the_chat_feed(
     })
     .await;
     assert!(resumed.is_ok(), "the feed reports it is back");
-    let after = a.add_chat(&x, message("after")).await.unwrap();
+    let after = a.add_chat(&x, message("after"), None).await.unwrap();
     let next = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await;
     assert!(
         matches!(next, Ok(Some(FeedEvent::Message(_, ref m))) if m.id == after.id),

@@ -14,8 +14,9 @@ pub const DEFAULT_MAX_SESSIONS_PER_ROOM: usize = 20_000;
 pub const DEFAULT_COUNT_INTERVAL: Duration = Duration::from_secs(1);
 /// Messages accepted within this interval go out together, as one frame.
 pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(150);
-/// Messages a room accepts per second, all senders together (with a burst
-/// of twice as many); past it senders are told to slow down.
+/// Messages a room accepts per second, all senders on every origin together
+/// (at most twice as many in any 2 s); past it senders are told the room is
+/// busy.
 pub const DEFAULT_ROOM_MESSAGES_PER_SECOND: u32 = 20;
 /// Above this many sessions a room is in slow mode: each viewer may send
 /// one message per [`DEFAULT_SLOW_MODE_INTERVAL`] (the streamer is exempt).
@@ -122,7 +123,18 @@ pub enum ConfigError {
     Backlog,
 }
 
+/// The window a room's rate is counted over.
+pub const ROOM_RATE_WINDOW: Duration = Duration::from_secs(2);
+
 impl ChatConfig {
+    /// The room's rate as the store counts it, over every origin.
+    pub fn room_rate(&self) -> crate::store::RoomRate {
+        crate::store::RoomRate {
+            max: self.room_messages_per_second * ROOM_RATE_WINDOW.as_secs() as u32,
+            per: ROOM_RATE_WINDOW,
+        }
+    }
+
     /// Rejects settings that cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_sessions_per_room == 0 {

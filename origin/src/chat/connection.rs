@@ -21,8 +21,8 @@ use super::config::{
 };
 use super::rooms::{Bucket, Presence, Room, RoomFull, Rooms, viewers_frame};
 use crate::metrics::{BroadcastLabel, ChatCloseLabel, Metrics};
-use crate::store::Store;
 use crate::store::record::ChatMessage;
+use crate::store::{Store, StoreError};
 
 /// Close code for a client that fell more than the backlog behind.
 pub const CLOSE_TOO_SLOW: u16 = 4001;
@@ -255,6 +255,8 @@ impl Sender<'_> {
                 "slow down: at most {MESSAGES_PER_SECOND} message per second (bursts of {MESSAGE_BURST})"
             ));
         }
+        // This origin's share first (no database work for a flood), then
+        // the room's, counted in the store over every origin.
         if !self
             .room
             .bucket
@@ -262,7 +264,7 @@ impl Sender<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .take()
         {
-            return Err("the room is busy; try again in a moment".into());
+            return Err(StoreError::RoomBusy.to_string());
         }
         *last_sent = Some(Instant::now());
         let stored = self
@@ -271,9 +273,13 @@ impl Sender<'_> {
             .add_chat(
                 self.broadcast,
                 ChatMessage::new(&self.member.user, body, self.member.streamer),
+                Some(config.room_rate()),
             )
             .await
-            .map_err(|e| format!("could not store the message: {e}"))?;
+            .map_err(|e| match e {
+                StoreError::RoomBusy => e.to_string(),
+                e => format!("could not store the message: {e}"),
+            })?;
         self.chat
             .metrics
             .chat_messages

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use super::keys::{self, SECRET_BYTES, random_bytes, random_hex};
 use super::record::{ChatMessage, Record, Status, now_rfc3339, sha256_hex};
-use super::{Created, Edit, MAX_CHAT_HISTORY, Store, StoreError};
+use super::{Created, Edit, MAX_CHAT_HISTORY, RoomRate, Store, StoreError};
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
@@ -212,7 +212,28 @@ impl Store for SledStore {
         &self,
         broadcast: &str,
         mut m: ChatMessage,
+        rate: Option<RoomRate>,
     ) -> Result<ChatMessage, StoreError> {
+        if let Some(rate) = rate {
+            let since = rate.window_start();
+            let mut recent = 0;
+            for v in self
+                .chat
+                .scan_prefix(format!("{broadcast}/"))
+                .values()
+                .rev()
+                .take(rate.max as usize)
+            {
+                let earlier: ChatMessage = serde_json::from_slice(&v?)?;
+                if earlier.at <= since {
+                    break;
+                }
+                recent += 1;
+            }
+            if recent >= rate.max {
+                return Err(StoreError::RoomBusy);
+            }
+        }
         m.id = self.db.generate_id()?;
         let mut key = broadcast.as_bytes().to_vec();
         key.push(b'/');
@@ -310,7 +331,7 @@ mod tests {
             let store = SledStore::open(dir.path()).unwrap();
             for i in 0..5 {
                 store
-                    .add_chat("b1", ChatMessage::new("u", &format!("m{i}"), false))
+                    .add_chat("b1", ChatMessage::new("u", &format!("m{i}"), false), None)
                     .await
                     .unwrap();
             }

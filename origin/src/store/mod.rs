@@ -29,6 +29,24 @@ use self::record::{ChatMessage, Record, Status};
 /// Chat messages kept per broadcast; older ones are pruned.
 pub const MAX_CHAT_HISTORY: usize = 1000;
 
+/// The most messages one room takes in a sliding window, whichever
+/// origins they come through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomRate {
+    /// Messages...
+    pub max: u32,
+    /// ...per this long.
+    pub per: Duration,
+}
+
+impl RoomRate {
+    /// The start of the window ending now, as messages' `at` is written
+    /// (fixed width: string order is time order).
+    pub fn window_start(&self) -> String {
+        humantime::format_rfc3339_micros(std::time::SystemTime::now() - self.per).to_string()
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +59,9 @@ pub enum StoreError {
     /// A stored value did not decode.
     #[error("corrupt record: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// The room took its [`RoomRate`] already.
+    #[error("the room is busy; try again in a moment")]
+    RoomBusy,
     /// The system has no randomness to offer.
     #[error("no randomness: {0}")]
     Random(String),
@@ -108,8 +129,14 @@ pub trait Store: Send + Sync {
     /// from the installation's secret; see [`keys::origin_token`]).
     fn origin_token(&self, node_id: &str) -> String;
 
-    /// Stores a chat message, assigning its id (increasing per store).
-    async fn add_chat(&self, broadcast: &str, m: ChatMessage) -> Result<ChatMessage, StoreError>;
+    /// Stores a chat message, assigning its id (increasing per store),
+    /// unless the room took `rate` messages already (then `RoomBusy`).
+    async fn add_chat(
+        &self,
+        broadcast: &str,
+        m: ChatMessage,
+        rate: Option<RoomRate>,
+    ) -> Result<ChatMessage, StoreError>;
 
     /// The last `n` chat messages of a broadcast, oldest first.
     async fn chat_history(&self, broadcast: &str, n: usize)

@@ -20,7 +20,7 @@ mod shared;
 
 use super::keys::{self, SECRET_BYTES, random_bytes, random_hex};
 use super::record::{ChatMessage, Record, Status, now_rfc3339, sha256_hex};
-use super::{Created, Edit, MAX_CHAT_HISTORY, Store, StoreError};
+use super::{Created, Edit, MAX_CHAT_HISTORY, RoomRate, Store, StoreError};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -325,20 +325,44 @@ impl Store for PgStore {
         keys::origin_token(&self.secret, node_id)
     }
 
-    async fn add_chat(&self, broadcast: &str, m: ChatMessage) -> Result<ChatMessage, StoreError> {
+    async fn add_chat(
+        &self,
+        broadcast: &str,
+        m: ChatMessage,
+        rate: Option<RoomRate>,
+    ) -> Result<ChatMessage, StoreError> {
         let client = self.pool.get().await?;
-        // Stored and published in one statement: the notification goes out
-        // when the insert commits, to every origin's feed (see [`feed`]).
+        // Checked, stored and published in one statement: the room's recent
+        // messages are counted (at most `max` rows, by the index), and the
+        // notification goes out when the insert commits, to every origin's
+        // feed (see [`feed`]). Without a rate, the count is of nothing.
+        let (max, since) = match rate {
+            Some(r) => (i64::from(r.max), r.window_start()),
+            None => (0, String::new()),
+        };
         let row = client
-            .query_one(
-                "WITH m AS (INSERT INTO chat_messages (broadcast_id, user_name, text, at, streamer) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id, user_name, text, at, streamer) \
+            .query_opt(
+                "WITH recent AS (SELECT count(*) AS n FROM (SELECT at FROM chat_messages \
+                 WHERE broadcast_id = $1 ORDER BY id DESC LIMIT $7) r WHERE r.at > $8), \
+                 m AS (INSERT INTO chat_messages (broadcast_id, user_name, text, at, streamer) \
+                 SELECT $1, $2, $3, $4, $5 FROM recent WHERE $7 = 0 OR recent.n < $7 \
+                 RETURNING id, user_name, text, at, streamer) \
                  SELECT m.*, pg_notify($6, json_build_object('broadcast', $1::text, \
                  'type', 'message', 'id', m.id, 'user', m.user_name, 'text', m.text, \
                  'at', m.at, 'streamer', m.streamer)::text)::text AS notified FROM m",
-                &[&broadcast, &m.user, &m.text, &m.at, &m.streamer, &feed::CHANNEL],
+                &[
+                    &broadcast,
+                    &m.user,
+                    &m.text,
+                    &m.at,
+                    &m.streamer,
+                    &feed::CHANNEL,
+                    &max,
+                    &since,
+                ],
             )
-            .await?;
+            .await?
+            .ok_or(StoreError::RoomBusy)?;
         let stored = chat_message(&row)?;
         if stored.id.is_multiple_of(100) {
             client
