@@ -34,6 +34,10 @@ const READ_BUFFER_BYTES: usize = 4 << 10;
 pub struct ChatLoadConfig {
     /// The server, e.g. `http://127.0.0.1:8080`.
     pub base: String,
+    /// Other origins of the same service: sessions are spread over `base`
+    /// and these in turn (the one that speaks is on `base`), and the count
+    /// must reach the whole crowd on each.
+    pub others: Vec<String>,
     /// The broadcast whose room to join.
     pub broadcast: String,
     /// Sessions.
@@ -121,7 +125,9 @@ pub async fn run(config: ChatLoadConfig) -> ChatReport {
     let (speak_tx, speak_rx) = mpsc::channel::<String>(1);
     let mut speak_rx = Some(speak_rx);
     let seen: Vec<Arc<Seen>> = (0..config.sessions).map(|_| Arc::default()).collect();
-    let ws_base = config.base.replacen("http", "ws", 1);
+    let bases: Vec<&String> = std::iter::once(&config.base)
+        .chain(&config.others)
+        .collect();
     let mut tasks = Vec::with_capacity(config.sessions);
     for (i, s) in seen.iter().enumerate() {
         let at = start
@@ -129,7 +135,8 @@ pub async fn run(config: ChatLoadConfig) -> ChatReport {
                 .ramp
                 .mul_f64(i as f64 / config.sessions.max(1) as f64);
         let url = format!(
-            "{ws_base}/api/broadcasts/{}/chat?nick=crowd{i}&session=crowd-{i}",
+            "{}/api/broadcasts/{}/chat?nick=crowd{i}&session=crowd-{i}",
+            bases[i % bases.len()].replacen("http", "ws", 1),
             config.broadcast
         );
         tasks.push(tokio::spawn(session(
@@ -176,13 +183,23 @@ pub async fn run(config: ChatLoadConfig) -> ChatReport {
 
     // 1. The count, from the API and as pushed.
     let api = Api::new(&config.base, &config.broadcast);
+    let apis: Vec<Api> = bases
+        .iter()
+        .map(|b| Api::new(b, &config.broadcast))
+        .collect();
+    let everywhere = async |n: u64| {
+        for api in &apis {
+            if api.viewers().await != Some(n) {
+                return false;
+            }
+        }
+        true
+    };
     let (api_ok, pushed_ok) = tokio::join!(
         async {
-            wait_async(config.timeout, async || {
-                api.viewers().await == Some(joined as u64)
-            })
-            .await
-            .then(since_last_join)
+            wait_async(config.timeout, async || everywhere(joined as u64).await)
+                .await
+                .then(since_last_join)
         },
         async {
             wait(config.timeout, || {
@@ -237,7 +254,7 @@ pub async fn run(config: ChatLoadConfig) -> ChatReport {
         .iter()
         .filter(|s| s.outcome.load(Ordering::Relaxed) == 2)
         .count();
-    if wait_async(config.timeout, async || api.viewers().await == Some(0)).await {
+    if wait_async(config.timeout, async || everywhere(0).await).await {
         report.count_zero_ms = Some(left.elapsed().as_secs_f64() * 1000.0);
     }
     report.count_after_leave = api.viewers().await;

@@ -97,7 +97,7 @@ impl Tally {
 }
 
 /// Splits an `http://` URL into its authority and request target.
-fn split_url(url: &str) -> Result<(String, String), String> {
+pub(crate) fn split_url(url: &str) -> Result<(String, String), String> {
     let uri: Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
     if uri.scheme_str() != Some("http") {
         return Err(format!("{url}: only http:// URLs are supported"));
@@ -111,7 +111,7 @@ fn split_url(url: &str) -> Result<(String, String), String> {
 }
 
 /// Resolves a playlist's URI against the request target of that playlist.
-fn resolve(authority: &str, base: &str, uri: &str) -> Result<String, String> {
+pub(crate) fn resolve(authority: &str, base: &str, uri: &str) -> Result<String, String> {
     if uri.starts_with("http://") || uri.starts_with("https://") {
         let (a, target) = split_url(uri)?;
         return if a == authority {
@@ -132,12 +132,20 @@ fn resolve(authority: &str, base: &str, uri: &str) -> Result<String, String> {
 
 /// A viewer's one keep-alive HTTP/1.1 connection: its requests form one
 /// sequential chain, as a player's playlist and part loads do.
-struct Connection {
-    authority: String,
+pub(crate) struct Connection {
+    pub(crate) authority: String,
     sender: Option<SendRequest<Empty<Bytes>>>,
 }
 
 impl Connection {
+    /// Not connected yet: the first request connects.
+    pub(crate) fn new(authority: String) -> Connection {
+        Connection {
+            authority,
+            sender: None,
+        }
+    }
+
     async fn open(&self) -> Result<SendRequest<Empty<Bytes>>, String> {
         let stream = TcpStream::connect(&self.authority)
             .await
@@ -178,7 +186,11 @@ impl Connection {
 
     /// GETs `target`; the body is appended to `keep`, or only counted. Any
     /// answer but 200 is an error.
-    async fn get(&mut self, target: &str, mut keep: Option<&mut Vec<u8>>) -> Result<u64, String> {
+    pub(crate) async fn get(
+        &mut self,
+        target: &str,
+        mut keep: Option<&mut Vec<u8>>,
+    ) -> Result<u64, String> {
         let request = async {
             let resp = self.send(target).await?;
             let status = resp.status();

@@ -282,6 +282,39 @@ mod tests {
         assert_eq!(cc.peak_save_interval, dc.peak_save_interval);
         assert_eq!(cc.backlog_frames, dc.backlog_frames);
         assert_eq!(c.hls.segments_kept, d.hls.segments_kept);
+        let (cc, dc) = (&c.cluster, &d.cluster);
+        assert_eq!(cc.heartbeat_interval, dc.heartbeat_interval);
+        assert_eq!(cc.viewers_expiry, dc.viewers_expiry);
+        assert_eq!(cc.proxy_max_requests, dc.proxy_max_requests);
+        assert_eq!(cc.proxy_timeout, dc.proxy_timeout);
+        assert_eq!((&cc.node_id, &cc.advertise_url), (&None, &None));
+    }
+
+    #[test]
+    fn the_cluster_example_names_its_node_and_a_bad_one_is_refused() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/origin-cluster.toml");
+        let c = Config::load(cli(&["--config", path])).unwrap();
+        assert!(c.database_url.is_some());
+        let node = c.cluster.node(c.http_listen).unwrap();
+        assert_eq!(
+            (node.id.as_str(), node.url.as_str()),
+            ("origin-a", "http://10.0.0.1:8080")
+        );
+        let c = Config::load(cli(&[
+            "--config",
+            path,
+            "--node-id",
+            "b",
+            "--advertise-url",
+            "http://10.0.0.2:8080",
+        ]))
+        .unwrap();
+        assert_eq!(c.cluster.node(c.http_listen).unwrap().id, "b");
+        // With a database, other origins must be able to reach this one.
+        let err = Config::load(cli(&["--database-url", "postgres://h/d"])).unwrap_err();
+        assert!(format!("{err:#}").contains("--advertise-url"), "{err:#}");
+        let err = Config::load(cli(&["--advertise-url", "http://a/b"])).unwrap_err();
+        assert!(format!("{err:#}").contains("advertise_url"), "{err:#}");
     }
 
     #[test]

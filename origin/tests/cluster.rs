@@ -334,6 +334,13 @@ async fn two_origins_behind_the_edge_play_in_hls_js_through_a_database_outage() 
     .await;
     assert_eq!(refused.status, 503, "API writes wait for the database");
     pg.restart();
+    assert!(
+        eventually(Duration::from_secs(10), async || api(&b.base(), &c.id)
+            .await["status"]
+            == "live")
+        .await,
+        "what was stored before the outage is there"
+    );
 
     let out = player.wait_with_output().await.unwrap();
     assert!(out.status.success(), "player script failed");

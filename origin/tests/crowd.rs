@@ -28,6 +28,7 @@ async fn broadcast(base: &str) -> String {
 fn crowd(base: &str, id: &str, sessions: usize) -> ChatLoadConfig {
     ChatLoadConfig {
         base: base.to_owned(),
+        others: Vec::new(),
         broadcast: id.to_owned(),
         sessions,
         ramp: Duration::from_secs(4),

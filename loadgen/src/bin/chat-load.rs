@@ -12,6 +12,10 @@ struct Args {
     /// The server, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     base: String,
+    /// Another origin of the same service (repeatable): sessions are spread
+    /// over all of them.
+    #[arg(long = "other")]
+    others: Vec<String>,
     /// The broadcast whose room to join.
     #[arg(long)]
     broadcast: String,
@@ -34,6 +38,7 @@ async fn main() {
     let a = Args::parse();
     let report = loadgen::chat::run(loadgen::chat::ChatLoadConfig {
         base: a.base,
+        others: a.others,
         broadcast: a.broadcast,
         sessions: a.sessions,
         ramp: Duration::from_secs(a.ramp),

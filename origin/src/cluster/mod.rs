@@ -209,3 +209,107 @@ impl Cluster {
         self.owners.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::store::FeedEvent;
+    use crate::store::embedded::SledStore;
+
+    /// A database that answers `owner` from a field, or fails, and counts.
+    #[derive(Default)]
+    struct Fake {
+        owner: Mutex<Option<Node>>,
+        down: std::sync::atomic::AtomicBool,
+        asked: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Shared for Fake {
+        async fn claim(&self, _: &str, _: &Node, _: bool) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        async fn owner(&self, _: &str) -> Result<Option<Node>, StoreError> {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            if self.down.load(Ordering::Relaxed) {
+                return Err(StoreError::Database("down".into()));
+            }
+            Ok(self.owner.lock().unwrap().clone())
+        }
+        async fn beat(&self, _: &Node, _: &Beat, _: Duration) -> Result<Echo, StoreError> {
+            Ok(Echo::default())
+        }
+        fn follow_chat(&self) -> mpsc::Receiver<FeedEvent> {
+            mpsc::channel(1).1
+        }
+    }
+
+    fn node(id: &str) -> Node {
+        Node {
+            id: id.into(),
+            url: format!("http://{id}:8080"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_holder_is_asked_at_most_once_a_second_and_remembered_while_the_database_is_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let fake = Arc::new(Fake::default());
+        let cluster = Cluster::new(Default::default(), node("a"), store, Some(fake.clone()));
+        let asked = || fake.asked.load(Ordering::Relaxed);
+
+        // Nobody holds it: asked again after 250 ms, not before.
+        assert_eq!(cluster.owner_elsewhere("x").await.unwrap(), None);
+        assert_eq!(cluster.owner_elsewhere("x").await.unwrap(), None);
+        assert_eq!(asked(), 1);
+        *fake.owner.lock().unwrap() = Some(node("b"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(cluster.owner_elsewhere("x").await.unwrap(), Some(node("b")));
+        assert_eq!(asked(), 2);
+        // Held elsewhere: remembered for a second.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        cluster.owner_elsewhere("x").await.unwrap();
+        assert_eq!(asked(), 2);
+        // The database goes away: the last answer stands.
+        fake.down.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(cluster.owner_elsewhere("x").await.unwrap(), Some(node("b")));
+        assert_eq!(asked(), 3);
+        // Never asked before: the error is the answer.
+        assert!(cluster.owner_elsewhere("y").await.is_err());
+        // This origin holding it is not "elsewhere".
+        fake.down.store(false, Ordering::Relaxed);
+        *fake.owner.lock().unwrap() = Some(node("a"));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(cluster.owner_elsewhere("x").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn only_a_signature_made_with_the_shared_secret_is_an_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let shared = Cluster::new(
+            Default::default(),
+            node("a"),
+            store.clone(),
+            Some(Arc::new(Fake::default())),
+        );
+        let alone = Cluster::new(Default::default(), node("a"), store.clone(), None);
+        let headers = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(FORWARDED_BY, v.parse().unwrap());
+            h
+        };
+        let good = headers(&format!("b {}", store.origin_token("b")));
+        assert!(shared.forwarded(&good));
+        assert!(!alone.forwarded(&good), "alone, nothing is forwarded");
+        assert!(!shared.forwarded(&headers(&format!("c {}", store.origin_token("b")))));
+        assert!(!shared.forwarded(&headers("b 00")));
+        assert!(!shared.forwarded(&HeaderMap::new()));
+    }
+}

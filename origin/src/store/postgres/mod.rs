@@ -150,7 +150,10 @@ impl PgStore {
 
     async fn one(&self, sql: &str, id: &str) -> Result<Record, StoreError> {
         let client = self.pool.get().await?;
-        match client.query_opt(sql, &[&id]).await? {
+        match client
+            .query_opt(&client.prepare_cached(sql).await?, &[&id])
+            .await?
+        {
             Some(row) => record(&row),
             None => Err(StoreError::NotFound),
         }
@@ -340,8 +343,8 @@ impl Store for PgStore {
             Some(r) => (i64::from(r.max), r.window_start()),
             None => (0, String::new()),
         };
-        let row = client
-            .query_opt(
+        let insert = client
+            .prepare_cached(
                 "WITH recent AS (SELECT count(*) AS n FROM (SELECT at FROM chat_messages \
                  WHERE broadcast_id = $1 ORDER BY id DESC LIMIT $7) r WHERE r.at > $8), \
                  m AS (INSERT INTO chat_messages (broadcast_id, user_name, text, at, streamer) \
@@ -350,6 +353,11 @@ impl Store for PgStore {
                  SELECT m.*, pg_notify($6, json_build_object('broadcast', $1::text, \
                  'type', 'message', 'id', m.id, 'user', m.user_name, 'text', m.text, \
                  'at', m.at, 'streamer', m.streamer)::text)::text AS notified FROM m",
+            )
+            .await?;
+        let row = client
+            .query_opt(
+                &insert,
                 &[
                     &broadcast,
                     &m.user,
@@ -416,7 +424,10 @@ impl PgStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Record, StoreError> {
         let client = self.pool.get().await?;
-        match client.query_opt(sql, params).await? {
+        match client
+            .query_opt(&client.prepare_cached(sql).await?, params)
+            .await?
+        {
             Some(row) => record(&row),
             None => Err(StoreError::NotFound),
         }

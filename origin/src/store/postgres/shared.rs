@@ -1,9 +1,9 @@
 //! What several origins share beyond the records (see [`Shared`]): who
 //! holds each live window, the viewers on each origin, and the chat feed.
 //!
-//! An origin's beat is six statements pipelined on one connection (one round
-//! trip), once per heartbeat interval; nothing here is written per viewer
-//! or per request.
+//! An origin's beat is six prepared statements pipelined on one connection
+//! (one round trip), once per heartbeat interval; nothing here is written
+//! per viewer or per request.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,6 +12,30 @@ use tokio::sync::mpsc;
 
 use super::PgStore;
 use crate::store::{Beat, Echo, FeedEvent, Node, Shared, StoreError};
+
+/// Releases the windows this origin no longer holds.
+const DROP_OWNERS: &str = "DELETE FROM owners WHERE node_id = $1 AND NOT (broadcast_id = ANY($2))";
+/// Refreshes the heartbeat of those it holds, claiming any nobody holds.
+const KEEP_OWNERS: &str = "INSERT INTO owners (broadcast_id, node_id, url) \
+    SELECT unnest($2::text[]), $1, $3 \
+    ON CONFLICT (broadcast_id) DO UPDATE SET heartbeat = now(), url = excluded.url \
+    WHERE owners.node_id = excluded.node_id";
+/// Which held broadcasts have ended (through another origin).
+const ENDED: &str = "SELECT id FROM broadcasts WHERE id = ANY($1) AND status = 'ended'";
+/// Drops this origin's counts that went to zero, and anybody's long gone
+/// (a crashed origin's).
+const DROP_COUNTS: &str = "DELETE FROM viewer_counts \
+    WHERE (node_id = $1 AND NOT (broadcast_id = ANY($2))) \
+    OR updated_at < now() - make_interval(secs => $3::float8 * 10)";
+/// This origin's viewer counts.
+const PUT_COUNTS: &str = "INSERT INTO viewer_counts (node_id, broadcast_id, sessions) \
+    SELECT $1, unnest($2::text[]), unnest($3::bigint[]) \
+    ON CONFLICT (node_id, broadcast_id) \
+    DO UPDATE SET sessions = excluded.sessions, updated_at = now()";
+/// The other origins' fresh counts, summed per broadcast.
+const READ_COUNTS: &str = "SELECT broadcast_id, SUM(sessions)::bigint AS n FROM viewer_counts \
+    WHERE node_id <> $1 AND updated_at > now() - make_interval(secs => $2::float8) \
+    GROUP BY broadcast_id";
 
 #[async_trait::async_trait]
 impl Shared for PgStore {
@@ -41,12 +65,10 @@ impl Shared for PgStore {
 
     async fn owner(&self, broadcast: &str) -> Result<Option<Node>, StoreError> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT node_id, url FROM owners WHERE broadcast_id = $1",
-                &[&broadcast],
-            )
+        let owner = client
+            .prepare_cached("SELECT node_id, url FROM owners WHERE broadcast_id = $1")
             .await?;
+        let row = client.query_opt(&owner, &[&broadcast]).await?;
         row.map(|r| {
             Ok(Node {
                 id: r.try_get("node_id")?,
@@ -72,41 +94,22 @@ impl Shared for PgStore {
         let (drop_owners, keep_owners, held_only) = ([me, held], [me, held, url], [held]);
         let (drop_counts, put_counts) = ([me, ids, expiry], [me, ids, counts]);
         let read_counts = [me, expiry];
+        // Prepared once per connection (a parse is a round trip of its own).
+        let (s1, s2, s3, s4, s5, s6) = tokio::try_join!(
+            client.prepare_cached(DROP_OWNERS),
+            client.prepare_cached(KEEP_OWNERS),
+            client.prepare_cached(ENDED),
+            client.prepare_cached(DROP_COUNTS),
+            client.prepare_cached(PUT_COUNTS),
+            client.prepare_cached(READ_COUNTS),
+        )?;
         let (_, _, ended, _, _, elsewhere) = tokio::try_join!(
-            client.execute(
-                "DELETE FROM owners WHERE node_id = $1 AND NOT (broadcast_id = ANY($2))",
-                &drop_owners,
-            ),
-            client.execute(
-                "INSERT INTO owners (broadcast_id, node_id, url) \
-                 SELECT unnest($2::text[]), $1, $3 \
-                 ON CONFLICT (broadcast_id) DO UPDATE SET heartbeat = now(), url = excluded.url \
-                 WHERE owners.node_id = excluded.node_id",
-                &keep_owners,
-            ),
-            client.query(
-                "SELECT id FROM broadcasts WHERE id = ANY($1) AND status = 'ended'",
-                &held_only,
-            ),
-            // Ours that went to zero, and anybody's long gone (a crashed origin's).
-            client.execute(
-                "DELETE FROM viewer_counts WHERE (node_id = $1 AND NOT (broadcast_id = ANY($2))) \
-                 OR updated_at < now() - make_interval(secs => $3::float8 * 10)",
-                &drop_counts,
-            ),
-            client.execute(
-                "INSERT INTO viewer_counts (node_id, broadcast_id, sessions) \
-                 SELECT $1, unnest($2::text[]), unnest($3::bigint[]) \
-                 ON CONFLICT (node_id, broadcast_id) \
-                 DO UPDATE SET sessions = excluded.sessions, updated_at = now()",
-                &put_counts,
-            ),
-            client.query(
-                "SELECT broadcast_id, SUM(sessions)::bigint AS n FROM viewer_counts \
-                 WHERE node_id <> $1 AND updated_at > now() - make_interval(secs => $2::float8) \
-                 GROUP BY broadcast_id",
-                &read_counts,
-            ),
+            client.execute(&s1, &drop_owners),
+            client.execute(&s2, &keep_owners),
+            client.query(&s3, &held_only),
+            client.execute(&s4, &drop_counts),
+            client.execute(&s5, &put_counts),
+            client.query(&s6, &read_counts),
         )?;
         Ok(Echo {
             ended: ended
