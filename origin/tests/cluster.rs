@@ -308,6 +308,7 @@ async fn two_origins_behind_the_edge_play_in_hls_js_through_a_database_outage() 
     // 10 s into playback PostgreSQL stops for 10 s: B still forwards (it
     // remembers where the window is), and the playlist keeps advancing.
     tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut during = chat(&b.base(), &c.id, "during", "during-b", None).await;
     pg.stop();
     let (start_msn, _) = parse_media(&get(&media_b).await.text()).last_position();
     let down = Instant::now();
@@ -333,6 +334,16 @@ async fn two_origins_behind_the_edge_play_in_hls_js_through_a_database_outage() 
     )
     .await;
     assert_eq!(refused.status, 503, "API writes wait for the database");
+    // Chat says it cannot take messages now.
+    say(&mut during, "lost?").await;
+    let told = next_of(&mut during, "error").await;
+    assert!(
+        told["error"]
+            .as_str()
+            .unwrap()
+            .contains("chat is unavailable"),
+        "{told}"
+    );
     pg.restart();
     assert!(
         eventually(Duration::from_secs(10), async || api(&b.base(), &c.id)

@@ -278,6 +278,9 @@ impl Sender<'_> {
             .await
             .map_err(|e| match e {
                 StoreError::RoomBusy => e.to_string(),
+                StoreError::Database(_) => {
+                    "chat is unavailable for a moment (the database is away); try again".into()
+                }
                 e => format!("could not store the message: {e}"),
             })?;
         self.chat

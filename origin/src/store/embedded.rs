@@ -19,6 +19,9 @@ impl From<sled::Error> for StoreError {
     }
 }
 
+/// How long opening waits for the database's lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Broadcasts and chat history in sled.
 pub struct SledStore {
     db: sled::Db,
@@ -31,9 +34,24 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`. While another holder of the
+    /// database (a process still exiting, or a store just dropped whose
+    /// flusher thread has not let go yet) keeps its lock, waits up to
+    /// [`LOCK_WAIT`].
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let db = sled::open(dir.join("db"))?;
+        let path = dir.join("db");
+        let waited = std::time::Instant::now();
+        let db = loop {
+            match sled::open(&path) {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && waited.elapsed() < LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                r => break r?,
+            }
+        };
         let meta = db.open_tree("meta")?;
         let secret = match meta.get("secret")? {
             Some(s) => s.to_vec(),
