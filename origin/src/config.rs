@@ -287,6 +287,7 @@ mod tests {
         assert_eq!(cc.viewers_expiry, dc.viewers_expiry);
         assert_eq!(cc.proxy_max_requests, dc.proxy_max_requests);
         assert_eq!(cc.proxy_timeout, dc.proxy_timeout);
+        assert_eq!(cc.drain, dc.drain);
         assert_eq!((&cc.node_id, &cc.advertise_url), (&None, &None));
     }
 

@@ -87,12 +87,16 @@ pub async fn shutdown_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// Runs every component until `shutdown`.
+/// Runs every component until `requested`. One of several origins first
+/// drains for `[cluster] drain_secs`: `/readyz` says not ready (balancers
+/// and edges move on) while everything is still served; then it stops.
 pub async fn run(
     config: Config,
     listeners: Listeners,
-    shutdown: CancellationToken,
+    requested: CancellationToken,
 ) -> anyhow::Result<()> {
+    // What the components stop on.
+    let shutdown = CancellationToken::new();
     fdlimit::raise(
         (config.http.max_connections + config.ingest.max_connections) as u64
             + fdlimit::RESERVED_FILES,
@@ -129,6 +133,21 @@ pub async fn run(
             url: format!("http://{http_addr}"),
         }
     };
+    let drain = match shared {
+        Some(_) => config.cluster.drain,
+        None => std::time::Duration::ZERO,
+    };
+    tokio::spawn({
+        let (requested, shutdown) = (requested.clone(), shutdown.clone());
+        async move {
+            requested.cancelled().await;
+            if !drain.is_zero() {
+                info!(?drain, "draining: not ready, still serving");
+                tokio::time::sleep(drain).await;
+            }
+            shutdown.cancel();
+        }
+    });
     let cluster =
         cluster::Cluster::new(config.cluster.clone(), node, store.clone(), shared.clone());
     let hls = hls::Hls::new(
@@ -150,6 +169,7 @@ pub async fn run(
         store.clone(),
         metrics.clone(),
         shared.is_some(),
+        shutdown.clone(),
     );
     if let Some(shared) = &shared {
         let (feed, rooms, stop) = (shared.follow_chat(), chat.rooms.clone(), shutdown.clone());
@@ -201,7 +221,7 @@ pub async fn run(
         api,
         pages: pages::Pages::load(&config.player_dir),
         metrics,
-        shutdown: shutdown.clone(),
+        shutdown: requested,
     });
     let http = tokio::spawn(http::run(
         listeners.http,

@@ -142,7 +142,7 @@ impl Default for Metrics {
             );
             r.register(
                 "chat_closed",
-                "Chat connections closed by the server, by reason (full, slow, errors)",
+                "Chat connections closed by the server, by reason (full, slow, errors, restart)",
                 m.chat_closed.clone(),
             );
             r.register(

@@ -12,6 +12,8 @@
 //!   origin's viewers leave the sum within the expiry.
 //! - Ending a broadcast through the origin that does not hold it ends it.
 //! - PostgreSQL down for 10 s: playback through either origin goes on.
+//! - A stopping origin drains: not ready, still serving, then its chat
+//!   sessions are closed with 1012 and it stops.
 
 mod common;
 
@@ -25,11 +27,13 @@ use serde_json::Value;
 use testkit::ffmpeg::TestSource;
 use testkit::postgres::TempPostgres;
 
-/// Beats every 200 ms; a silent origin's viewers expire after 1 s.
+/// Beats every 200 ms; a silent origin's viewers expire after 1 s; a
+/// stop does not drain.
 fn quick(c: &mut origin::config::Config) {
     c.cluster.heartbeat_interval = Duration::from_millis(200);
     c.cluster.viewers_expiry = Duration::from_secs(1);
     c.chat.count_interval = Duration::from_millis(200);
+    c.cluster.drain = Duration::ZERO;
 }
 
 struct Created {
@@ -394,4 +398,60 @@ async fn two_origins_behind_the_edge_play_in_hls_js_through_a_database_outage() 
     );
     ff.kill().await.ok();
     drop(edge);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_origin_drains_then_closes_chat_with_1012() {
+    testkit::logs::capture("origin=info");
+    let pg = TempPostgres::start();
+    const DRAIN: Duration = Duration::from_secs(2);
+    let mut a = start_server_on(Some(&pg.url), &[], |c| {
+        quick(c);
+        c.cluster.drain = DRAIN;
+    })
+    .await;
+    let base = a.base();
+    let c = create(&base).await;
+    let mut member = chat(&base, &c.id, "stay", "stay", None).await;
+    next_of(&mut member, "history").await;
+    assert_eq!(get(&format!("{base}/readyz")).await.status, 200);
+
+    a.shutdown.cancel();
+    let asked = Instant::now();
+    // Not ready at once, but everything is still served.
+    assert_eq!(get(&format!("{base}/readyz")).await.status, 503);
+    assert_eq!(get(&format!("{base}/healthz")).await.status, 200);
+    let created = request_json(
+        "POST",
+        &format!("{base}/api/broadcasts"),
+        r#"{"title":"d"}"#,
+    )
+    .await;
+    assert_eq!(created.status, 201, "the API still answers while draining");
+    say(&mut member, "still here").await;
+    assert!(message_arrives(&mut member, "still here").await, "chat too");
+    assert!(asked.elapsed() < DRAIN, "all that within the drain");
+
+    // Then chat sessions are told the service restarts, and the origin stops.
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        use futures_util::StreamExt;
+        loop {
+            match member.inner.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => {
+                    return f.map(|f| u16::from(f.code));
+                }
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(code, Some(1012), "service restart");
+    assert!(asked.elapsed() >= DRAIN, "not before the drain was over");
+    let stopped = tokio::time::timeout(Duration::from_secs(10), &mut a.task).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the origin stopped cleanly: {stopped:?}"
+    );
 }

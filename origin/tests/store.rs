@@ -348,9 +348,14 @@ async fn postgres_keeps_who_holds_what_the_viewers_everywhere_and_the_chat_feed(
             .add_chat(&x, message(&format!("m{i}")), None)
             .await
             .unwrap();
-        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), feed.recv()).await {
-            got = Some((stored, e));
-            break;
+        match tokio::time::timeout(Duration::from_millis(200), feed.recv()).await {
+            // Listening (the first time): messages before it are in the table.
+            Ok(Some(FeedEvent::Resumed)) => continue,
+            Ok(Some(e)) => {
+                got = Some((stored, e));
+                break;
+            }
+            _ => {}
         }
     }
     let (stored, event) = got.expect("the feed delivers");

@@ -1,7 +1,7 @@
 //! One chat connection: the history on join, the room's frames out, the
 //! client's messages in (checked, rate-limited, stored, then posted to the
-//! room), and a clear close code when the room is full (1013) or the client
-//! reads too slowly (4001).
+//! room), and a clear close code when the room is full (1013), the client
+//! reads too slowly (4001) or the server stops (1012).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use hyper_tungstenite::tungstenite::protocol::CloseFrame;
 use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::config::{
@@ -42,6 +43,8 @@ pub struct Chat {
     /// Messages reach the rooms through the store's feed (several origins),
     /// not straight from the connection that accepted them.
     fed: bool,
+    /// Cancelled when the server stops: connections close with 1012.
+    stop: CancellationToken,
 }
 
 impl Chat {
@@ -52,6 +55,7 @@ impl Chat {
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         fed: bool,
+        stop: CancellationToken,
     ) -> Arc<Chat> {
         let config = Arc::new(config);
         Arc::new(Chat {
@@ -60,6 +64,7 @@ impl Chat {
             store,
             metrics,
             fed,
+            stop,
         })
     }
 
@@ -180,6 +185,13 @@ pub async fn serve(
                     break;
                 }
             },
+            _ = chat.stop.cancelled() => {
+                // The page reconnects (with jitter), to another origin if
+                // this one is going away for good.
+                chat.closed("restart");
+                send(&mut ws, close(CloseCode::Restart, "service restart".into())).await;
+                return;
+            }
             f = rx.recv() => match f {
                 Ok(frame) => Some(frame),
                 Err(RecvError::Lagged(n)) => {

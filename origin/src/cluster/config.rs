@@ -23,6 +23,12 @@ pub const DEFAULT_PROXY_MAX_REQUESTS: usize = 4096;
 /// is answered within the hold timeout (3 target durations); this is above it.
 pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// On SIGTERM, how long an origin of several answers `/readyz` with 503
+/// while still serving everything, before it stops: two health-check
+/// intervals of a balancer (HAProxy's default is 2 s), so that new
+/// publishers, viewers and API calls go elsewhere first.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(4);
+
 /// Cluster settings; see the `DEFAULT_*` constants. Read from the `[cluster]`
 /// table of the config file; `--node-id` and `--advertise-url` override the
 /// file. Only used with `--database-url`.
@@ -50,6 +56,9 @@ pub struct ClusterConfig {
     /// Wait for a forwarded response's head.
     #[serde(rename = "proxy_timeout_secs", with = "As::<DurationSeconds<u64>>")]
     pub proxy_timeout: Duration,
+    /// Not ready, still serving, before a stop.
+    #[serde(rename = "drain_secs", with = "As::<DurationSeconds<u64>>")]
+    pub drain: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -61,6 +70,7 @@ impl Default for ClusterConfig {
             viewers_expiry: DEFAULT_VIEWERS_EXPIRY,
             proxy_max_requests: DEFAULT_PROXY_MAX_REQUESTS,
             proxy_timeout: DEFAULT_PROXY_TIMEOUT,
+            drain: DEFAULT_DRAIN,
         }
     }
 }

@@ -30,7 +30,8 @@ pub struct App {
     pub pages: crate::pages::Pages,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Cancelled when the server is stopping (`/readyz` turns 503).
+    /// Cancelled when a stop is requested (`/readyz` turns 503; with several
+    /// origins, everything is still served while the origin drains).
     pub shutdown: CancellationToken,
 }
 

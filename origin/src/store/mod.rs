@@ -182,8 +182,8 @@ pub struct Echo {
 pub enum FeedEvent {
     /// A message stored by any origin, in the order they were stored.
     Message(String, ChatMessage),
-    /// The feed was lost and is back: messages in between may be missing
-    /// (fill the gap from the table).
+    /// The feed is listening (again): messages stored before may be
+    /// missing (fill the gap from the table).
     Resumed,
 }
 
@@ -210,6 +210,7 @@ pub trait Shared: Send + Sync {
     async fn beat(&self, node: &Node, beat: &Beat, expiry: Duration) -> Result<Echo, StoreError>;
 
     /// Starts following the chat feed: every message any origin stores, in
-    /// order, with a [`FeedEvent::Resumed`] after every reconnection.
+    /// order, with a [`FeedEvent::Resumed`] whenever it starts listening
+    /// (at first, and after every reconnection).
     fn follow_chat(&self) -> mpsc::Receiver<FeedEvent>;
 }

@@ -2,8 +2,9 @@
 //! `chat` channel, to which each stored message is notified in the same
 //! statement that inserts it (so a message is stored and published in one
 //! step, and the feed's order is the commit order, the same on every
-//! origin). A lost connection is reopened with back-off, and every reopening
-//! is reported so that the chat fills the gap from the table.
+//! origin). A lost connection is reopened with back-off, and every time
+//! `LISTEN` takes (the first time included) is reported, so that the chat
+//! fills the gap from the table.
 
 use std::time::Duration;
 
@@ -47,12 +48,11 @@ pub fn follow(config: tokio_postgres::Config) -> mpsc::Receiver<FeedEvent> {
 
 /// Listens, and listens again after every loss, with back-off.
 async fn keep_listening(config: &tokio_postgres::Config, tx: &mpsc::Sender<FeedEvent>) {
-    let mut first = true;
     let mut wait = RETRY_MIN;
     let mut lost = false;
     loop {
         let mut listening = false;
-        match listen(config, tx, &mut first, &mut listening).await {
+        match listen(config, tx, &mut listening).await {
             Ok(()) => return,
             // Said once per outage; the attempts in between are debug.
             Err(err) if listening || !lost => warn!(%err, "chat feed lost; reopening"),
@@ -72,7 +72,6 @@ async fn keep_listening(config: &tokio_postgres::Config, tx: &mpsc::Sender<FeedE
 async fn listen(
     config: &tokio_postgres::Config,
     tx: &mpsc::Sender<FeedEvent>,
-    first: &mut bool,
     listening: &mut bool,
 ) -> Result<(), String> {
     let (client, mut connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
@@ -93,11 +92,11 @@ async fn listen(
         .await
         .map_err(|e| e.to_string())?;
     *listening = true;
-    if !std::mem::replace(first, false) {
-        info!("chat feed back");
-        if tx.send(FeedEvent::Resumed).await.is_err() {
-            return Ok(());
-        }
+    // Also the first time: messages stored while this origin's rooms
+    // existed but nobody listened yet (at start) are filled in the same way.
+    info!("chat feed listening");
+    if tx.send(FeedEvent::Resumed).await.is_err() {
+        return Ok(());
     }
     while let Some(n) = notes.recv().await {
         match serde_json::from_str::<Payload>(n.payload()) {
