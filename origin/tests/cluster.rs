@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::chat::*;
@@ -298,16 +297,7 @@ async fn two_origins_behind_the_edge_play_in_hls_js_through_a_database_outage() 
         metric(a.http, "origin_http_responses_total").await,
         metric(b.http, "origin_http_responses_total").await,
     );
-    let player = tokio::process::Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../player/tests/llhls-play.mjs"
-        ))
-        .args([&master, "40"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let player = hls_js(&master, 40);
 
     // 10 s into playback PostgreSQL stops for 10 s: B still forwards (it
     // remembers where the window is), and the playlist keeps advancing.
@@ -357,10 +347,7 @@ async fn two_origins_behind_the_edge_play_in_hls_js_through_a_database_outage() 
         "what was stored before the outage is there"
     );
 
-    let out = player.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "player script failed");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let r = hls_js_report(player).await;
     eprintln!("hls.js through the edge and two origins: {r}");
     assert_eq!(r["fatal"].as_array().unwrap().len(), 0, "no fatal error");
     assert!(

@@ -13,8 +13,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use common::edge::Edge;
@@ -23,10 +22,6 @@ use loadgen::llhls::{LoadConfig, run as load};
 use testkit::ffmpeg::TestSource;
 
 const KEY: &str = "edge";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The origin binary on fixed loopback ports, so that a restart comes back
 /// where the edge looks for it.
@@ -101,13 +96,7 @@ async fn viewers_and_a_restarting_origin_behind_an_nginx_edge() {
 
     // 2. An origin restart under hls.js playing through the edge.
     let media_url = format!("http://{http}/hls/{KEY}/480p.m3u8");
-    let player = tokio::process::Command::new("node")
-        .arg(repo().join("player/tests/llhls-play.mjs"))
-        .args([&master, "45"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let player = hls_js(&master, 45);
     tokio::time::sleep(Duration::from_secs(12)).await;
     let before = parse_media(&get(&media_url).await.text());
     let stop_took = origin.stop(Duration::from_secs(15)).await;
@@ -174,10 +163,7 @@ async fn viewers_and_a_restarting_origin_behind_an_nginx_edge() {
         media_gap.as_secs_f64()
     );
 
-    let out = player.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "player script failed");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let r = hls_js_report(player).await;
     eprintln!("hls.js through the edge across the restart: {r}");
     assert_eq!(
         r["fatal"].as_array().unwrap().len(),

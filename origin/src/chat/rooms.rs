@@ -262,8 +262,9 @@ impl Rooms {
         }
     }
 
-    /// Delivers the chat feed (every origin's messages) until it ends; after
-    /// the feed was lost, fills each room's gap from the store.
+    /// Delivers the chat feed (every origin's messages) until it ends;
+    /// whenever the feed starts listening (at first, and after it was lost),
+    /// fills each room's gap from the store.
     pub async fn follow(self: Arc<Self>, mut feed: mpsc::Receiver<FeedEvent>) {
         while let Some(event) = feed.recv().await {
             match event {
@@ -457,6 +458,36 @@ mod tests {
             std::iter::from_fn(|| rx.try_recv().ok())
                 .map(text)
                 .all(|f| !f.contains("\"messages\"")),
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_feed_that_starts_listening_fills_each_rooms_gap_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rooms, store) = rooms(dir.path(), ChatConfig::default());
+        let p = rooms.enter("b", Some("s0")).unwrap();
+        let (_, mut rx) = p.room.subscribe(store.as_ref()).await;
+        // Stored while nobody listened: no notification reached this origin.
+        store
+            .add_chat("b", ChatMessage::new("u", "missed", false), None)
+            .await
+            .unwrap();
+        let (tx, feed) = mpsc::channel(4);
+        tokio::spawn(rooms.clone().follow(feed));
+        tx.send(FeedEvent::Resumed).await.unwrap();
+        tokio::time::sleep(DEFAULT_BATCH * 2).await;
+        let frames: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(text)
+            .collect();
+        let got: usize = frames.iter().map(|f| f.matches("\"missed\"").count()).sum();
+        assert_eq!(got, 1, "{frames:?}");
+        // A second resumption brings nothing twice.
+        tx.send(FeedEvent::Resumed).await.unwrap();
+        tokio::time::sleep(DEFAULT_BATCH * 2).await;
+        assert!(
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .map(text)
+                .all(|f| !f.contains("missed"))
         );
     }
 

@@ -492,3 +492,27 @@ pub async fn metric(origin: SocketAddr, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Stock hls.js in headless Chromium (`player/tests/llhls-play.mjs`)
+/// playing `master` for `seconds`; see [`hls_js_report`].
+pub fn hls_js(master: &str, seconds: u32) -> tokio::process::Child {
+    tokio::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../player/tests/llhls-play.mjs"
+        ))
+        .args([master, &seconds.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node and the player's npm packages (scripts/deps.sh installs them)")
+}
+
+/// Waits for an [`hls_js`] player to finish and returns its report
+/// (`fatal`, `maxFreezeMs`, `currentTime`, `stalls`, latencies…).
+pub async fn hls_js_report(player: tokio::process::Child) -> serde_json::Value {
+    let out = player.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "player script failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().expect("a report line")).unwrap()
+}

@@ -30,6 +30,10 @@ mod embedded {
 pub const POOL_SIZE: usize = 16;
 /// Idle time before TCP keep-alive probes start on database connections.
 const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
+/// A database that does not answer a connection (or a free pooled one)
+/// within this is away: the caller gets `StoreError::Database` (a 503)
+/// instead of waiting for TCP to give up.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Any constant; the migration lock's key.
 const MIGRATION_LOCK: i64 = 0x6f72_6967_696e;
 
@@ -106,7 +110,10 @@ impl PgStore {
             .map_err(|e: tokio_postgres::Error| StoreError::Database(e.to_string()))?;
         // A database that vanished without closing its connections (a
         // network partition) is noticed within a minute.
-        config.keepalives(true).keepalives_idle(KEEPALIVE_IDLE);
+        config
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .connect_timeout(CONNECT_TIMEOUT);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -116,6 +123,9 @@ impl PgStore {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Database(e.to_string()))?;
         let mut client = pool.get().await?;
