@@ -107,7 +107,7 @@ fn micros(start: Instant) -> u64 {
     start.elapsed().as_micros().max(1) as u64
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -43,12 +43,10 @@ pub struct ForwardedReport {
     pub part_forwarded_p99_ms: f64,
 }
 
+/// `p` (0 to 1) of `v`, which it sorts.
 fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
     v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
+    crate::chat::percentile(v, p)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -36,10 +36,15 @@ pub struct App {
 }
 
 pub async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let resp = match held_elsewhere(app, &req).await {
-        Ok(None) => here(app, req, peer)
-            .await
-            .map(|b| b.map_err(|e| match e {}).boxed()),
+    // Another origin's request is answered here, whatever the answer.
+    let forwarded = app.cluster.forwarded(req.headers());
+    let elsewhere = if forwarded {
+        Ok(None)
+    } else {
+        held_elsewhere(app, &req).await
+    };
+    let resp = match elsewhere {
+        Ok(None) => boxed(here(app, req, peer, forwarded).await),
         Ok(Some(owner)) => {
             // A playlist request may be held: it counts toward the client's
             // held requests here, and not again at the owner.
@@ -67,8 +72,7 @@ fn boxed(r: Response<Full<Bytes>>) -> Response<Body> {
 
 /// The other origin holding the window of the broadcast `req` is about,
 /// if it is one of its media or thumbnail URLs and this origin does not
-/// hold it. Requests another origin forwarded are answered here, whatever
-/// the answer.
+/// hold it.
 async fn held_elsewhere<B>(
     app: &App,
     req: &Request<B>,
@@ -86,7 +90,7 @@ async fn held_elsewhere<B>(
     let Some(id) = id.filter(|id| hls::uris::valid_name(id)) else {
         return Ok(None);
     };
-    if app.hls.broadcast(id).is_some() || app.cluster.forwarded(req.headers()) {
+    if app.hls.broadcast(id).is_some() {
         return Ok(None);
     }
     Ok(app.cluster.owner_elsewhere(id).await?)
@@ -113,9 +117,13 @@ fn finish(app: &App, mut resp: Response<Body>) -> Response<Body> {
 }
 
 /// Answered by this origin: a HEAD gets the GET's headers and length.
-async fn here(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+async fn here(
+    app: &App,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    forwarded: bool,
+) -> Response<Full<Bytes>> {
     let head = req.method() == Method::HEAD;
-    let forwarded = app.cluster.forwarded(req.headers());
     let resp = match dispatch(app, req, peer, forwarded).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
