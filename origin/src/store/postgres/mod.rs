@@ -34,6 +34,8 @@ const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
 /// within this is away: the caller gets `StoreError::Database` (a 503)
 /// instead of waiting for TCP to give up.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long opening the store waits for a database that is not up yet.
+pub const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Any constant; the migration lock's key.
 const MIGRATION_LOCK: i64 = 0x6f72_6967_696e;
 
@@ -128,7 +130,19 @@ impl PgStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Database(e.to_string()))?;
-        let mut client = pool.get().await?;
+        // A database that is still starting (it refuses connections, or
+        // accepts them only to say so) is waited for, up to OPEN_WAIT.
+        let opening = std::time::Instant::now();
+        let mut client = loop {
+            match pool.get().await {
+                Ok(c) => break c,
+                Err(e) if opening.elapsed() < OPEN_WAIT => {
+                    tracing::info!(err = %e, "waiting for the database");
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await?;
