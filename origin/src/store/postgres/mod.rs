@@ -11,12 +11,16 @@
 //!
 //! - [`shared`]: window ownership and viewer counts across origins.
 //! - [`feed`]: the chat feed (`LISTEN`/`NOTIFY`).
+//! - `rows`: rows as records and chat messages.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::NoTls;
 
 pub mod feed;
+mod rows;
 mod shared;
+
+use self::rows::{COLUMNS, chat_message, record, status_name};
 
 use super::keys::{self, SECRET_BYTES, random_bytes, random_hex};
 use super::record::{ChatMessage, Record, Status, now_rfc3339, sha256_hex};
@@ -57,50 +61,6 @@ pub struct PgStore {
     secret: Vec<u8>,
     /// For the chat feed's own connection.
     config: tokio_postgres::Config,
-}
-
-const COLUMNS: &str = "id, title, description, status, created_at, started_at, ended_at, \
-    modified_at, peak_viewers, owner_hash, key_version";
-
-fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Ready => "ready",
-        Status::Live => "live",
-        Status::Ended => "ended",
-    }
-}
-
-fn record(row: &Row) -> Result<Record, StoreError> {
-    let status = match row.try_get::<_, &str>("status")? {
-        "ready" => Status::Ready,
-        "live" => Status::Live,
-        "ended" => Status::Ended,
-        other => return Err(StoreError::Database(format!("unknown status {other:?}"))),
-    };
-    Ok(Record {
-        id: row.try_get("id")?,
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
-        status,
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        ended_at: row.try_get("ended_at")?,
-        modified_at: row.try_get("modified_at")?,
-        peak_viewers: row.try_get::<_, i64>("peak_viewers")? as u64,
-        owner_hash: row.try_get("owner_hash")?,
-        key_version: row.try_get::<_, i32>("key_version")? as u32,
-    })
-}
-
-fn chat_message(row: &Row) -> Result<ChatMessage, StoreError> {
-    Ok(ChatMessage {
-        kind: "message".into(),
-        id: row.try_get::<_, i64>("id")? as u64,
-        user: row.try_get("user_name")?,
-        text: row.try_get("text")?,
-        at: row.try_get("at")?,
-        streamer: row.try_get("streamer")?,
-    })
 }
 
 impl PgStore {
