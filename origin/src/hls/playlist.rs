@@ -134,7 +134,10 @@ pub fn render(p: &MediaPlaylist, skip: bool) -> String {
             // Re-declare the map in force at the first listed segment.
             let _ = writeln!(o, "#EXT-X-MAP:URI=\"{m}\"");
         }
-        if s.discontinuity && i > 0 {
+        // Also before the first segment listed: DISCONTINUITY-SEQUENCE counts
+        // the tags that slid out, so a player numbers it one above them on
+        // every reload, as before it slid to the front.
+        if s.discontinuity {
             o.push_str("#EXT-X-DISCONTINUITY\n");
         }
         let _ = writeln!(
@@ -335,6 +338,18 @@ mod tests {
         // Everything after the skipped segments is the full playlist verbatim.
         let tail = |s: &str| s[s.find("#EXT-X-DISCONTINUITY\n").unwrap()..].to_string();
         assert_eq!(tail(&delta), tail(&full));
+    }
+
+    #[test]
+    fn a_discontinuity_is_marked_even_on_the_first_segment_listed() {
+        let mut p = playlist();
+        p.segments[0].discontinuity = true;
+        p.discontinuity_sequence = 3;
+        let text = render(&p, false);
+        assert!(
+            text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:3\n#EXT-X-MAP:URI=\"720p/g/init0.mp4\"\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:"),
+            "{text}"
+        );
     }
 
     #[test]
