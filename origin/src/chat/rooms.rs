@@ -223,11 +223,36 @@ impl Drop for Presence {
 #[error("this chat room is full ({0} sessions)")]
 pub struct RoomFull(pub usize);
 
+/// The least of the values pushed within a window (a monotonic queue:
+/// O(1) per push, amortized).
+#[derive(Default)]
+struct SlidingMin {
+    queue: VecDeque<(tokio::time::Instant, u64)>,
+}
+
+impl SlidingMin {
+    /// Adds `v` at `now`; the least value pushed within `window` of `now`.
+    fn push(&mut self, now: tokio::time::Instant, v: u64, window: Duration) -> u64 {
+        while self.queue.back().is_some_and(|b| b.1 >= v) {
+            self.queue.pop_back();
+        }
+        self.queue.push_back((now, v));
+        while self.queue.front().is_some_and(|f| now - f.0 > window) {
+            self.queue.pop_front();
+        }
+        self.queue.front().map_or(v, |f| f.1)
+    }
+}
+
 /// Every room.
 pub struct Rooms {
     map: Mutex<HashMap<String, Arc<Room>>>,
     /// Viewers on the other origins, per broadcast (see [`crate::cluster`]).
     elsewhere: Mutex<HashMap<String, u64>>,
+    /// With other origins, a sum counts toward the peak only once it held
+    /// this long: a dead origin's report stands until it expires while its
+    /// viewers reconnect here, and that double count is no peak.
+    settle: std::sync::OnceLock<Duration>,
     config: Arc<ChatConfig>,
     store: Arc<dyn Store>,
 }
@@ -238,6 +263,7 @@ impl Rooms {
         Arc::new(Rooms {
             map: Mutex::default(),
             elsewhere: Mutex::default(),
+            settle: std::sync::OnceLock::new(),
             config,
             store,
         })
@@ -247,6 +273,11 @@ impl Rooms {
     pub fn viewers(&self, broadcast: &str) -> u64 {
         let here = lock(&self.map).get(broadcast).map_or(0, |r| r.viewers());
         here + lock(&self.elsewhere).get(broadcast).copied().unwrap_or(0)
+    }
+
+    /// Peaks count sums that held for `over` (the viewer-count expiry).
+    pub fn settle_peaks(&self, over: Duration) {
+        let _ = self.settle.set(over);
     }
 
     /// The viewers on the other origins, per broadcast, as last reported.
@@ -353,12 +384,17 @@ impl Rooms {
         let mut counted: (u64, Option<tokio::time::Instant>) = (u64::MAX, None);
         let mut saved = (0u64, tokio::time::Instant::now());
         let mut empty_since: Option<tokio::time::Instant> = None;
+        let mut recent = SlidingMin::default();
         loop {
             tick.tick().await;
             let now = tokio::time::Instant::now();
             room.flush();
             let viewers = self.viewers(&room.id);
-            room.peak.fetch_max(viewers, Ordering::Relaxed);
+            let settled = match self.settle.get() {
+                Some(over) => recent.push(now, viewers, *over),
+                None => viewers,
+            };
+            room.peak.fetch_max(settled, Ordering::Relaxed);
             if viewers != counted.0
                 && counted
                     .1
@@ -609,6 +645,24 @@ mod tests {
             rx.recv().await,
             Err(broadcast::error::RecvError::Lagged(_))
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_count_counts_toward_the_peak_only_once_it_held() {
+        let mut m = SlidingMin::default();
+        let t = tokio::time::Instant::now();
+        let w = Duration::from_secs(5);
+        let at = |s: u64| t + Duration::from_millis(s);
+        assert_eq!(m.push(at(0), 200, w), 200);
+        // A dead origin's 100 still reported while its viewers came here.
+        assert_eq!(m.push(at(1000), 300, w), 200);
+        assert_eq!(m.push(at(4000), 300, w), 200);
+        // Its report expired.
+        assert_eq!(m.push(at(5500), 200, w), 200);
+        // A real rise counts once it held for the window.
+        assert_eq!(m.push(at(6000), 250, w), 200);
+        assert_eq!(m.push(at(10_000), 250, w), 200);
+        assert_eq!(m.push(at(11_001), 250, w), 250);
     }
 
     #[tokio::test(start_paused = true)]
