@@ -16,7 +16,7 @@ use origin::store::keys::is_owner;
 use origin::store::postgres::PgStore;
 use origin::store::record::{ChatMessage, Status};
 use origin::store::{
-    Beat, Edit, FeedEvent, MAX_CHAT_HISTORY, Node, RoomRate, Shared, Store, StoreError,
+    Beat, Claim, Edit, FeedEvent, MAX_CHAT_HISTORY, Node, RoomRate, Shared, Store, StoreError,
 };
 use testkit::postgres::TempPostgres;
 
@@ -291,39 +291,127 @@ async fn postgres_keeps_who_holds_what_the_viewers_everywhere_and_the_chat_feed(
     let x = a.create("x".into(), String::new()).await.unwrap().record.id;
 
     // Ownership: a restored window does not take a broadcast someone holds;
-    // a new publish does.
-    assert!(a.claim(&x, &na, false).await.unwrap());
-    assert!(!b.claim(&x, &nb, false).await.unwrap());
+    // a new publish does, and the epoch goes up with every new holder.
+    let claim = |epoch, taken_over| Some(Claim { epoch, taken_over });
+    assert_eq!(a.claim(&x, &na, false).await.unwrap(), claim(1, false));
+    assert_eq!(
+        a.claim(&x, &na, true).await.unwrap(),
+        claim(1, false),
+        "same holder"
+    );
+    assert_eq!(b.claim(&x, &nb, false).await.unwrap(), None);
     assert_eq!(b.owner(&x).await.unwrap(), Some(na.clone()));
-    assert!(b.claim(&x, &nb, true).await.unwrap());
+    // Counters are written under the holder's epoch only.
+    assert!(
+        a.save_counters(&x, "720p", &na, 1, "{\"n\":1}")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.save_counters(&x, "720p", &nb, 1, "{\"n\":2}")
+            .await
+            .unwrap()
+    );
+    assert_eq!(b.claim(&x, &nb, true).await.unwrap(), claim(2, true));
     assert_eq!(a.owner(&x).await.unwrap(), Some(nb.clone()));
-    // A beat releases only the beating origin's windows.
-    let expiry = Duration::from_secs(1);
-    a.beat(&na, &Beat::default(), expiry).await.unwrap();
+    assert_eq!(
+        b.counters(&x).await.unwrap(),
+        vec![("720p".to_owned(), "{\"n\":1}".to_owned())],
+        "the new holder reads what the old one wrote"
+    );
+    // The old holder is fenced off, whatever epoch it thinks it has.
+    assert!(
+        !a.save_counters(&x, "720p", &na, 1, "{\"n\":3}")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.save_counters(&x, "720p", &na, 2, "{\"n\":3}")
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.save_counters(&x, "720p", &nb, 2, "{\"n\":4}")
+            .await
+            .unwrap()
+    );
+    // A beat releases only the beating origin's windows, and tells an
+    // origin that still thinks it holds one that it lost it.
+    let (expiry, grace) = (Duration::from_secs(1), Duration::from_secs(3600));
+    let echo = a
+        .beat(
+            &na,
+            &Beat {
+                held: vec![(x.clone(), 1)],
+                ..Default::default()
+            },
+            expiry,
+            grace,
+        )
+        .await
+        .unwrap();
+    assert_eq!(echo.lost, vec![x.clone()]);
+    assert_eq!(
+        a.owner(&x).await.unwrap(),
+        Some(nb.clone()),
+        "and takes nothing back"
+    );
+    a.beat(&na, &Beat::default(), expiry, grace).await.unwrap();
     assert_eq!(a.owner(&x).await.unwrap(), Some(nb.clone()));
 
     // Viewers: each origin sees the others' sum, not its own.
     let beat = |held: &[&str], viewers: u64| Beat {
-        held: held.iter().map(|s| s.to_string()).collect(),
+        held: held.iter().map(|s| (s.to_string(), 2)).collect(),
         viewers: vec![(x.clone(), viewers)],
     };
-    b.beat(&nb, &beat(&[&x], 70), expiry).await.unwrap();
-    let echo = a.beat(&na, &beat(&[], 50), expiry).await.unwrap();
+    b.beat(&nb, &beat(&[&x], 70), expiry, grace).await.unwrap();
+    let echo = a.beat(&na, &beat(&[], 50), expiry, grace).await.unwrap();
     assert_eq!(echo.viewers_elsewhere.get(&x), Some(&70));
-    let echo = b.beat(&nb, &beat(&[&x], 70), expiry).await.unwrap();
+    let echo = b.beat(&nb, &beat(&[&x], 70), expiry, grace).await.unwrap();
     assert_eq!(echo.viewers_elsewhere.get(&x), Some(&50));
     assert!(echo.ended.is_empty());
     // Ended through any origin: the holder hears it on its next beat.
     a.set_status(&x, Status::Ended).await.unwrap();
-    let echo = b.beat(&nb, &beat(&[&x], 70), expiry).await.unwrap();
+    let echo = b.beat(&nb, &beat(&[&x], 70), expiry, grace).await.unwrap();
     assert_eq!(echo.ended, vec![x.clone()]);
     // An origin that stops beating stops counting after the expiry.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let echo = b.beat(&nb, &beat(&[&x], 70), expiry).await.unwrap();
+    let echo = b.beat(&nb, &beat(&[&x], 70), expiry, grace).await.unwrap();
     assert_eq!(echo.viewers_elsewhere.get(&x), None, "a's count expired");
     // A window no longer held is released.
-    b.beat(&nb, &Beat::default(), expiry).await.unwrap();
+    b.beat(&nb, &Beat::default(), expiry, grace).await.unwrap();
     assert_eq!(a.owner(&x).await.unwrap(), None);
+    // Claimed again, it starts above every epoch counters were written under.
+    assert_eq!(a.claim(&x, &na, true).await.unwrap(), claim(3, false));
+
+    // The sweeper: a live broadcast whose holder stopped beating longer than
+    // the grace ago ends, in one origin's beat only.
+    let z = a.create("z".into(), String::new()).await.unwrap().record.id;
+    a.set_status(&z, Status::Live).await.unwrap();
+    a.claim(&z, &na, true).await.unwrap();
+    let short = Duration::from_millis(500);
+    let echo = b.beat(&nb, &Beat::default(), expiry, short).await.unwrap();
+    assert!(echo.swept.is_empty(), "its holder beat just now");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (nc, none) = (node("c"), Beat::default());
+    let (ea, eb) = tokio::join!(
+        a.beat(&nc, &none, expiry, short),
+        b.beat(&nb, &none, expiry, short)
+    );
+    let mut swept = ea.unwrap().swept;
+    swept.extend(eb.unwrap().swept);
+    assert_eq!(swept, vec![z.clone()], "ended once");
+    let ended = b.get(&z).await.unwrap();
+    assert_eq!(ended.status, Status::Ended);
+    assert!(ended.ended_at.is_some());
+    assert_eq!(b.owner(&z).await.unwrap(), None, "its window is freed");
+    let again = b.beat(&nb, &Beat::default(), expiry, short).await.unwrap();
+    assert!(again.swept.is_empty());
+    assert_eq!(
+        b.get(&z).await.unwrap().ended_at,
+        ended.ended_at,
+        "ended once"
+    );
 
     // A room's rate counts the messages of every origin.
     let rate = Some(RoomRate {

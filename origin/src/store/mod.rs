@@ -161,8 +161,9 @@ pub struct Node {
 /// One origin's beat: what it holds and how many watch there.
 #[derive(Debug, Clone, Default)]
 pub struct Beat {
-    /// Broadcasts whose live window this origin holds.
-    pub held: Vec<String>,
+    /// Broadcasts whose live window this origin holds, with the epoch it
+    /// holds each at.
+    pub held: Vec<(String, u64)>,
     /// Viewer sessions on this origin, per broadcast.
     pub viewers: Vec<(String, u64)>,
 }
@@ -172,9 +173,25 @@ pub struct Beat {
 pub struct Echo {
     /// Held broadcasts whose record says `ended` (ended through another origin).
     pub ended: Vec<String>,
+    /// Held broadcasts another origin holds now (it took them over): this
+    /// origin stands down.
+    pub lost: Vec<String>,
+    /// Live broadcasts this beat ended because their holder stopped beating
+    /// longer than the reconnect grace ago (each is ended by one beat only).
+    pub swept: Vec<String>,
     /// Viewer sessions on the other origins, per broadcast, from reports
     /// fresher than the expiry.
     pub viewers_elsewhere: HashMap<String, u64>,
+}
+
+/// A window claimed (see [`Shared::claim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// Bumped whenever the holder changes: counters are written under it.
+    pub epoch: u64,
+    /// Another origin held it before (this is a take-over: continue its
+    /// counters, not a window kept here).
+    pub taken_over: bool,
 }
 
 /// What reaches an origin from the chat feed.
@@ -193,21 +210,42 @@ pub enum FeedEvent {
 pub trait Shared: Send + Sync {
     /// Makes `node` the holder of `broadcast`'s window: a new publish takes
     /// it over (`take_over`); a window restored at start only claims a
-    /// broadcast nobody else holds. Whether `node` holds it now.
+    /// broadcast nobody else holds. `None` when another origin holds it.
     async fn claim(
         &self,
         broadcast: &str,
         node: &Node,
         take_over: bool,
+    ) -> Result<Option<Claim>, StoreError>;
+
+    /// Writes a rendition's counters (JSON), unless `node` no longer holds
+    /// the broadcast at `epoch` (fencing). Whether they were written.
+    async fn save_counters(
+        &self,
+        broadcast: &str,
+        rendition: &str,
+        node: &Node,
+        epoch: u64,
+        counters: &str,
     ) -> Result<bool, StoreError>;
+
+    /// The last counters written for each rendition of `broadcast`.
+    async fn counters(&self, broadcast: &str) -> Result<Vec<(String, String)>, StoreError>;
 
     /// The origin holding `broadcast`'s window, if any.
     async fn owner(&self, broadcast: &str) -> Result<Option<Node>, StoreError>;
 
     /// Refreshes `node`'s holdings (claiming held windows nobody holds,
-    /// releasing the ones it no longer holds) and viewer counts, and reads
-    /// the others' counts reported within `expiry`.
-    async fn beat(&self, node: &Node, beat: &Beat, expiry: Duration) -> Result<Echo, StoreError>;
+    /// releasing the ones it no longer holds) and viewer counts, reads the
+    /// others' counts reported within `expiry`, and ends live broadcasts
+    /// whose holder has not beaten for `grace` (see [`Echo::swept`]).
+    async fn beat(
+        &self,
+        node: &Node,
+        beat: &Beat,
+        expiry: Duration,
+        grace: Duration,
+    ) -> Result<Echo, StoreError>;
 
     /// Starts following the chat feed: every message any origin stores, in
     /// order, with a [`FeedEvent::Resumed`] whenever it starts listening

@@ -111,5 +111,10 @@ pub fn sha256_hex(s: &str) -> String {
 /// and fine enough that broadcasts created in the same millisecond still sort
 /// newest first.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+    rfc3339(SystemTime::now())
+}
+
+/// `t` as [`now_rfc3339`] writes it.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
 }

@@ -1,9 +1,10 @@
 //! What several origins share beyond the records (see [`Shared`]): who
 //! holds each live window, the viewers on each origin, and the chat feed.
 //!
-//! An origin's beat is six prepared statements pipelined on one connection
-//! (one round trip), once per heartbeat interval; nothing here is written
-//! per viewer or per request.
+//! An origin's beat is eight prepared statements pipelined on one
+//! connection (one round trip), once per heartbeat interval; a holder writes
+//! each rendition's counters once per segment; nothing here is written per
+//! viewer or per request.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,17 +12,34 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::PgStore;
-use crate::store::{Beat, Echo, FeedEvent, Node, Shared, StoreError};
+use crate::store::record::{now_rfc3339, rfc3339};
+use crate::store::{Beat, Claim, Echo, FeedEvent, Node, Shared, StoreError};
 
 /// Releases the windows this origin no longer holds.
 const DROP_OWNERS: &str = "DELETE FROM owners WHERE node_id = $1 AND NOT (broadcast_id = ANY($2))";
 /// Refreshes the heartbeat of those it holds, claiming any nobody holds.
-const KEEP_OWNERS: &str = "INSERT INTO owners (broadcast_id, node_id, url) \
-    SELECT unnest($2::text[]), $1, $3 \
+const KEEP_OWNERS: &str = "INSERT INTO owners (broadcast_id, node_id, url, epoch) \
+    SELECT unnest($2::text[]), $1, $3, unnest($4::bigint[]) \
     ON CONFLICT (broadcast_id) DO UPDATE SET heartbeat = now(), url = excluded.url \
     WHERE owners.node_id = excluded.node_id";
 /// Which held broadcasts have ended (through another origin).
 const ENDED: &str = "SELECT id FROM broadcasts WHERE id = ANY($1) AND status = 'ended'";
+/// Which held broadcasts another origin took over.
+const LOST: &str = "SELECT broadcast_id FROM owners WHERE broadcast_id = ANY($2) AND node_id <> $1";
+/// Ends live broadcasts whose holder stopped beating `$1` seconds ago (or
+/// that nobody has held since before `$2`), and frees their windows. Row
+/// locks make each end happen in one origin's beat only.
+const SWEEP: &str = "WITH gone AS ( \
+        SELECT b.id FROM broadcasts b LEFT JOIN owners o ON o.broadcast_id = b.id \
+        WHERE b.status = 'live' AND ( \
+            o.heartbeat < now() - make_interval(secs => $1::float8) \
+            OR (o.broadcast_id IS NULL AND b.modified_at < $2)) \
+        FOR UPDATE OF b SKIP LOCKED), \
+    swept AS (UPDATE broadcasts SET status = 'ended', ended_at = $3, modified_at = $3 \
+        FROM gone WHERE broadcasts.id = gone.id AND broadcasts.status = 'live' \
+        RETURNING broadcasts.id), \
+    freed AS (DELETE FROM owners WHERE broadcast_id IN (SELECT id FROM swept)) \
+    SELECT id FROM swept";
 /// Drops this origin's counts that went to zero, and anybody's long gone
 /// (a crashed origin's).
 const DROP_COUNTS: &str = "DELETE FROM viewer_counts \
@@ -44,23 +62,80 @@ impl Shared for PgStore {
         broadcast: &str,
         node: &Node,
         take_over: bool,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Claim>, StoreError> {
         let client = self.pool.get().await?;
         // A conflicting row is updated only on a take-over or when it is ours
-        // already; otherwise nothing is returned.
-        let sql = if take_over {
-            "INSERT INTO owners (broadcast_id, node_id, url) VALUES ($1, $2, $3) \
+        // already; otherwise nothing is returned. The epoch goes up whenever
+        // the holder changes; a first claim starts above any epoch counters
+        // were written under (a window freed and claimed again).
+        let sql = format!(
+            "WITH prev AS (SELECT node_id FROM owners WHERE broadcast_id = $1) \
+             INSERT INTO owners (broadcast_id, node_id, url, epoch) VALUES ($1, $2, $3, \
+               COALESCE((SELECT max(epoch) FROM window_counters WHERE broadcast_id = $1), 0) + 1) \
              ON CONFLICT (broadcast_id) DO UPDATE SET node_id = excluded.node_id, \
-             url = excluded.url, heartbeat = now() RETURNING node_id"
-        } else {
-            "INSERT INTO owners (broadcast_id, node_id, url) VALUES ($1, $2, $3) \
-             ON CONFLICT (broadcast_id) DO UPDATE SET url = excluded.url, heartbeat = now() \
-             WHERE owners.node_id = excluded.node_id RETURNING node_id"
-        };
+               url = excluded.url, heartbeat = now(), \
+               epoch = CASE WHEN owners.node_id = excluded.node_id THEN owners.epoch \
+                 ELSE owners.epoch + 1 END {} \
+             RETURNING epoch, (SELECT node_id FROM prev) AS prev",
+            if take_over {
+                ""
+            } else {
+                "WHERE owners.node_id = excluded.node_id"
+            }
+        );
         let row = client
-            .query_opt(sql, &[&broadcast, &node.id, &node.url])
+            .query_opt(&sql, &[&broadcast, &node.id, &node.url])
             .await?;
-        Ok(row.is_some())
+        row.map(|r| {
+            let prev: Option<String> = r.try_get("prev")?;
+            Ok(Claim {
+                epoch: r.try_get::<_, i64>("epoch")? as u64,
+                taken_over: prev.is_some_and(|p| p != node.id),
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_counters(
+        &self,
+        broadcast: &str,
+        rendition: &str,
+        node: &Node,
+        epoch: u64,
+        counters: &str,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let save = client
+            .prepare_cached(
+                "INSERT INTO window_counters (broadcast_id, rendition, epoch, counters) \
+                 SELECT $1, $2, $4, $5 WHERE EXISTS (SELECT 1 FROM owners \
+                   WHERE broadcast_id = $1 AND node_id = $3 AND epoch = $4) \
+                 ON CONFLICT (broadcast_id, rendition) DO UPDATE \
+                 SET epoch = excluded.epoch, counters = excluded.counters, updated_at = now() \
+                 WHERE window_counters.epoch <= excluded.epoch",
+            )
+            .await?;
+        let epoch = epoch as i64;
+        let n = client
+            .execute(
+                &save,
+                &[&broadcast, &rendition, &node.id, &epoch, &counters],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn counters(&self, broadcast: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT rendition, counters FROM window_counters WHERE broadcast_id = $1",
+                &[&broadcast],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("rendition")?, r.try_get("counters")?)))
+            .collect()
     }
 
     async fn owner(&self, broadcast: &str) -> Result<Option<Node>, StoreError> {
@@ -78,8 +153,22 @@ impl Shared for PgStore {
         .transpose()
     }
 
-    async fn beat(&self, node: &Node, beat: &Beat, expiry: Duration) -> Result<Echo, StoreError> {
+    async fn beat(
+        &self,
+        node: &Node,
+        beat: &Beat,
+        expiry: Duration,
+        grace: Duration,
+    ) -> Result<Echo, StoreError> {
         let client = self.pool.get().await?;
+        let (held, epochs): (Vec<&str>, Vec<i64>) = beat
+            .held
+            .iter()
+            .map(|(id, e)| (id.as_str(), *e as i64))
+            .unzip();
+        let now = std::time::SystemTime::now();
+        let (grace_secs, unheld_since, ended_at) =
+            (grace.as_secs_f64(), rfc3339(now - grace), now_rfc3339());
         let (ids, counts): (Vec<&str>, Vec<i64>) = beat
             .viewers
             .iter()
@@ -88,34 +177,51 @@ impl Shared for PgStore {
             .unzip();
         let expiry = expiry.as_secs_f64();
         type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
-        let (me, held, url): (Param, Param, Param) = (&node.id, &beat.held, &node.url);
+        let (me, held, url, epochs): (Param, Param, Param, Param) =
+            (&node.id, &held, &node.url, &epochs);
         let (ids, counts, expiry): (Param, Param, Param) = (&ids, &counts, &expiry);
+        let (grace_secs, unheld_since, ended_at): (Param, Param, Param) =
+            (&grace_secs, &unheld_since, &ended_at);
         // Parameters outlive the pipelined statements.
-        let (drop_owners, keep_owners, held_only) = ([me, held], [me, held, url], [held]);
+        let (drop_owners, keep_owners, held_only) = ([me, held], [me, held, url, epochs], [held]);
         let (drop_counts, put_counts) = ([me, ids, expiry], [me, ids, counts]);
-        let read_counts = [me, expiry];
+        let (read_counts, lost, sweep) = (
+            [me, expiry],
+            [me, held],
+            [grace_secs, unheld_since, ended_at],
+        );
         // Prepared once per connection (a parse is a round trip of its own).
-        let (s1, s2, s3, s4, s5, s6) = tokio::try_join!(
+        let (s1, s2, s3, s4, s5, s6, s7, s8) = tokio::try_join!(
             client.prepare_cached(DROP_OWNERS),
             client.prepare_cached(KEEP_OWNERS),
             client.prepare_cached(ENDED),
             client.prepare_cached(DROP_COUNTS),
             client.prepare_cached(PUT_COUNTS),
             client.prepare_cached(READ_COUNTS),
+            client.prepare_cached(LOST),
+            client.prepare_cached(SWEEP),
         )?;
-        let (_, _, ended, _, _, elsewhere) = tokio::try_join!(
+        let (_, _, ended, _, _, elsewhere, lost, swept) = tokio::try_join!(
             client.execute(&s1, &drop_owners),
             client.execute(&s2, &keep_owners),
             client.query(&s3, &held_only),
             client.execute(&s4, &drop_counts),
             client.execute(&s5, &put_counts),
             client.query(&s6, &read_counts),
+            client.query(&s7, &lost),
+            client.query(&s8, &sweep),
         )?;
+        let ids =
+            |rows: Vec<tokio_postgres::Row>, column: &str| -> Result<Vec<String>, StoreError> {
+                Ok(rows
+                    .iter()
+                    .map(|r| r.try_get(column))
+                    .collect::<Result<_, _>>()?)
+            };
         Ok(Echo {
-            ended: ended
-                .iter()
-                .map(|r| r.try_get("id"))
-                .collect::<Result<_, _>>()?,
+            ended: ids(ended, "id")?,
+            lost: ids(lost, "broadcast_id")?,
+            swept: ids(swept, "id")?,
             viewers_elsewhere: elsewhere
                 .iter()
                 .map(|r| Ok((r.try_get("broadcast_id")?, r.try_get::<_, i64>("n")? as u64)))
