@@ -10,6 +10,13 @@
 //!                     +-----publisher back-----+      (owner: any -> ended)
 //! ```
 //!
+//! With several origins, a publish on another origin takes the broadcast
+//! over: the origin that held it stands down (its publisher, if any, is
+//! disconnected; its window is released without ENDLIST), and its grace
+//! timer ends nothing. A broadcast whose origin died is ended by the
+//! sweeper (see [`crate::store::Echo::swept`]) if its publisher does not come
+//! back anywhere within the grace.
+//!
 //! The API asks this module (end, thumbnail, who may publish); [`crate::hls`]
 //! is told (package this publish, end these playlists). Each publish gets a
 //! session number; a grace timer ends the broadcast only if no later publish
@@ -26,7 +33,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Claimed, Cluster};
 use crate::hls::Hls;
 use crate::metrics::{BroadcastLabel, Metrics};
 use crate::store::record::Status;
@@ -127,7 +134,10 @@ impl Broadcasts {
             "broadcasts were live at the last stop; waiting for their publishers"
         );
         for id in waiting {
-            self.cluster.claim(&id, false).await;
+            if self.cluster.claim(&id, false).await == Claimed::Elsewhere {
+                self.hls.release(&id);
+                continue;
+            }
             self.live().entry(id.clone()).or_insert(Live {
                 session: 0,
                 cancel: CancellationToken::new(),
@@ -189,8 +199,16 @@ impl Broadcasts {
             },
         );
         self.set_status(&id, Status::Live).await;
-        // A new publish takes the broadcast over from any other origin.
-        self.cluster.claim(&id, true).await;
+        // A new publish takes the broadcast over from any other origin, and
+        // continues its playlists.
+        if self.cluster.claim(&id, true).await == Claimed::TakenOver {
+            let counters = self.cluster.counters(&id).await;
+            if counters.is_empty() {
+                self.hls.release(&id);
+            } else {
+                self.hls.continue_from(&id, counters);
+            }
+        }
         self.hls.publish(&id, transcode.renditions).await;
         self.count_outcome(&id, transcode.task.await);
         self.end_after_grace(id, session);
@@ -227,10 +245,43 @@ impl Broadcasts {
         tokio::spawn(async move {
             tokio::time::sleep(this.grace).await;
             let current = this.live().get(&id).map(|l| l.session);
-            if current == Some(session) {
+            if current != Some(session) {
+                return;
+            }
+            // The publisher may have come back on another origin.
+            if this.cluster.lost(&id).await {
+                this.stand_down(&id);
+            } else {
                 this.end(&id).await;
             }
         });
+    }
+
+    /// Another origin holds `id` now: its publisher here (if any) is
+    /// disconnected, its window released (no ENDLIST: it goes on there),
+    /// and nothing here ends it.
+    pub fn stand_down(&self, id: &str) {
+        let live = self.live().remove(id);
+        if let Some(live) = &live {
+            live.cancel.cancel();
+        }
+        let released = self.hls.release(id);
+        self.cluster.release(id);
+        if live.is_some() || released {
+            info!(broadcast = %id, "another origin holds this broadcast now; standing down");
+        }
+    }
+
+    /// What a beat brought: broadcasts another origin took over, and the
+    /// ones it ended because their origin died and their publisher did not
+    /// come back.
+    pub fn after_beat(&self, lost: Vec<String>, swept: Vec<String>) {
+        for id in lost {
+            self.stand_down(&id);
+        }
+        for id in swept {
+            info!(broadcast = %id, "ended: its origin stopped answering and its publisher did not come back within the grace");
+        }
     }
 
     /// Ends a broadcast now: its publisher (if any) is disconnected, its
@@ -242,6 +293,7 @@ impl Broadcasts {
         }
         self.set_status(id, Status::Ended).await;
         self.hls.end(id);
+        self.cluster.release(id);
     }
 
     /// Ends the broadcasts among `ids` that are live here but whose record

@@ -155,6 +155,12 @@ pub async fn run(
         metrics.clone(),
         Some(hls::spool::Spool::new(config.data_dir.join(SPOOL_DIR))),
     );
+    if shared.is_some() {
+        hls.share_counters(cluster.clone());
+    }
+    // Stopped after the windows' last counters are written.
+    let counters_done = CancellationToken::new();
+    let counters = tokio::spawn(cluster.clone().write_counters(counters_done.clone()));
     let broadcasts = broadcasts::Broadcasts::new(
         store.clone(),
         hls.clone(),
@@ -172,6 +178,9 @@ pub async fn run(
         shutdown.clone(),
     );
     if let Some(shared) = &shared {
+        // A dead origin's count stands until it expires (seen a beat late).
+        chat.rooms
+            .settle_peaks(config.cluster.viewers_expiry + config.cluster.heartbeat_interval);
         let (feed, rooms, stop) = (shared.follow_chat(), chat.rooms.clone(), shutdown.clone());
         tokio::spawn(async move {
             tokio::select! {
@@ -181,10 +190,11 @@ pub async fn run(
         });
     }
     let beats = tokio::spawn(cluster.clone().run(
+        config.hls.reconnect_grace,
         {
             let (hls, rooms) = (hls.clone(), chat.rooms.clone());
             move || store::Beat {
-                held: hls.windows(),
+                held: hls.windows().into_iter().map(|id| (id, 0)).collect(),
                 viewers: rooms.all_viewers(),
             }
         },
@@ -192,6 +202,7 @@ pub async fn run(
             let (broadcasts, rooms) = (broadcasts.clone(), chat.rooms.clone());
             move |echo: store::Echo| {
                 rooms.set_elsewhere(echo.viewers_elsewhere);
+                broadcasts.after_beat(echo.lost, echo.swept);
                 let broadcasts = broadcasts.clone();
                 async move { broadcasts.ended_elsewhere(echo.ended).await }
             }
@@ -217,7 +228,7 @@ pub async fn run(
     let lifecycle = tokio::spawn(broadcasts.run(publish_rx, shutdown.clone()));
     let app = Arc::new(http::App {
         hls: hls.clone(),
-        cluster,
+        cluster: cluster.clone(),
         api,
         pages: pages::Pages::load(&config.player_dir),
         metrics,
@@ -232,9 +243,18 @@ pub async fn run(
 
     shutdown.cancelled().await;
     // Publishers are being disconnected by ingest. Held requests are answered
-    // (503, retry) and every window is saved, so the restarted server
-    // continues the playlists; they get no ENDLIST, the broadcasts go on.
+    // (503, retry) and every window is saved, so the restarted server (or,
+    // with several, the origin a publisher reconnects to) continues the
+    // playlists; they get no ENDLIST, the broadcasts go on.
     hls.stop().await;
+    if !cluster
+        .flush_counters(hls::restart::SAVE_ON_STOP_LIMIT)
+        .await
+    {
+        tracing::warn!("window counters not all written in time");
+    }
+    counters_done.cancel();
+    let _ = counters.await;
     let (ingest, lifecycle, http, _) = tokio::join!(ingest, lifecycle, http, beats);
     store.flush().await.context("flushing the database")?;
     ingest.context("ingest task")?.context("ingest")?;

@@ -29,6 +29,12 @@ pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(10);
 /// publishers, viewers and API calls go elsewhere first.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(4);
 
+/// How long a request for a window whose holder cannot be reached waits
+/// for another origin to take the broadcast over (its publisher reconnects
+/// through the RTMP balancer), checking four times a second, before a 503.
+/// Below an edge's read timeout for playlists (10 s in `deploy/`).
+pub const DEFAULT_FAILOVER_WAIT: Duration = Duration::from_secs(8);
+
 /// Cluster settings; see the `DEFAULT_*` constants. Read from the `[cluster]`
 /// table of the config file; `--node-id` and `--advertise-url` override the
 /// file. Only used with `--database-url`.
@@ -59,6 +65,9 @@ pub struct ClusterConfig {
     /// Not ready, still serving, before a stop.
     #[serde(rename = "drain_secs", with = "As::<DurationSeconds<u64>>")]
     pub drain: Duration,
+    /// Wait for a take-over when a window's holder is unreachable.
+    #[serde(rename = "failover_wait_secs", with = "As::<DurationSeconds<u64>>")]
+    pub failover_wait: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -71,6 +80,7 @@ impl Default for ClusterConfig {
             proxy_max_requests: DEFAULT_PROXY_MAX_REQUESTS,
             proxy_timeout: DEFAULT_PROXY_TIMEOUT,
             drain: DEFAULT_DRAIN,
+            failover_wait: DEFAULT_FAILOVER_WAIT,
         }
     }
 }

@@ -4,11 +4,18 @@
 //! window another origin holds to that origin. Without a shared database
 //! the origin is alone, and every question here has the local answer.
 //!
+//! Holding a window is fenced by an epoch the database bumps whenever the
+//! holder changes: a take-over continues the old holder's counters, and an
+//! origin that finds another holding its window (it was paused, cut off or
+//! drained) stands down.
+//!
 //! Layout:
 //! - [`config`]: node id, advertised URL, intervals, proxy limits.
 //! - [`proxy`]: forwarding a request to another origin.
+//! - [`counters`]: window counters written for whoever takes over.
 
 pub mod config;
+pub mod counters;
 pub mod proxy;
 
 use std::collections::HashMap;
@@ -23,8 +30,9 @@ use tracing::{debug, info, warn};
 
 use self::config::ClusterConfig;
 use self::proxy::{FORWARDED_BY, Proxy};
+use crate::hls::saved::Counters;
 use crate::store::keys::same;
-use crate::store::{Beat, Echo, Node, Shared, Store, StoreError};
+use crate::store::{Beat, Claim, Echo, Node, Shared, Store, StoreError};
 
 /// How long an answer to "who holds this window" is reused. A new publish
 /// on another origin is found within it.
@@ -39,6 +47,17 @@ struct Cached {
     at: Instant,
 }
 
+/// What claiming a window came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// This origin holds it (as before, or for the first time).
+    Held,
+    /// This origin took it over from another: continue that one's counters.
+    TakenOver,
+    /// Another origin holds it.
+    Elsewhere,
+}
+
 /// This origin among the others.
 pub struct Cluster {
     /// This origin.
@@ -48,6 +67,9 @@ pub struct Cluster {
     shared: Option<Arc<dyn Shared>>,
     store: Arc<dyn Store>,
     owners: Mutex<HashMap<String, Cached>>,
+    /// The windows this origin holds, with their epochs.
+    held: Mutex<HashMap<String, u64>>,
+    outbox: counters::Outbox,
     /// Reaches the other origins.
     pub proxy: Proxy,
 }
@@ -68,6 +90,8 @@ impl Cluster {
             shared,
             store,
             owners: Mutex::default(),
+            held: Mutex::default(),
+            outbox: counters::Outbox::default(),
         })
     }
 
@@ -77,25 +101,82 @@ impl Cluster {
     }
 
     /// Makes this origin the holder of `broadcast`'s window (see
-    /// [`Shared::claim`]); whether it is. A database that is away is logged,
-    /// and the next beat claims the window if nobody else has.
-    pub async fn claim(&self, broadcast: &str, take_over: bool) -> bool {
+    /// [`Shared::claim`]). A database that is away is logged, and the next
+    /// beat claims the window if nobody else has.
+    pub async fn claim(&self, broadcast: &str, take_over: bool) -> Claimed {
         let Some(shared) = &self.shared else {
-            return true;
+            return Claimed::Held;
         };
         self.lock().remove(broadcast);
         match shared.claim(broadcast, &self.node, take_over).await {
-            Ok(held) => {
-                if !held {
-                    info!(%broadcast, "another origin holds this broadcast");
+            Ok(Some(Claim { epoch, taken_over })) => {
+                self.held_lock().insert(broadcast.to_owned(), epoch);
+                if taken_over {
+                    info!(%broadcast, epoch, "taken over from another origin");
+                    Claimed::TakenOver
+                } else {
+                    Claimed::Held
                 }
-                held
+            }
+            Ok(None) => {
+                info!(%broadcast, "another origin holds this broadcast");
+                Claimed::Elsewhere
             }
             Err(err) => {
                 warn!(%broadcast, %err, "window not claimed; the next beat will");
-                true
+                self.held_lock().entry(broadcast.to_owned()).or_insert(1);
+                Claimed::Held
             }
         }
+    }
+
+    /// The epoch this origin holds `broadcast` at, if it does.
+    pub fn epoch(&self, broadcast: &str) -> Option<u64> {
+        self.held_lock().get(broadcast).copied()
+    }
+
+    /// Forgets holding `broadcast` (it ended, or another origin holds it).
+    pub fn release(&self, broadcast: &str) {
+        self.held_lock().remove(broadcast);
+    }
+
+    /// The counters the last holder of `broadcast` wrote, by rendition
+    /// (none when the database is away or nothing was written).
+    pub async fn counters(&self, broadcast: &str) -> Vec<(String, Counters)> {
+        let Some(shared) = &self.shared else {
+            return Vec::new();
+        };
+        match shared.counters(broadcast).await {
+            Ok(rows) => rows
+                .into_iter()
+                .filter_map(|(rendition, json)| match serde_json::from_str(&json) {
+                    Ok(c) => Some((rendition, c)),
+                    Err(err) => {
+                        warn!(%broadcast, %rendition, %err, "stored counters unreadable");
+                        None
+                    }
+                })
+                .collect(),
+            Err(err) => {
+                warn!(%broadcast, %err, "counters not read; the playlists start over");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Whether another origin holds `broadcast` now (asked, not cached; a
+    /// database that is away says no).
+    pub async fn lost(&self, broadcast: &str) -> bool {
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        self.lock().remove(broadcast);
+        matches!(shared.owner(broadcast).await, Ok(Some(o)) if o.id != self.node.id)
+    }
+
+    /// Forgets the cached holder of `broadcast` (it was unreachable).
+    pub fn forget_owner(&self, broadcast: &str) {
+        self.lock().remove(broadcast);
     }
 
     /// The other origin holding `broadcast`'s window: `None` when this one
@@ -162,10 +243,13 @@ impl Cluster {
     }
 
     /// Beats every heartbeat interval until `shutdown`: `local` says what
-    /// this origin holds and who watches here; `echo` is given what the
-    /// others did. Alone, it returns at once.
+    /// this origin holds and who watches here (epochs are filled in here);
+    /// `echo` is given what the others did, and what this beat swept
+    /// (broadcasts whose holder stopped beating longer than `grace` ago).
+    /// Alone, it returns at once.
     pub async fn run<F, Fut>(
         self: Arc<Self>,
+        grace: Duration,
         local: impl Fn() -> Beat,
         echo: F,
         shutdown: CancellationToken,
@@ -184,9 +268,12 @@ impl Cluster {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let beat = local();
+            let mut beat = local();
+            for (id, epoch) in &mut beat.held {
+                *epoch = self.epoch(id).unwrap_or(1);
+            }
             match shared
-                .beat(&self.node, &beat, self.config.viewers_expiry)
+                .beat(&self.node, &beat, self.config.viewers_expiry, grace)
                 .await
             {
                 Ok(e) => {
@@ -207,6 +294,32 @@ impl Cluster {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
         self.owners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn held_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the counters handed over (see [`counters`]) until `stop`.
+    pub async fn write_counters(self: Arc<Self>, stop: CancellationToken) {
+        if let Some(shared) = self.shared.clone() {
+            let epoch = |b: &str| self.epoch(b);
+            self.outbox.run(shared, self.node.clone(), epoch, stop).await;
+        }
+    }
+
+    /// Waits until the counters handed over are written, at most `limit`;
+    /// whether they were.
+    pub async fn flush_counters(&self, limit: Duration) -> bool {
+        self.shared.is_none() || self.outbox.flush(limit).await
+    }
+}
+
+impl crate::hls::CounterSink for Cluster {
+    fn save(&self, broadcast: &str, rendition: &str, counters: Counters) {
+        if self.shared.is_some() {
+            self.outbox.put(broadcast, rendition, counters);
+        }
     }
 }
 
@@ -230,8 +343,24 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Shared for Fake {
-        async fn claim(&self, _: &str, _: &Node, _: bool) -> Result<bool, StoreError> {
+        async fn claim(&self, _: &str, _: &Node, _: bool) -> Result<Option<Claim>, StoreError> {
+            Ok(Some(Claim {
+                epoch: 1,
+                taken_over: false,
+            }))
+        }
+        async fn save_counters(
+            &self,
+            _: &str,
+            _: &str,
+            _: &Node,
+            _: u64,
+            _: &str,
+        ) -> Result<bool, StoreError> {
             Ok(true)
+        }
+        async fn counters(&self, _: &str) -> Result<Vec<(String, String)>, StoreError> {
+            Ok(Vec::new())
         }
         async fn owner(&self, _: &str) -> Result<Option<Node>, StoreError> {
             self.asked.fetch_add(1, Ordering::Relaxed);
@@ -240,7 +369,13 @@ mod tests {
             }
             Ok(self.owner.lock().unwrap().clone())
         }
-        async fn beat(&self, _: &Node, _: &Beat, _: Duration) -> Result<Echo, StoreError> {
+        async fn beat(
+            &self,
+            _: &Node,
+            _: &Beat,
+            _: Duration,
+            _: Duration,
+        ) -> Result<Echo, StoreError> {
             Ok(Echo::default())
         }
         fn follow_chat(&self) -> mpsc::Receiver<FeedEvent> {

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Empty};
 use hyper::header::{HeaderMap, HeaderValue};
+use hyper::http::request::Parts;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -43,9 +43,37 @@ const HOP_BY_HOP: [&str; 8] = [
 /// A forwarded response's body, streamed from the other origin.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
-/// The client other origins are reached with.
+/// Why a request was not forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// Too many requests are forwarded already.
+    #[error("too many requests forwarded to other origins")]
+    Busy,
+    /// The other origin refused the connection or broke it (it may be
+    /// gone: another origin may take its broadcasts over).
+    #[error("origin {0} unreachable: {1}")]
+    Unreachable(String, String),
+    /// The other origin did not answer in time.
+    #[error("origin {0} did not answer in time")]
+    Slow(String),
+    /// The URL did not parse.
+    #[error("forwarding to {0}")]
+    Url(String),
+}
+
+impl From<ForwardError> for HttpError {
+    fn from(e: ForwardError) -> HttpError {
+        match e {
+            ForwardError::Url(_) => HttpError::Internal(e.to_string()),
+            _ => HttpError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// The client other origins are reached with (only GET and HEAD are
+/// forwarded: no request body).
 pub struct Proxy {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Empty<Bytes>>,
     permits: Arc<Semaphore>,
     timeout: Duration,
     signature: HeaderValue,
@@ -68,36 +96,33 @@ impl Proxy {
         }
     }
 
-    /// Sends `req` to `to` and streams its answer back. An origin that
-    /// cannot be reached or does not answer in time is a 503 (no-store,
-    /// Retry-After): an edge tries its next origin.
-    pub async fn forward(
-        &self,
-        to: &Node,
-        mut req: Request<Incoming>,
-    ) -> Result<Response<Body>, HttpError> {
-        let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
-            HttpError::Unavailable("too many requests forwarded to other origins".into())
-        })?;
+    /// Sends the request `head` (a GET or HEAD) to `to` and streams its
+    /// answer back. An origin that cannot be reached or does not answer in
+    /// time is a 503 (no-store, Retry-After): an edge tries its next origin.
+    pub async fn forward(&self, to: &Node, head: &Parts) -> Result<Response<Body>, ForwardError> {
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ForwardError::Busy)?;
         let target = format!(
             "{}{}",
             to.url.trim_end_matches('/'),
-            req.uri().path_and_query().map_or("/", |p| p.as_str())
+            head.uri.path_and_query().map_or("/", |p| p.as_str())
         );
-        *req.uri_mut() = target
-            .parse()
-            .map_err(|e| HttpError::Internal(format!("forwarding to {target}: {e}")))?;
+        let mut req = Request::new(Empty::new());
+        *req.method_mut() = head.method.clone();
+        *req.uri_mut() = target.parse().map_err(|_| ForwardError::Url(target))?;
         let headers = req.headers_mut();
+        *headers = head.headers.clone();
         strip_hop_by_hop(headers);
         // The client names the other origin as the host.
         headers.remove(hyper::header::HOST);
         headers.insert(FORWARDED_BY, self.signature.clone());
         let resp = tokio::time::timeout(self.timeout, self.client.request(req))
             .await
-            .map_err(|_| {
-                HttpError::Unavailable(format!("origin {} did not answer in time", to.id))
-            })?
-            .map_err(|e| HttpError::Unavailable(format!("origin {} unreachable: {e}", to.id)))?;
+            .map_err(|_| ForwardError::Slow(to.id.clone()))?
+            .map_err(|e| ForwardError::Unreachable(to.id.clone(), e.to_string()))?;
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         // The slot is held until the body is done (or dropped).

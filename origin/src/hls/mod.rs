@@ -13,6 +13,7 @@
 //! - [`registry`]: broadcasts, renditions and their snapshots.
 //! - [`package`]: one publish's renditions into their windows.
 //! - [`restart`]: windows restored at start and saved at a stop.
+//! - [`takeover`]: windows continued from, or released to, another origin.
 //! - [`held`]: held-request limits.
 //! - [`server`]: the HTTP side.
 //! - [`spool`]: windows on disk, continued after a restart.
@@ -29,8 +30,9 @@ pub mod restart;
 pub mod saved;
 pub mod server;
 pub mod spool;
+pub mod takeover;
 pub mod uris;
 pub mod window;
 
 pub use config::HlsConfig;
-pub use registry::{Broadcast, Hls, Rendition, Snapshot};
+pub use registry::{Broadcast, CounterSink, Hls, Rendition, Snapshot};

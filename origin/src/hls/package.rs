@@ -100,7 +100,7 @@ async fn package(
             if new_segment {
                 update_facts(&rendition, &packager);
                 // The segment before this one just completed.
-                rendition.save();
+                broadcast.save(&rendition);
             }
             broadcast.refresh(&settings);
             broadcast.changed.send_modify(|v| *v += 1);
@@ -123,7 +123,7 @@ async fn package(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .finish_segment();
-    rendition.save();
+    broadcast.save(&rendition);
     broadcast.refresh(&settings);
 }
 

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -21,7 +21,7 @@ use super::config::HlsConfig;
 use super::directives::Position;
 use super::held::HeldLimiter;
 use super::playlist::{self, Report, Variant};
-use super::saved::{RenditionFacts, Saved};
+use super::saved::{Counters, RenditionFacts, Saved};
 use super::spool::{Spool, Writer};
 use super::uris::Uris;
 use super::window::view::PlaylistSettings;
@@ -62,7 +62,38 @@ pub struct Rendition {
     pub(super) saver: Option<Writer>,
 }
 
+/// Where a holder's counters go at every segment close, so that another
+/// origin can continue its playlists (see [`crate::cluster`]). Never waits.
+pub trait CounterSink: Send + Sync {
+    /// Keeps `counters` of `broadcast`'s `rendition` (a newer call replaces
+    /// one not yet written).
+    fn save(&self, broadcast: &str, rendition: &str, counters: Counters);
+}
+
 impl Rendition {
+    /// A rendition named `name` at `order` in the ladder, with its window.
+    pub(super) fn new(
+        name: String,
+        generation: String,
+        order: usize,
+        window: Window,
+        facts: RenditionFacts,
+        saver: Option<Writer>,
+    ) -> Rendition {
+        Rendition {
+            uris: Uris {
+                rendition: name.clone(),
+                generation,
+            },
+            name,
+            order,
+            window: Mutex::new(window),
+            facts: Mutex::new(facts),
+            snapshot: watch::Sender::new(Arc::new(Snapshot::default())),
+            saver,
+        }
+    }
+
     /// Subscribes to its snapshots.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshot.subscribe()
@@ -73,16 +104,8 @@ impl Rendition {
         f(&self.window.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Saves the window's complete segments (once per segment; never waits).
-    pub(super) fn save(&self) {
-        if let Some(saver) = &self.saver {
-            saver.save(Saved {
-                order: self.order,
-                generation: self.uris.generation.clone(),
-                facts: self.facts.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-                state: self.with_window(|w| w.state()),
-            });
-        }
+    fn facts(&self) -> RenditionFacts {
+        self.facts.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -97,9 +120,29 @@ pub struct Broadcast {
     /// The last multivariant playlist served, and it gzipped.
     pub(super) multivariant: Mutex<(Bytes, Bytes)>,
     pub(super) ended_at: Mutex<Option<SystemTime>>,
+    /// Where counters go for other origins, with several.
+    pub(super) sink: Option<Arc<dyn CounterSink>>,
 }
 
 impl Broadcast {
+    /// Saves `r`'s complete segments on disk and its counters for other
+    /// origins (once per segment; never waits).
+    pub(super) fn save(&self, r: &Rendition) {
+        if let Some(saver) = &r.saver {
+            saver.save(Saved {
+                order: r.order,
+                generation: r.uris.generation.clone(),
+                facts: r.facts(),
+                state: r.with_window(|w| w.state()),
+            });
+        }
+        if let Some(sink) = &self.sink {
+            let counters =
+                r.with_window(|w| w.counters(r.order, r.uris.generation.clone(), r.facts()));
+            sink.save(&self.id, &r.name, counters);
+        }
+    }
+
     /// Renditions, in ladder order.
     pub fn renditions(&self) -> Vec<Arc<Rendition>> {
         self.renditions
@@ -169,22 +212,18 @@ impl Broadcast {
         if let Some(r) = list.iter().find(|r| r.name == info.name) {
             return (r.clone(), true);
         }
-        let r = Arc::new(Rendition {
-            name: info.name.clone(),
-            uris: Uris {
-                rendition: info.name.clone(),
-                generation: new_generation(),
-            },
-            order: list.len(),
-            window: Mutex::new(Window::new(limits, 1)),
-            facts: Mutex::new(RenditionFacts {
+        let r = Arc::new(Rendition::new(
+            info.name.clone(),
+            new_generation(),
+            list.len(),
+            Window::new(limits, 1),
+            RenditionFacts {
                 resolution: (info.width, info.height),
                 nominal_bps: u64::from(info.bitrate_kbps) * 1000 + 128_000,
                 ..Default::default()
-            }),
-            snapshot: watch::Sender::new(Arc::new(Snapshot::default())),
-            saver: spool.and_then(|s| s.writer(&self.id, &info.name)),
-        });
+            },
+            spool.and_then(|s| s.writer(&self.id, &info.name)),
+        ));
         list.push(r.clone());
         self.changed.send_modify(|v| *v += 1);
         (r, false)
@@ -262,6 +301,8 @@ pub struct Hls {
     pub(super) spool: Option<Spool>,
     /// Cancelled when the server stops: held requests are answered at once.
     pub stopping: CancellationToken,
+    /// Where counters go, with several origins (set once at start).
+    pub(super) sink: OnceLock<Arc<dyn CounterSink>>,
 }
 
 impl Hls {
@@ -279,7 +320,13 @@ impl Hls {
             metrics,
             spool,
             stopping: CancellationToken::new(),
+            sink: OnceLock::new(),
         })
+    }
+
+    /// Sends every window's counters to `sink` from now on (several origins).
+    pub fn share_counters(&self, sink: Arc<dyn CounterSink>) {
+        let _ = self.sink.set(sink);
     }
 
     /// A broadcast, if it has been published.
@@ -312,6 +359,7 @@ impl Hls {
                     refresh: Mutex::default(),
                     multivariant: Mutex::default(),
                     ended_at: Mutex::new(None),
+                    sink: self.sink.get().cloned(),
                 })
             })
             .clone()

@@ -2,14 +2,12 @@
 //! new URI generation after an unclean stop), and a stop freezes and saves
 //! every live window, so the next run continues the playlists.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::registry::{Broadcast, Hls, Rendition, Snapshot, new_generation};
-use super::uris::Uris;
+use super::registry::{Broadcast, Hls, Rendition, new_generation};
 use super::window::Window;
 
 /// How long a stopping server waits, in all, for windows to reach the disk.
@@ -47,21 +45,16 @@ impl Hls {
                 g
             };
             let window = Window::restore(self.config.window_limits(), r.saved.state);
-            let rendition = Arc::new(Rendition {
-                uris: Uris {
-                    rendition: r.rendition.clone(),
-                    generation,
-                },
-                order: r.saved.order,
-                window: Mutex::new(window),
-                facts: Mutex::new(r.saved.facts),
-                snapshot: watch::Sender::new(Arc::new(Snapshot::default())),
-                saver: self
-                    .spool
+            let rendition = Arc::new(Rendition::new(
+                r.rendition.clone(),
+                generation,
+                r.saved.order,
+                window,
+                r.saved.facts,
+                self.spool
                     .as_ref()
                     .and_then(|s| s.writer(&r.broadcast, &r.rendition)),
-                name: r.rendition,
-            });
+            ));
             let segments = rendition.with_window(|w| w.position().map(|p| p.last_msn));
             info!(broadcast = %broadcast.id, rendition = %rendition.name, last_msn = ?segments, "window restored");
             broadcast
@@ -88,19 +81,23 @@ impl Hls {
     /// not over.
     pub async fn stop(self: &Arc<Self>) {
         self.stopping.cancel();
-        let renditions: Vec<Arc<Rendition>> = self
+        let live: Vec<Arc<Broadcast>> = self
             .broadcasts
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .filter(|b| b.ended_at().is_none())
-            .flat_map(|b| b.renditions())
+            .cloned()
             .collect();
-        for r in &renditions {
-            // Parts still coming from a transcode are refused from here on,
-            // so the state saved is the last one served: a clean stop.
-            r.window.lock().unwrap_or_else(|p| p.into_inner()).freeze();
-            r.save();
+        let mut renditions: Vec<Arc<Rendition>> = Vec::new();
+        for b in &live {
+            for r in b.renditions() {
+                // Parts still coming from a transcode are refused from here on,
+                // so the state saved is the last one served: a clean stop.
+                r.window.lock().unwrap_or_else(|p| p.into_inner()).freeze();
+                b.save(&r);
+                renditions.push(r);
+            }
         }
         // One deadline for all of them: the stop as a whole stays bounded.
         let deadline = tokio::time::Instant::now() + SAVE_ON_STOP_LIMIT;

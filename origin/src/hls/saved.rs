@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 /// Codec facts of a rendition, for the multivariant playlist.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RenditionFacts {
     /// RFC 6381 codecs.
     pub codecs: String,
@@ -68,4 +68,44 @@ pub struct WindowState {
     /// Taken from a window frozen for a clean stop: nothing was ever served
     /// from it that this state lacks, so its URIs can go on being used.
     pub clean: bool,
+}
+
+/// A complete segment as another origin sees it: no bytes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CountedSegment {
+    /// Media sequence number.
+    pub msn: u64,
+    /// Duration.
+    pub duration: Duration,
+    /// Marked with EXT-X-DISCONTINUITY.
+    pub discontinuity: bool,
+    /// Wall-clock time of its first sample.
+    pub program_date_time: SystemTime,
+}
+
+/// What another origin needs to continue a rendition's playlist after
+/// taking its broadcast over: the counters and the listed segments' times,
+/// never media. Written (with the holder's epoch) at every segment close.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    /// Its position in the ladder.
+    pub order: usize,
+    /// The URI generation in use (the next holder picks a new one).
+    pub generation: String,
+    /// Codec facts for the multivariant playlist.
+    pub facts: RenditionFacts,
+    /// The MSN the next segment gets: past every segment listed so far,
+    /// the open one included.
+    pub next_msn: u64,
+    /// The sequence number the next part gets.
+    pub next_part_seq: u64,
+    /// The id the next init segment gets.
+    pub next_init_id: u32,
+    /// EXT-X-DISCONTINUITY-SEQUENCE of the playlist as last listed.
+    pub discontinuity_sequence: u64,
+    /// EXT-X-DISCONTINUITY tags on the segments listed (the open one
+    /// included): they leave the playlist when another origin continues it.
+    pub discontinuities_listed: u64,
+    /// The complete segments listed, oldest first.
+    pub segments: Vec<CountedSegment>,
 }

@@ -1,22 +1,31 @@
 //! The router: which component answers a path (or which other origin: a
 //! broadcast's media and thumbnail are forwarded to the origin holding its
-//! window), and what every response gets (CORS, HEAD handling, a status count).
+//! window), and what every response gets (CORS, HEAD handling, a status
+//! count, and `Connection: close` while the origin drains, so that edges
+//! stop reusing connections to it before it stops accepting).
+//!
+//! A playlist request whose holder cannot be reached (or is stopping) waits (up to
+//! `[cluster] failover_wait_secs`) for the broadcast to be taken over, here
+//! or elsewhere, and is then answered by the new holder.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, Api};
 use crate::cluster::Cluster;
-use crate::cluster::proxy::Body;
+use crate::cluster::proxy::{Body, ForwardError};
 use crate::error::HttpError;
 use crate::hls::{self, Hls};
 use crate::response::json;
+use crate::store::Node;
 
 /// What the handlers share.
 pub struct App {
@@ -56,14 +65,58 @@ pub async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Respo
             } else {
                 None
             };
-            match app.cluster.proxy.forward(&owner, req).await {
-                Ok(r) => r,
-                Err(e) => boxed(e.into_response()),
-            }
+            forward_or_wait(app, req, owner).await
         }
         Err(e) => boxed(e.into_response()),
     };
     finish(app, resp)
+}
+
+/// How often a playlist request whose holder is unreachable asks who holds
+/// the broadcast now.
+const FAILOVER_POLL: Duration = Duration::from_millis(250);
+
+/// Forwards `req` to `owner`. A playlist request whose owner cannot be
+/// reached waits for a take-over (the publisher reconnecting here or on
+/// another origin) and goes to the new holder.
+async fn forward_or_wait(app: &App, req: Request<Incoming>, mut owner: Node) -> Response<Body> {
+    let (head, _) = req.into_parts();
+    let path = head.uri.path();
+    let waits = head.method == Method::GET && path.ends_with(".m3u8") && path.starts_with("/hls/");
+    let id = path.split('/').nth(2).unwrap_or_default().to_owned();
+    let deadline = tokio::time::Instant::now() + app.cluster.config.failover_wait;
+    loop {
+        match app.cluster.proxy.forward(&owner, &head).await {
+            // A holder that is stopping answers held requests with 503: its
+            // broadcast is about to move, so wait for that too.
+            Ok(r) if waits && r.status() == StatusCode::SERVICE_UNAVAILABLE => {}
+            Ok(r) => return r,
+            Err(ForwardError::Unreachable(..)) if waits => {}
+            Err(e) => return boxed(HttpError::from(e).into_response()),
+        }
+        app.cluster.forget_owner(&id);
+        loop {
+            if tokio::time::Instant::now() + FAILOVER_POLL > deadline {
+                return boxed(
+                    HttpError::Unavailable(format!("origin {} is unreachable", owner.id))
+                        .into_response(),
+                );
+            }
+            tokio::time::sleep(FAILOVER_POLL).await;
+            if app.hls.broadcast(&id).is_some() {
+                // Taken over here; the client was counted already.
+                return boxed(hls_here(app, &head, None).await);
+            }
+            match app.cluster.owner_elsewhere(&id).await {
+                Ok(Some(o)) if o != owner => {
+                    owner = o;
+                    break;
+                }
+                Ok(None) => return boxed(hls_here(app, &head, None).await),
+                _ => app.cluster.forget_owner(&id),
+            }
+        }
+    }
 }
 
 fn boxed(r: Response<Full<Bytes>>) -> Response<Body> {
@@ -105,6 +158,9 @@ fn finish(app: &App, mut resp: Response<Body>) -> Response<Body> {
         })
         .inc();
     let h = resp.headers_mut();
+    if app.shutdown.is_cancelled() {
+        h.insert(hyper::header::CONNECTION, "close".parse().expect("static"));
+    }
     // Players on other origins fetch everything; no credentials are ever involved.
     h.insert("access-control-allow-origin", "*".parse().expect("static"));
     h.insert(
@@ -208,26 +264,36 @@ async fn dispatch(
     if get && let Some(page) = app.pages.get(path) {
         return Ok(page);
     }
-    if let Some(rest) = path.strip_prefix("/hls/") {
+    if path.starts_with("/hls/") {
         if !get {
             return Err(HttpError::MethodNotAllowed);
         }
-        let accepts_gzip = req
-            .headers()
-            .get_all("accept-encoding")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-        return hls::server::handle(
-            &app.hls,
-            hls::server::HlsRequest {
-                path: rest,
-                query: req.uri().query(),
-                accepts_gzip,
-                client: (!forwarded).then_some(peer.ip()),
-            },
-        )
-        .await;
+        let (head, _) = req.into_parts();
+        return Ok(hls_here(app, &head, (!forwarded).then_some(peer.ip())).await);
     }
     Err(HttpError::NotFound)
+}
+
+/// A GET or HEAD under `/hls/` answered by this origin; `client` counts
+/// toward held-request limits (`None`: counted already, or elsewhere).
+async fn hls_here(
+    app: &App,
+    head: &Parts,
+    client: Option<std::net::IpAddr>,
+) -> Response<Full<Bytes>> {
+    let accepts_gzip = head
+        .headers
+        .get_all("accept-encoding")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let req = hls::server::HlsRequest {
+        path: head.uri.path().strip_prefix("/hls/").unwrap_or_default(),
+        query: head.uri.query(),
+        accepts_gzip,
+        client,
+    };
+    hls::server::handle(&app.hls, req)
+        .await
+        .unwrap_or_else(|e| e.into_response())
 }

@@ -387,6 +387,7 @@ impl Window {
 mod tests {
     use super::view::PlaylistSettings;
     use super::*;
+    use crate::hls::saved::Counters;
     use crate::hls::uris::Uris;
 
     const LIMITS: WindowLimits = WindowLimits {
@@ -482,6 +483,56 @@ mod tests {
             .map(|s| (s.msn, s.discontinuity))
             .collect();
         assert_eq!(msns, [(1, false), (2, false), (3, false), (4, true)]);
+    }
+
+    #[test]
+    fn a_window_taken_over_follows_every_msn_listed_and_keeps_counting_discontinuities() {
+        let mut w = Window::new(LIMITS, 1);
+        w.set_init(Bytes::from_static(b"init"));
+        for s in 0..7u8 {
+            let disc = s == 5; // a reconnect: the sixth segment is marked
+            for i in 0..5 {
+                let start = (i == 0).then_some(SegmentStart {
+                    discontinuity: disc,
+                    program_date_time: SystemTime::UNIX_EPOCH,
+                });
+                w.push(part(start, s)).unwrap();
+            }
+        }
+        // Segments 3..=7 listed (7 open), one of them marked.
+        let before = w.playlist(&uris(), &settings(), vec![]);
+        let c = w.counters(1, "g".into(), Default::default());
+        assert_eq!((c.next_msn, c.discontinuities_listed), (8, 1));
+        assert_eq!(
+            c.segments.iter().map(|s| s.msn).collect::<Vec<_>>(),
+            [3, 4, 5, 6],
+            "complete segments only"
+        );
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Counters>(&json).unwrap(), c);
+
+        let mut n = Window::continuing(LIMITS, &c);
+        assert_eq!(n.position(), None, "nothing of the old window is listed");
+        n.set_init(Bytes::from_static(b"other init"));
+        let first = n
+            .push(part(
+                Some(SegmentStart {
+                    discontinuity: true,
+                    program_date_time: SystemTime::UNIX_EPOCH,
+                }),
+                9,
+            ))
+            .unwrap();
+        assert_eq!(first.msn, 8, "above the open segment's MSN");
+        assert!(first.seq >= w.next_part_seq(), "part numbers go on rising");
+        let after = n.playlist(&uris(), &settings(), vec![]);
+        assert!(after.media_sequence > before.segments.last().unwrap().msn);
+        assert!(after.segments[0].discontinuity);
+        // A player numbers discontinuities from the header: the last one it
+        // saw was `seen`; the new (marked) first segment is `seen + 1`.
+        let seen = before.discontinuity_sequence
+            + before.segments.iter().filter(|s| s.discontinuity).count() as u64;
+        assert_eq!(after.discontinuity_sequence, seen);
     }
 
     #[test]

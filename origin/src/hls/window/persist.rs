@@ -1,7 +1,7 @@
 //! A window's durable state: taken for the spool, restored after a restart.
 
 use super::{Segment, Window, WindowLimits};
-use crate::hls::saved::{SavedSegment, WindowState};
+use crate::hls::saved::{CountedSegment, Counters, RenditionFacts, SavedSegment, WindowState};
 
 impl Window {
     /// The durable part of the window: complete segments only (an open
@@ -36,6 +36,44 @@ impl Window {
             segments,
             clean: self.frozen,
         }
+    }
+
+    /// What another origin needs to continue this window (see [`Counters`]).
+    pub fn counters(&self, order: usize, generation: String, facts: RenditionFacts) -> Counters {
+        Counters {
+            order,
+            generation,
+            facts,
+            next_msn: self.next_msn,
+            next_part_seq: self.next_seq,
+            next_init_id: self.next_init_id,
+            discontinuity_sequence: self.discontinuity_sequence,
+            discontinuities_listed: self.segments.iter().filter(|s| s.discontinuity).count() as u64,
+            segments: self
+                .segments
+                .iter()
+                .filter(|s| s.complete)
+                .map(|s| CountedSegment {
+                    msn: s.msn,
+                    duration: s.duration,
+                    discontinuity: s.discontinuity,
+                    program_date_time: s.program_date_time,
+                })
+                .collect(),
+        }
+    }
+
+    /// A window continuing another origin's (after a take-over): it lists
+    /// nothing of the old one (those bytes are not here), its first segment
+    /// follows every MSN listed before, and the discontinuities that leave
+    /// with the old segments are counted. The packager marks that first
+    /// segment with EXT-X-DISCONTINUITY.
+    pub fn continuing(limits: WindowLimits, c: &Counters) -> Window {
+        let mut w = Window::new(limits, c.next_msn);
+        w.next_seq = c.next_part_seq;
+        w.next_init_id = c.next_init_id;
+        w.discontinuity_sequence = c.discontinuity_sequence + c.discontinuities_listed;
+        w
     }
 
     /// A window continuing `state` (after a restart). Segments whose init
