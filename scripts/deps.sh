@@ -20,7 +20,7 @@ want=(
 command -v node >/dev/null || want+=(nodejs)
 command -v npm >/dev/null || want+=(npm)
 if [[ "${1:-run}" == test ]]; then
-  want+=(ffmpeg gstreamer1.0-tools nginx libnginx-mod-rtmp chromium fonts-noto-cjk wrk python3 time postgresql)
+  want+=(ffmpeg gstreamer1.0-tools nginx libnginx-mod-rtmp chromium fonts-noto-cjk wrk python3 time postgresql haproxy)
 fi
 
 missing=()

@@ -84,6 +84,13 @@ impl Edge {
     }
 }
 
+impl Edge {
+    /// What nginx logged (warnings and errors).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
 impl Drop for Edge {
     fn drop(&mut self) {
         // TERM lets the master stop its workers; SIGKILL (kill_on_drop) would orphan them.

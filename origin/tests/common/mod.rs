@@ -2,6 +2,7 @@
 //! loopback ports, and real publishers.
 #![allow(dead_code)]
 
+pub mod balancer;
 pub mod chat;
 pub mod edge;
 
@@ -278,6 +279,52 @@ pub async fn request_with(
     .expect("response within 20 s")
     .expect("request failed");
     read_resp(resp, started).await
+}
+
+/// A request with an optional JSON body and owner token that reports a
+/// failed connection or a broken response as status 0 (with the error as
+/// the body) instead of panicking: for probes across a failure.
+pub async fn try_request(method: &str, url: &str, body: Option<&str>, token: Option<&str>) -> Resp {
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req
+        .body(http_body_util::Full::from(
+            body.unwrap_or_default().to_owned(),
+        ))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let failed = |e: String| Resp {
+        status: 0,
+        headers: Default::default(),
+        body: Bytes::from(e),
+        elapsed: started.elapsed(),
+    };
+    let resp = match tokio::time::timeout(Duration::from_secs(20), client.request(req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return failed(e.to_string()),
+        Err(_) => return failed("no response within 20 s".into()),
+    };
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    match resp.into_body().collect().await {
+        Ok(b) => Resp {
+            status,
+            headers,
+            body: b.to_bytes(),
+            elapsed: started.elapsed(),
+        },
+        Err(e) => failed(e.to_string()),
+    }
 }
 
 /// A request with a JSON body.

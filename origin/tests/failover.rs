@@ -1,0 +1,973 @@
+//! Losing an origin, and deploying one origin at a time, with the whole
+//! service on loopback: PostgreSQL, two origin binaries sharing it, HAProxy
+//! (`deploy/haproxy-rtmp.cfg`) in front of their RTMP, the nginx edge
+//! (`deploy/nginx-edge.conf`) in front of their HTTP, ffmpeg publishing
+//! through HAProxy and restarted in a loop as OBS would, hls.js playing
+//! through the edge, 200 chat sessions spread over both origins (they
+//! reconnect through the edge, with jitter, as the page does), and an API
+//! prober at 10 requests a second through the edge.
+//!
+//! - `kill -9` of the origin holding the broadcast: the publisher lands on
+//!   the other, which takes over (epoch + 1) and continues the playlists;
+//!   nothing a player or the API sees breaks.
+//! - The publisher never comes back: the broadcast ends after the grace,
+//!   once, with no origin left to end it but the sweeper.
+//! - The holder is paused for 10 s: the other takes over; resumed, the old
+//!   holder stands down and never writes again.
+//! - A rolling deploy (SIGTERM, restart, ready; then the other): not one
+//!   failed API request, the broadcast stays live, the playlist goes on.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::balancer::Balancer;
+use common::edge::Edge;
+use common::*;
+use futures_util::StreamExt;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use testkit::ffmpeg::TestSource;
+use testkit::postgres::TempPostgres;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+/// Chat sessions, half on each origin.
+const MEMBERS: usize = 200;
+
+struct Slot {
+    name: String,
+    http: SocketAddr,
+    rtmp: SocketAddr,
+    dir: tempfile::TempDir,
+    bin: Option<Binary>,
+}
+
+/// The service: a database, two origins, HAProxy and the edge.
+struct Service {
+    pg: TempPostgres,
+    origins: Vec<Slot>,
+    balancer: Balancer,
+    edge: Edge,
+    grace_secs: u64,
+}
+
+impl Service {
+    async fn start(grace_secs: u64) -> Service {
+        let pg = TempPostgres::start();
+        let mut origins: Vec<Slot> = ["a", "b"]
+            .iter()
+            .map(|n| Slot {
+                name: n.to_string(),
+                http: free_addr(),
+                rtmp: free_addr(),
+                dir: tempfile::tempdir().unwrap(),
+                bin: None,
+            })
+            .collect();
+        for o in &mut origins {
+            o.bin = Some(launch(o, &pg.url, grace_secs).await);
+        }
+        let balancer =
+            Balancer::start(&origins.iter().map(|o| (o.rtmp, o.http)).collect::<Vec<_>>()).await;
+        let edge = Edge::start(&origins.iter().map(|o| o.http).collect::<Vec<_>>()).await;
+        let s = Service {
+            pg,
+            origins,
+            balancer,
+            edge,
+            grace_secs,
+        };
+        s.wait_ready().await;
+        s
+    }
+
+    /// Waits until HAProxy would send publishers to every running origin:
+    /// ready, and ready for two checks.
+    async fn wait_ready(&self) {
+        for o in self.origins.iter().filter(|o| o.bin.is_some()) {
+            let url = format!("http://{}/readyz", o.http);
+            assert!(
+                eventually(Duration::from_secs(20), async || get(&url).await.status
+                    == 200)
+                .await,
+                "{} is ready",
+                o.name
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+
+    async fn relaunch(&mut self, i: usize) {
+        let bin = launch(&self.origins[i], &self.pg.url, self.grace_secs).await;
+        self.origins[i].bin = Some(bin);
+    }
+
+    fn edge(&self) -> String {
+        format!("http://{}", self.edge.addr)
+    }
+
+    fn index(&self, name: &str) -> usize {
+        self.origins.iter().position(|o| o.name == name).unwrap()
+    }
+
+    /// (holder, epoch) of `id`'s window, from the database.
+    async fn owner(&self, id: &str) -> Option<(String, i64)> {
+        let (client, conn) = tokio_postgres::connect(&self.pg.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .query_opt(
+                "SELECT node_id, epoch FROM owners WHERE broadcast_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .map(|r| (r.get(0), r.get(1)))
+    }
+}
+
+async fn launch(o: &Slot, db: &str, grace_secs: u64) -> Binary {
+    let config = o.dir.path().join("origin.toml");
+    std::fs::write(
+        &config,
+        format!("[hls]\nreconnect_grace_secs = {grace_secs}\n"),
+    )
+    .unwrap();
+    Binary::start(o.rtmp, o.http, |c| {
+        c.arg("--data-dir")
+            .arg(o.dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--database-url")
+            .arg(db)
+            .arg("--node-id")
+            .arg(&o.name)
+            .arg("--player-dir")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../player"))
+            .env("RUST_LOG", "warn,origin=info");
+    })
+    .await
+}
+
+struct Created {
+    id: String,
+    key: String,
+    token: String,
+}
+
+async fn create(base: &str) -> Created {
+    let r = request_json(
+        "POST",
+        &format!("{base}/api/broadcasts"),
+        r#"{"title":"Failover"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    let s = |k: &str| v[k].as_str().unwrap().to_owned();
+    Created {
+        id: s("id"),
+        key: s("stream_key"),
+        token: s("owner_token"),
+    }
+}
+
+/// A GET whose failure is status 0.
+async fn fetch(url: &str) -> Resp {
+    try_request("GET", url, None, None).await
+}
+
+async fn broadcast(base: &str, id: &str) -> Value {
+    serde_json::from_slice(&get(&format!("{base}/api/broadcasts/{id}")).await.body)
+        .unwrap_or(Value::Null)
+}
+
+/// ffmpeg publishing to `url`, started again a second after it exits, as
+/// OBS reconnects; returns how many times it started.
+fn publisher(url: String, stop: CancellationToken) -> JoinHandle<u32> {
+    tokio::spawn(async move {
+        let mut starts = 0;
+        while !stop.is_cancelled() {
+            let mut ff = TestSource::new("1280x720", 600.0)
+                .gop(30)
+                .realtime()
+                .publish(&url);
+            starts += 1;
+            tokio::select! {
+                _ = ff.wait() => {}
+                _ = stop.cancelled() => { ff.kill().await.ok(); break }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        starts
+    })
+}
+
+/// Every poll of a media playlist through the edge, and every media URI it
+/// listed with the digests of the bodies it was answered with.
+#[derive(Default)]
+struct Watched {
+    polls: Vec<(Instant, Media)>,
+    bodies: HashMap<String, Vec<[u8; 32]>>,
+}
+
+fn watch_playlist(url: String, stop: CancellationToken) -> JoinHandle<Watched> {
+    tokio::spawn(async move {
+        let mut w = Watched::default();
+        while !stop.is_cancelled() {
+            let r = fetch(&url).await;
+            if r.status == 200 {
+                let m = parse_media(&r.text());
+                let uris: Vec<String> = m
+                    .segments
+                    .iter()
+                    .map(|s| s.uri.clone())
+                    .chain(m.all_parts().into_iter().map(|p| p.uri))
+                    .collect();
+                for u in uris {
+                    if let std::collections::hash_map::Entry::Vacant(e) = w.bodies.entry(u) {
+                        let body = fetch(&resolve(&url, e.key())).await;
+                        if body.status == 200 {
+                            e.insert(vec![Sha256::digest(&body.body).into()]);
+                        }
+                    }
+                }
+                w.polls.push((Instant::now(), m));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        w
+    })
+}
+
+impl Watched {
+    /// Asks every URI seen once more through `base` (another origin, the
+    /// edge): any 200 must be the same bytes.
+    async fn ask_again(&mut self, playlist_url: &str) {
+        for (u, digests) in self.bodies.iter_mut() {
+            let r = fetch(&resolve(playlist_url, u)).await;
+            if r.status == 200 {
+                digests.push(Sha256::digest(&r.body).into());
+            }
+        }
+    }
+
+    fn assert_one_body_per_uri(&self) {
+        for (u, d) in &self.bodies {
+            assert!(
+                d.windows(2).all(|w| w[0] == w[1]),
+                "{u} answered with two bodies"
+            );
+        }
+    }
+
+    /// MEDIA-SEQUENCE and the last MSN never go down; nothing is ENDLIST.
+    fn assert_rising(&self) {
+        for w in self.polls.windows(2) {
+            let (a, b) = (&w[0].1, &w[1].1);
+            assert!(
+                b.media_sequence >= a.media_sequence,
+                "MEDIA-SEQUENCE went down: {} -> {}",
+                a.media_sequence,
+                b.media_sequence
+            );
+            assert!(
+                b.last_position().0 >= a.last_position().0,
+                "the last MSN went down: {:?} -> {:?}\n{}\n{}",
+                a.last_position(),
+                b.last_position(),
+                a.text,
+                b.text
+            );
+        }
+        assert!(self.polls.iter().all(|(_, m)| !m.ended), "no ENDLIST");
+    }
+
+    /// Generations listed, in order of appearance.
+    fn generations(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (_, m) in &self.polls {
+            if let Some(g) = generation(m)
+                && out.last() != Some(&g)
+            {
+                out.push(g);
+            }
+        }
+        out
+    }
+
+    /// Where generation `new` took over from the one before: every MSN
+    /// listed before is below its first segment, which is marked with
+    /// EXT-X-DISCONTINUITY. Returns how long no new part was listed.
+    fn assert_continued(&self, new: &str) -> Duration {
+        let before: Vec<&(Instant, Media)> = self
+            .polls
+            .iter()
+            .take_while(|(_, m)| generation(m).as_deref() != Some(new))
+            .collect();
+        let highest = before
+            .iter()
+            .map(|(_, m)| m.last_position().0)
+            .max()
+            .unwrap();
+        let (_, first) = self
+            .polls
+            .iter()
+            .find(|(_, m)| generation(m).as_deref() == Some(new) && !m.segments.is_empty())
+            .expect("a segment of the new generation listed");
+        let seg = first.segments.iter().find(|s| s.uri.contains(new)).unwrap();
+        assert!(
+            seg.msn > highest,
+            "the first new segment ({}) is above every MSN listed before ({highest})",
+            seg.msn
+        );
+        assert!(
+            seg.discontinuity,
+            "marked as a discontinuity:\n{}",
+            first.text
+        );
+        // The longest time the last part listed stood still.
+        let mut worst = Duration::ZERO;
+        let mut since = self.polls[0].0;
+        for w in self.polls.windows(2) {
+            if w[1].1.last_position() != w[0].1.last_position() {
+                worst = worst.max(w[1].0 - since);
+                since = w[1].0;
+            }
+        }
+        worst
+    }
+}
+
+fn generation(m: &Media) -> Option<String> {
+    let uri = m
+        .all_parts()
+        .last()
+        .map(|p| p.uri.clone())
+        .or_else(|| m.segments.last().map(|s| s.uri.clone()))?;
+    // {rendition}/{generation}/{file}
+    uri.split('/').nth(1).map(str::to_owned)
+}
+
+/// A chat session that reconnects (through the edge, with jitter up to a
+/// second) when its connection closes; it keeps every message it gets live
+/// (history frames are counted apart).
+struct Member {
+    got: Mutex<Vec<String>>,
+    connected: AtomicBool,
+    joins: AtomicU32,
+    last_history: Mutex<Vec<String>>,
+}
+
+fn member(
+    i: usize,
+    first: String,
+    then: String,
+    id: String,
+    stop: CancellationToken,
+) -> Arc<Member> {
+    let m = Arc::new(Member {
+        got: Mutex::default(),
+        connected: AtomicBool::new(false),
+        joins: AtomicU32::new(0),
+        last_history: Mutex::default(),
+    });
+    let me = m.clone();
+    tokio::spawn(async move {
+        let mut base = first;
+        let mut attempt = 0u64;
+        while !stop.is_cancelled() {
+            let url = format!(
+                "{}/api/broadcasts/{id}/chat?nick=m{i}&session=member-{i}",
+                base.replace("http://", "ws://")
+            );
+            if let Ok(Ok((mut ws, _))) = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio_tungstenite::connect_async(url),
+            )
+            .await
+            {
+                me.joins.fetch_add(1, Ordering::Relaxed);
+                me.connected.store(true, Ordering::Relaxed);
+                loop {
+                    let frame = tokio::select! {
+                        f = ws.next() => f,
+                        _ = stop.cancelled() => None,
+                    };
+                    let Some(Ok(Message::Text(t))) = frame else {
+                        if matches!(frame, Some(Ok(_))) {
+                            continue;
+                        }
+                        break;
+                    };
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    let texts = |list: &Value| -> Vec<String> {
+                        list.as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
+                    match v["type"].as_str() {
+                        Some("history") => *me.last_history.lock().unwrap() = texts(&v["messages"]),
+                        Some("messages") => me.got.lock().unwrap().extend(texts(&v["messages"])),
+                        Some("message") => me
+                            .got
+                            .lock()
+                            .unwrap()
+                            .push(v["text"].as_str().unwrap_or_default().to_owned()),
+                        _ => {}
+                    }
+                }
+                me.connected.store(false, Ordering::Relaxed);
+            }
+            // Full jitter, as the page: up to a second, spread by session.
+            attempt += 1;
+            let jitter = (i as u64 * 7919 + attempt * 104_729) % 1000;
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+            base = then.clone();
+        }
+    });
+    m
+}
+
+/// Requests made, and the failed ones: (method, when, what came back).
+type Probed = (u32, Vec<(String, Instant, String)>);
+
+/// 10 requests a second through the edge: nine GETs, then a PATCH of the
+/// title; failures with their method and time.
+fn prober(edge: String, c: &Created, stop: CancellationToken) -> JoinHandle<Probed> {
+    let (id, token) = (c.id.clone(), c.token.clone());
+    tokio::spawn(async move {
+        let mut failed = Vec::new();
+        let mut n = 0u32;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while !stop.is_cancelled() {
+            tick.tick().await;
+            n += 1;
+            let (method, r) = if n.is_multiple_of(10) {
+                let body = format!(r#"{{"title":"Failover {n}"}}"#);
+                let url = format!("{edge}/api/broadcasts/{id}");
+                (
+                    "PATCH",
+                    try_request("PATCH", &url, Some(&body), Some(&token)).await,
+                )
+            } else if n.is_multiple_of(2) {
+                ("GET", fetch(&format!("{edge}/api/broadcasts")).await)
+            } else {
+                ("GET", fetch(&format!("{edge}/api/broadcasts/{id}")).await)
+            };
+            if !(200..300).contains(&r.status) {
+                failed.push((
+                    method.to_owned(),
+                    Instant::now(),
+                    format!("{} {}", r.status, r.text()),
+                ));
+            }
+        }
+        (n, failed)
+    })
+}
+
+/// Everything a scenario drives, started in order, with hls.js last.
+struct Load {
+    stop: CancellationToken,
+    c: Created,
+    media: String,
+    publisher: JoinHandle<u32>,
+    watcher: JoinHandle<Watched>,
+    prober: JoinHandle<Probed>,
+    members: Vec<Arc<Member>>,
+    player: tokio::process::Child,
+    /// When the player started (its report's times count from about then).
+    player_at: Instant,
+}
+
+impl Load {
+    async fn start(s: &Service, play_secs: u32) -> Load {
+        let stop = CancellationToken::new();
+        let c = create(&s.edge()).await;
+        let publisher = publisher(s.balancer.rtmp_url(&c.key), stop.clone());
+        let master = format!("{}/hls/{}/master.m3u8", s.edge(), c.id);
+        let media = first_media_playlist(&master, Duration::from_secs(30)).await;
+        let watcher = watch_playlist(media.clone(), stop.clone());
+        let prober = prober(s.edge(), &c, stop.clone());
+        let members: Vec<Arc<Member>> = (0..MEMBERS)
+            .map(|i| {
+                let o = &s.origins[i % 2];
+                member(
+                    i,
+                    format!("http://{}", o.http),
+                    s.edge(),
+                    c.id.clone(),
+                    stop.clone(),
+                )
+            })
+            .collect();
+        assert!(
+            eventually(Duration::from_secs(20), async || members
+                .iter()
+                .all(|m| m.connected.load(Ordering::Relaxed)))
+            .await,
+            "every chat session joined"
+        );
+        let player = hls_js(&master, play_secs);
+        let player_at = Instant::now();
+        Load {
+            stop,
+            c,
+            media,
+            publisher,
+            watcher,
+            prober,
+            members,
+            player,
+            player_at,
+        }
+    }
+
+    /// Says `text` through the edge as the owner and waits until every
+    /// member got it; returns how often each got it.
+    async fn say_to_all(&self, s: &Service, text: &str) -> Vec<usize> {
+        let url = format!(
+            "{}/api/broadcasts/{}/chat?nick=host&session=host-{}&token={}",
+            s.edge().replace("http://", "ws://"),
+            self.c.id,
+            text.replace(' ', "-"),
+            self.c.token
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        futures_util::SinkExt::send(
+            &mut ws,
+            Message::text(serde_json::json!({"type": "message", "text": text}).to_string()),
+        )
+        .await
+        .unwrap();
+        let count = || {
+            self.members
+                .iter()
+                .map(|m| m.got.lock().unwrap().iter().filter(|t| *t == text).count())
+                .collect::<Vec<_>>()
+        };
+        eventually(Duration::from_secs(10), async || {
+            count().iter().all(|n| *n >= 1)
+        })
+        .await;
+        // Anything late (a duplicate) would come within a batch or two.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        count()
+    }
+}
+
+/// Waits until every member of origin `lost` (index) joined again and
+/// every member is connected; how long it took.
+async fn all_back(members: &[Arc<Member>], lost: usize, since: Instant) -> Duration {
+    assert!(
+        eventually(Duration::from_secs(15), async || members
+            .iter()
+            .enumerate()
+            .all(|(i, m)| {
+                m.connected.load(Ordering::Relaxed)
+                    && (i % 2 != lost || m.joins.load(Ordering::Relaxed) >= 2)
+            }))
+        .await,
+        "chat sessions came back"
+    );
+    since.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
+    let s = Service::start(15).await;
+    let load = Load::start(&s, 50).await;
+    let c = &load.c;
+    let before = load.say_to_all(&s, "before the kill").await;
+    assert!(
+        before.iter().all(|n| *n == 1),
+        "each got it once: {before:?}"
+    );
+
+    // 15 s into the broadcast, the holder dies.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (holder, epoch) = s.owner(&c.id).await.expect("held");
+    let i = s.index(&holder);
+    let survivor = s.origins[1 - i].name.clone();
+    s.origins[i].bin.as_ref().unwrap().signal("KILL");
+    let killed = Instant::now();
+    eprintln!("killed {holder} (epoch {epoch})");
+
+    // The publisher lands on the other origin, which takes over.
+    assert!(
+        eventually(Duration::from_secs(15), async || s.owner(&c.id).await
+            == Some((survivor.clone(), epoch + 1)))
+        .await,
+        "{survivor} took the broadcast over at epoch {}: {:?}",
+        epoch + 1,
+        s.owner(&c.id).await
+    );
+    let moved = killed.elapsed();
+    let back = all_back(&load.members, i, killed).await;
+    eprintln!("publisher moved in {moved:?}; chat sessions back in {back:?}");
+    assert!(
+        back < Duration::from_secs(5),
+        "chat back within 5 s: {back:?}"
+    );
+    let history = load.members[i].last_history.lock().unwrap().clone();
+    assert!(
+        history.iter().any(|t| t == "before the kill"),
+        "history intact after reconnecting: {history:?}"
+    );
+    let after = load.say_to_all(&s, "after the kill").await;
+    assert!(
+        after.iter().all(|n| *n == 1),
+        "each got it exactly once: {after:?}"
+    );
+    // The count is exact again (the dead origin's report expires).
+    let exact = MEMBERS as u64;
+    assert!(
+        eventually(Duration::from_secs(10), async || broadcast(
+            &s.edge(),
+            &c.id
+        )
+        .await["viewer_count"]
+            .as_u64()
+            .is_some_and(|n| n >= exact && n <= exact + 2))
+        .await,
+        "the count is exact again: {}",
+        broadcast(&s.edge(), &c.id).await
+    );
+    eprintln!("count exact {:?} after the kill", killed.elapsed());
+
+    let report = hls_js_report(load.player).await;
+    eprintln!("hls.js through the kill: {report}");
+    load.stop.cancel();
+    let starts = load.publisher.await.unwrap();
+    let (probes, failed) = load.prober.await.unwrap();
+    let mut watched = load.watcher.await.unwrap();
+    let peak = broadcast(&s.edge(), &c.id).await["peak_viewer_count"]
+        .as_u64()
+        .unwrap();
+
+    assert_eq!(
+        report["fatal"].as_array().unwrap().len(),
+        0,
+        "no fatal error: {report}"
+    );
+    assert!(
+        report["currentTime"].as_f64().unwrap() > 35.0,
+        "played on by itself: {report}"
+    );
+    eprintln!(
+        "viewer freeze {} ms; publisher started {starts} times; {probes} API requests, failed: {failed:?}; peak {peak}",
+        report["maxFreezeMs"]
+    );
+    assert!(
+        failed
+            .iter()
+            .all(|(m, at, _)| m != "GET" && at.duration_since(killed) < Duration::from_secs(1)),
+        "no GET failed; a write only if in flight at the kill: {failed:?}"
+    );
+    assert!(
+        peak <= exact + 2,
+        "the peak is not inflated by the move: {peak}"
+    );
+
+    watched.assert_rising();
+    let generations = watched.generations();
+    assert_eq!(generations.len(), 2, "one take-over: {generations:?}");
+    let stood = watched.assert_continued(&generations[1]);
+    eprintln!("the playlist stood still for at most {stood:?}");
+    // Every URI seen, asked again of the survivor directly and of the edge.
+    let direct = load
+        .media
+        .replace(&s.edge(), &format!("http://{}", s.origins[1 - i].http));
+    watched.ask_again(&direct).await;
+    watched.ask_again(&load.media).await;
+    watched.assert_one_body_per_uri();
+    // Both renditions agree on the discontinuity sequence.
+    let master = get(&format!("{}/hls/{}/master.m3u8", s.edge(), c.id))
+        .await
+        .text();
+    let sequences: Vec<u64> = futures_util::future::join_all(
+        master
+            .lines()
+            .filter(|l| l.ends_with(".m3u8"))
+            .map(|l| resolve(&load.media, l))
+            .map(async |u| parse_media(&get(&u).await.text()).discontinuity_sequence),
+    )
+    .await;
+    assert!(
+        sequences.len() == 2 && sequences.windows(2).all(|w| w[0] == w[1]),
+        "both renditions count the same discontinuities: {sequences:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_whose_origin_and_publisher_are_gone_ends_once_after_the_grace() {
+    const GRACE: u64 = 6;
+    let mut s = Service::start(GRACE).await;
+    let c = create(&s.edge()).await;
+    let mut ff = TestSource::new("854x480", 600.0)
+        .gop(30)
+        .realtime()
+        .publish(&s.balancer.rtmp_url(&c.key));
+    let master = format!("{}/hls/{}/master.m3u8", s.edge(), c.id);
+    first_media_playlist(&master, Duration::from_secs(30)).await;
+    let (holder, _) = s.owner(&c.id).await.expect("held");
+    let i = s.index(&holder);
+    s.origins[i].bin.as_ref().unwrap().signal("KILL");
+    ff.kill().await.ok();
+    let killed = Instant::now();
+
+    // Live through the grace (its publisher may still come back)...
+    tokio::time::sleep(Duration::from_secs(GRACE - 2)).await;
+    assert_eq!(broadcast(&s.edge(), &c.id).await["status"], "live");
+    // ...then ended by the survivor's sweeper, once.
+    assert!(
+        eventually(Duration::from_secs(10), async || broadcast(
+            &s.edge(),
+            &c.id
+        )
+        .await["status"]
+            == "ended")
+        .await,
+        "ended after the grace"
+    );
+    eprintln!("ended {:?} after the kill", killed.elapsed());
+    let ended_at = broadcast(&s.edge(), &c.id).await["ended_at"].clone();
+    let survivor = s.origins[1 - i].bin.as_mut().unwrap();
+    assert!(
+        survivor
+            .wait_for_log("its publisher did not come back within the grace")
+            .await
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        broadcast(&s.edge(), &c.id).await["ended_at"],
+        ended_at,
+        "ended once"
+    );
+    assert_eq!(s.owner(&c.id).await, None, "nobody holds it");
+    // Its playlists are gone, not waited for.
+    let r = fetch(&master).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    // A publish with its key is refused: it is over.
+    s.relaunch(i).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_holder_is_taken_over_and_stands_down_when_it_resumes() {
+    let mut s = Service::start(15).await;
+    let stop = CancellationToken::new();
+    let c = create(&s.edge()).await;
+    let publisher = publisher(s.balancer.rtmp_url(&c.key), stop.clone());
+    let master = format!("{}/hls/{}/master.m3u8", s.edge(), c.id);
+    let media = first_media_playlist(&master, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (holder, epoch) = s.owner(&c.id).await.expect("held");
+    let i = s.index(&holder);
+    let survivor = s.origins[1 - i].name.clone();
+    // Watched through the survivor: the paused origin answers nothing.
+    let direct = media.replace(&s.edge(), &format!("http://{}", s.origins[1 - i].http));
+    let watcher = watch_playlist(direct.clone(), stop.clone());
+
+    s.origins[i].bin.as_ref().unwrap().signal("STOP");
+    let at = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(15), async || s.owner(&c.id).await
+            == Some((survivor.clone(), epoch + 1)))
+        .await,
+        "{survivor} took over while {holder} was paused: {:?}",
+        s.owner(&c.id).await
+    );
+    eprintln!("taken over {:?} into the pause", at.elapsed());
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(at.elapsed())).await;
+    s.origins[i].bin.as_ref().unwrap().signal("CONT");
+    let resumed = Instant::now();
+
+    // It stands down: never a second writer, and it forwards to the new holder.
+    let old = s.origins[i].http;
+    let own = format!("http://{old}/hls/{}/master.m3u8", c.id);
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            let via_old = fetch(&own).await;
+            let via_new =
+                fetch(&master.replace(&s.edge(), &format!("http://{}", s.origins[1 - i].http)))
+                    .await;
+            via_old.status == 200 && via_old.body == via_new.body
+        })
+        .await,
+        "the resumed origin serves the new holder's playlists"
+    );
+    eprintln!("stood down {:?} after resuming", resumed.elapsed());
+    assert!(
+        s.origins[i]
+            .bin
+            .as_mut()
+            .unwrap()
+            .wait_for_log("another origin holds this broadcast now; standing down")
+            .await
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        s.owner(&c.id).await,
+        Some((survivor.clone(), epoch + 1)),
+        "the holder stays the new one"
+    );
+    let (client, conn) = tokio_postgres::connect(&s.pg.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let epochs: Vec<i64> = client
+        .query(
+            "SELECT epoch FROM window_counters WHERE broadcast_id = $1",
+            &[&c.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !epochs.is_empty() && epochs.iter().all(|e| *e == epoch + 1),
+        "only the new holder's counters: {epochs:?}"
+    );
+    assert_eq!(broadcast(&s.edge(), &c.id).await["status"], "live");
+    stop.cancel();
+    publisher.await.unwrap();
+    let w = watcher.await.unwrap();
+    w.assert_rising();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_deploy_fails_no_request_and_keeps_the_broadcast_live() {
+    let mut s = Service::start(15).await;
+    let load = Load::start(&s, 75).await;
+    let c = &load.c;
+    let first = load.say_to_all(&s, "before the deploy").await;
+    assert!(first.iter().all(|n| *n == 1), "{first:?}");
+    let mut steps = Vec::new();
+    // The holder first, so that each step moves the broadcast.
+    let (holder, _) = s.owner(&c.id).await.expect("held");
+    let first = s.index(&holder);
+    for i in [first, 1 - first] {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let name = s.origins[i].name.clone();
+        let at = Instant::now();
+        let took = s.origins[i]
+            .bin
+            .take()
+            .unwrap()
+            .stop(Duration::from_secs(15))
+            .await;
+        s.relaunch(i).await;
+        s.wait_ready().await;
+        eprintln!(
+            "{name}: stopped in {took:?}, back and ready {:?} after the SIGTERM",
+            at.elapsed()
+        );
+        steps.push((name, at, Instant::now()));
+        let back = eventually(Duration::from_secs(10), async || {
+            load.members
+                .iter()
+                .all(|m| m.connected.load(Ordering::Relaxed))
+        })
+        .await;
+        if !back {
+            eprintln!("edge log:\n{}", s.edge.log());
+        }
+        assert!(
+            back,
+            "chat sessions back after {}: {} of {MEMBERS}; joins of the others: {:?}",
+            steps.last().unwrap().0,
+            load.members
+                .iter()
+                .filter(|m| m.connected.load(Ordering::Relaxed))
+                .count(),
+            load.members
+                .iter()
+                .filter(|m| !m.connected.load(Ordering::Relaxed))
+                .map(|m| m.joins.load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        );
+    }
+    let after = load.say_to_all(&s, "after the deploy").await;
+    assert!(
+        after.iter().all(|n| *n == 1),
+        "each got it exactly once: {after:?}"
+    );
+    let history = load.members[0].last_history.lock().unwrap().clone();
+    assert!(
+        history.iter().any(|t| t == "before the deploy"),
+        "{history:?}"
+    );
+    let exact = MEMBERS as u64;
+    assert!(
+        eventually(Duration::from_secs(10), async || broadcast(
+            &s.edge(),
+            &c.id
+        )
+        .await["viewer_count"]
+            .as_u64()
+            .is_some_and(|n| n >= exact && n <= exact + 2))
+        .await,
+        "the count is exact: {}",
+        broadcast(&s.edge(), &c.id).await
+    );
+
+    let report = hls_js_report(load.player).await;
+    load.stop.cancel();
+    load.publisher.await.unwrap();
+    let (probes, failed) = load.prober.await.unwrap();
+    let watched = load.watcher.await.unwrap();
+    let peak = broadcast(&s.edge(), &c.id).await["peak_viewer_count"]
+        .as_u64()
+        .unwrap();
+    eprintln!("hls.js through the deploy: {report}");
+    for (name, from, to) in &steps {
+        // Freezes that began between the SIGTERM and the origin being ready.
+        let worst = report["freezes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                let at = load.player_at + Duration::from_millis(f["atMs"].as_u64().unwrap_or(0));
+                at >= *from && at <= *to
+            })
+            .filter_map(|f| f["ms"].as_u64())
+            .max()
+            .unwrap_or(0);
+        eprintln!("restarting {name}: worst freeze {worst} ms");
+    }
+    assert_eq!(
+        report["fatal"].as_array().unwrap().len(),
+        0,
+        "no fatal error: {report}"
+    );
+    if !failed.is_empty() {
+        eprintln!("edge log:\n{}", s.edge.log());
+    }
+    assert!(
+        failed.is_empty(),
+        "{probes} API requests, none failed: {failed:?}"
+    );
+    assert!(peak <= exact + 2, "the peak is not inflated: {peak}");
+    watched.assert_rising();
+    let generations = watched.generations();
+    assert_eq!(generations.len(), 3, "two take-overs: {generations:?}");
+    for g in &generations[1..] {
+        watched.assert_continued(g);
+    }
+}
