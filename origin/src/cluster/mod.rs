@@ -304,7 +304,9 @@ impl Cluster {
     pub async fn write_counters(self: Arc<Self>, stop: CancellationToken) {
         if let Some(shared) = self.shared.clone() {
             let epoch = |b: &str| self.epoch(b);
-            self.outbox.run(shared, self.node.clone(), epoch, stop).await;
+            self.outbox
+                .run(shared, self.node.clone(), epoch, stop)
+                .await;
         }
     }
 
