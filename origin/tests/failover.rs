@@ -40,6 +40,14 @@ use tokio_util::sync::CancellationToken;
 /// Chat sessions, half on each origin.
 const MEMBERS: usize = 200;
 
+/// One scenario at a time: each runs a whole service on the 2 cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A scenario's numbers, on one line `scripts/bench-failover.sh` collects.
+fn result(v: Value) {
+    eprintln!("FAILOVER-RESULT {v}");
+}
+
 struct Slot {
     name: String,
     http: SocketAddr,
@@ -590,6 +598,7 @@ async fn all_back(members: &[Arc<Member>], lost: usize, since: Instant) -> Durat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
+    let _serial = SERIAL.lock().await;
     let s = Service::start(15).await;
     let load = Load::start(&s, 50).await;
     let c = &load.c;
@@ -648,7 +657,8 @@ async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
         "the count is exact again: {}",
         broadcast(&s.edge(), &c.id).await
     );
-    eprintln!("count exact {:?} after the kill", killed.elapsed());
+    let count_exact = killed.elapsed();
+    eprintln!("count exact {count_exact:?} after the kill");
 
     let report = hls_js_report(load.player).await;
     eprintln!("hls.js through the kill: {report}");
@@ -689,6 +699,17 @@ async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
     assert_eq!(generations.len(), 2, "one take-over: {generations:?}");
     let stood = watched.assert_continued(&generations[1]);
     eprintln!("the playlist stood still for at most {stood:?}");
+    result(serde_json::json!({
+        "scenario": "kill -9 of the holder",
+        "publisher_moved_s": moved.as_secs_f64(),
+        "chat_back_s": back.as_secs_f64(),
+        "count_exact_s": count_exact.as_secs_f64(),
+        "max_freeze_ms": report["maxFreezeMs"],
+        "playlist_still_s": stood.as_secs_f64(),
+        "api_requests": probes,
+        "api_failed": failed.len(),
+        "peak": peak,
+    }));
     // Every URI seen, asked again of the survivor directly and of the edge.
     let direct = load
         .media
@@ -716,6 +737,7 @@ async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_whose_origin_and_publisher_are_gone_ends_once_after_the_grace() {
+    let _serial = SERIAL.lock().await;
     const GRACE: u64 = 6;
     let mut s = Service::start(GRACE).await;
     let c = create(&s.edge()).await;
@@ -746,6 +768,11 @@ async fn a_broadcast_whose_origin_and_publisher_are_gone_ends_once_after_the_gra
         "ended after the grace"
     );
     eprintln!("ended {:?} after the kill", killed.elapsed());
+    result(serde_json::json!({
+        "scenario": "publisher never returns",
+        "grace_s": GRACE,
+        "ended_after_kill_s": killed.elapsed().as_secs_f64(),
+    }));
     let ended_at = broadcast(&s.edge(), &c.id).await["ended_at"].clone();
     let survivor = s.origins[1 - i].bin.as_mut().unwrap();
     assert!(
@@ -769,6 +796,7 @@ async fn a_broadcast_whose_origin_and_publisher_are_gone_ends_once_after_the_gra
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_holder_is_taken_over_and_stands_down_when_it_resumes() {
+    let _serial = SERIAL.lock().await;
     let mut s = Service::start(15).await;
     let stop = CancellationToken::new();
     let c = create(&s.edge()).await;
@@ -792,7 +820,8 @@ async fn a_paused_holder_is_taken_over_and_stands_down_when_it_resumes() {
         "{survivor} took over while {holder} was paused: {:?}",
         s.owner(&c.id).await
     );
-    eprintln!("taken over {:?} into the pause", at.elapsed());
+    let taken = at.elapsed();
+    eprintln!("taken over {taken:?} into the pause");
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(at.elapsed())).await;
     s.origins[i].bin.as_ref().unwrap().signal("CONT");
     let resumed = Instant::now();
@@ -812,6 +841,11 @@ async fn a_paused_holder_is_taken_over_and_stands_down_when_it_resumes() {
         "the resumed origin serves the new holder's playlists"
     );
     eprintln!("stood down {:?} after resuming", resumed.elapsed());
+    result(serde_json::json!({
+        "scenario": "holder paused 10 s",
+        "taken_over_into_pause_s": taken.as_secs_f64(),
+        "stood_down_after_resume_s": resumed.elapsed().as_secs_f64(),
+    }));
     assert!(
         s.origins[i]
             .bin
@@ -853,12 +887,14 @@ async fn a_paused_holder_is_taken_over_and_stands_down_when_it_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_deploy_fails_no_request_and_keeps_the_broadcast_live() {
+    let _serial = SERIAL.lock().await;
     let mut s = Service::start(15).await;
     let load = Load::start(&s, 75).await;
     let c = &load.c;
     let first = load.say_to_all(&s, "before the deploy").await;
     assert!(first.iter().all(|n| *n == 1), "{first:?}");
     let mut steps = Vec::new();
+    let mut timings = Vec::new();
     // The holder first, so that each step moves the broadcast.
     let (holder, _) = s.owner(&c.id).await.expect("held");
     let first = s.index(&holder);
@@ -878,6 +914,7 @@ async fn a_rolling_deploy_fails_no_request_and_keeps_the_broadcast_live() {
             "{name}: stopped in {took:?}, back and ready {:?} after the SIGTERM",
             at.elapsed()
         );
+        timings.push((took, at.elapsed()));
         steps.push((name, at, Instant::now()));
         let back = eventually(Duration::from_secs(10), async || {
             load.members
@@ -936,7 +973,8 @@ async fn a_rolling_deploy_fails_no_request_and_keeps_the_broadcast_live() {
         .as_u64()
         .unwrap();
     eprintln!("hls.js through the deploy: {report}");
-    for (name, from, to) in &steps {
+    let mut step_results = Vec::new();
+    for ((name, from, to), (took, ready)) in steps.iter().zip(&timings) {
         // Freezes that began between the SIGTERM and the origin being ready.
         let worst = report["freezes"]
             .as_array()
@@ -950,7 +988,21 @@ async fn a_rolling_deploy_fails_no_request_and_keeps_the_broadcast_live() {
             .max()
             .unwrap_or(0);
         eprintln!("restarting {name}: worst freeze {worst} ms");
+        step_results.push(serde_json::json!({
+            "origin": name,
+            "stopped_s": took.as_secs_f64(),
+            "ready_s": ready.as_secs_f64(),
+            "worst_freeze_ms": worst,
+        }));
     }
+    result(serde_json::json!({
+        "scenario": "rolling deploy",
+        "steps": step_results,
+        "max_freeze_ms": report["maxFreezeMs"],
+        "api_requests": probes,
+        "api_failed": failed.len(),
+        "peak": peak,
+    }));
     assert_eq!(
         report["fatal"].as_array().unwrap().len(),
         0,
