@@ -35,29 +35,6 @@ fn quick(c: &mut origin::config::Config) {
     c.cluster.drain = Duration::ZERO;
 }
 
-struct Created {
-    id: String,
-    key: String,
-    token: String,
-}
-
-async fn create(base: &str) -> Created {
-    let r = request_json(
-        "POST",
-        &format!("{base}/api/broadcasts"),
-        r#"{"title":"Cluster"}"#,
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let v: Value = serde_json::from_slice(&r.body).unwrap();
-    let s = |k: &str| v[k].as_str().unwrap().to_owned();
-    Created {
-        id: s("id"),
-        key: s("stream_key"),
-        token: s("owner_token"),
-    }
-}
-
 /// Two GETs at once.
 async fn both(a: String, b: String) -> (Resp, Resp) {
     tokio::join!(get(&a), get(&b))
@@ -74,7 +51,7 @@ async fn any_origin_serves_any_broadcast_byte_for_byte() {
     let a = start_server_on(Some(&pg.url), &[], quick).await;
     let b = start_server_on(Some(&pg.url), &[], quick).await;
     // Created through B, published to A.
-    let c = create(&b.base()).await;
+    let c = create_broadcast(&b.base(), "Cluster").await;
     let mut ff = TestSource::new("854x480", 60.0)
         .gop(30)
         .realtime()
@@ -179,7 +156,7 @@ async fn one_chat_room_and_one_viewer_count_across_origins() {
     let pg = TempPostgres::start();
     let a = start_server_on(Some(&pg.url), &[], quick).await;
     let b = start_server_on(Some(&pg.url), &[], quick).await;
-    let c = create(&a.base()).await;
+    let c = create_broadcast(&a.base(), "Cluster").await;
 
     // Counts: 50 sessions on A and 70 on B are 120 on both.
     let ws = |base: String, i: usize| {
@@ -281,7 +258,7 @@ async fn two_origins_behind_the_edge_play_in_hls_js_through_a_database_outage() 
     let a = start_server_on(Some(&pg.url), &[], quick).await;
     let b = start_server_on(Some(&pg.url), &[], quick).await;
     let edge = Edge::start(&[a.http, b.http]).await;
-    let c = create(&a.base()).await;
+    let c = create_broadcast(&a.base(), "Cluster").await;
     let mut ff = TestSource::new("854x480", 70.0)
         .gop(30)
         .realtime()
@@ -398,7 +375,7 @@ async fn a_stopping_origin_drains_then_closes_chat_with_1012() {
     })
     .await;
     let base = a.base();
-    let c = create(&base).await;
+    let c = create_broadcast(&base, "Cluster").await;
     let mut member = chat(&base, &c.id, "stay", "stay", None).await;
     next_of(&mut member, "history").await;
     assert_eq!(get(&format!("{base}/readyz")).await.status, 200);

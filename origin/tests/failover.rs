@@ -164,29 +164,6 @@ async fn launch(o: &Slot, db: &str, grace_secs: u64) -> Binary {
     .await
 }
 
-struct Created {
-    id: String,
-    key: String,
-    token: String,
-}
-
-async fn create(base: &str) -> Created {
-    let r = request_json(
-        "POST",
-        &format!("{base}/api/broadcasts"),
-        r#"{"title":"Failover"}"#,
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let v: Value = serde_json::from_slice(&r.body).unwrap();
-    let s = |k: &str| v[k].as_str().unwrap().to_owned();
-    Created {
-        id: s("id"),
-        key: s("stream_key"),
-        token: s("owner_token"),
-    }
-}
-
 /// A GET whose failure is status 0.
 async fn fetch(url: &str) -> Resp {
     try_request("GET", url, None, None).await
@@ -506,7 +483,7 @@ struct Load {
 impl Load {
     async fn start(s: &Service, play_secs: u32) -> Load {
         let stop = CancellationToken::new();
-        let c = create(&s.edge()).await;
+        let c = create_broadcast(&s.edge(), "Failover").await;
         let publisher = publisher(s.balancer.rtmp_url(&c.key), stop.clone());
         let master = format!("{}/hls/{}/master.m3u8", s.edge(), c.id);
         let media = first_media_playlist(&master, Duration::from_secs(30)).await;
@@ -579,6 +556,21 @@ impl Load {
     }
 }
 
+/// Waits (up to 10 s) until the count the API gives is every member (and
+/// perhaps a host session or two).
+async fn assert_count_exact(s: &Service, id: &str) {
+    let exact = MEMBERS as u64;
+    assert!(
+        eventually(Duration::from_secs(10), async || broadcast(&s.edge(), id)
+            .await["viewer_count"]
+            .as_u64()
+            .is_some_and(|n| n >= exact && n <= exact + 2))
+        .await,
+        "the count is exact: {}",
+        broadcast(&s.edge(), id).await
+    );
+}
+
 /// Waits until every member of origin `lost` (index) joined again and
 /// every member is connected; how long it took.
 async fn all_back(members: &[Arc<Member>], lost: usize, since: Instant) -> Duration {
@@ -617,17 +609,22 @@ async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
     let killed = Instant::now();
     eprintln!("killed {holder} (epoch {epoch})");
 
-    // The publisher lands on the other origin, which takes over.
-    assert!(
-        eventually(Duration::from_secs(15), async || s.owner(&c.id).await
-            == Some((survivor.clone(), epoch + 1)))
-        .await,
-        "{survivor} took the broadcast over at epoch {}: {:?}",
-        epoch + 1,
-        s.owner(&c.id).await
+    // The publisher lands on the other origin, which takes over; the chat
+    // sessions come back meanwhile.
+    let (moved, back) = tokio::join!(
+        async {
+            assert!(
+                eventually(Duration::from_secs(15), async || s.owner(&c.id).await
+                    == Some((survivor.clone(), epoch + 1)))
+                .await,
+                "{survivor} took the broadcast over at epoch {}: {:?}",
+                epoch + 1,
+                s.owner(&c.id).await
+            );
+            killed.elapsed()
+        },
+        all_back(&load.members, i, killed)
     );
-    let moved = killed.elapsed();
-    let back = all_back(&load.members, i, killed).await;
     eprintln!("publisher moved in {moved:?}; chat sessions back in {back:?}");
     assert!(
         back < Duration::from_secs(5),
@@ -645,18 +642,7 @@ async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
     );
     // The count is exact again (the dead origin's report expires).
     let exact = MEMBERS as u64;
-    assert!(
-        eventually(Duration::from_secs(10), async || broadcast(
-            &s.edge(),
-            &c.id
-        )
-        .await["viewer_count"]
-            .as_u64()
-            .is_some_and(|n| n >= exact && n <= exact + 2))
-        .await,
-        "the count is exact again: {}",
-        broadcast(&s.edge(), &c.id).await
-    );
+    assert_count_exact(&s, &c.id).await;
     let count_exact = killed.elapsed();
     eprintln!("count exact {count_exact:?} after the kill");
 
@@ -740,7 +726,7 @@ async fn a_broadcast_whose_origin_and_publisher_are_gone_ends_once_after_the_gra
     let _serial = SERIAL.lock().await;
     const GRACE: u64 = 6;
     let mut s = Service::start(GRACE).await;
-    let c = create(&s.edge()).await;
+    let c = create_broadcast(&s.edge(), "Failover").await;
     let mut ff = TestSource::new("854x480", 600.0)
         .gop(30)
         .realtime()
@@ -799,7 +785,7 @@ async fn a_paused_holder_is_taken_over_and_stands_down_when_it_resumes() {
     let _serial = SERIAL.lock().await;
     let mut s = Service::start(15).await;
     let stop = CancellationToken::new();
-    let c = create(&s.edge()).await;
+    let c = create_broadcast(&s.edge(), "Failover").await;
     let publisher = publisher(s.balancer.rtmp_url(&c.key), stop.clone());
     let master = format!("{}/hls/{}/master.m3u8", s.edge(), c.id);
     let media = first_media_playlist(&master, Duration::from_secs(30)).await;
@@ -951,18 +937,7 @@ async fn a_rolling_deploy_fails_no_request_and_keeps_the_broadcast_live() {
         "{history:?}"
     );
     let exact = MEMBERS as u64;
-    assert!(
-        eventually(Duration::from_secs(10), async || broadcast(
-            &s.edge(),
-            &c.id
-        )
-        .await["viewer_count"]
-            .as_u64()
-            .is_some_and(|n| n >= exact && n <= exact + 2))
-        .await,
-        "the count is exact: {}",
-        broadcast(&s.edge(), &c.id).await
-    );
+    assert_count_exact(&s, &c.id).await;
 
     let report = hls_js_report(load.player).await;
     load.stop.cancel();

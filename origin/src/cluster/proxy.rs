@@ -23,6 +23,9 @@ use crate::store::Node;
 
 /// Names the forwarding origin and carries its token: `{node id} {token}`.
 pub const FORWARDED_BY: &str = "x-origin-forwarded-by";
+/// On every response of an origin that is stopping (draining, or answering
+/// its held requests with 503 as it goes): its broadcasts are about to move.
+pub const STOPPING: &str = "x-origin-stopping";
 /// Idle connections kept open to each other origin.
 pub const IDLE_PER_ORIGIN: usize = 64;
 /// An idle connection to another origin is closed after this, before that

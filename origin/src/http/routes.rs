@@ -1,8 +1,10 @@
 //! The router: which component answers a path (or which other origin: a
 //! broadcast's media and thumbnail are forwarded to the origin holding its
 //! window), and what every response gets (CORS, HEAD handling, a status
-//! count, and `Connection: close` while the origin drains, so that edges
-//! stop reusing connections to it before it stops accepting).
+//! count, and while the origin stops, `Connection: close`, so that edges
+//! stop reusing connections to it before it stops accepting, and
+//! `x-origin-stopping`, so that other origins wait for its broadcasts to
+//! move instead of passing its 503s on).
 //!
 //! A playlist request whose holder cannot be reached (or is stopping) waits (up to
 //! `[cluster] failover_wait_secs`) for the broadcast to be taken over, here
@@ -21,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, Api};
 use crate::cluster::Cluster;
-use crate::cluster::proxy::{Body, ForwardError};
+use crate::cluster::proxy::{Body, ForwardError, STOPPING};
 use crate::error::HttpError;
 use crate::hls::{self, Hls};
 use crate::response::json;
@@ -88,8 +90,12 @@ async fn forward_or_wait(app: &App, req: Request<Incoming>, mut owner: Node) -> 
     loop {
         match app.cluster.proxy.forward(&owner, &head).await {
             // A holder that is stopping answers held requests with 503: its
-            // broadcast is about to move, so wait for that too.
-            Ok(r) if waits && r.status() == StatusCode::SERVICE_UNAVAILABLE => {}
+            // broadcast is about to move, so wait for that too. (A 503 for
+            // a part that did not come in time is passed on.)
+            Ok(r)
+                if waits
+                    && r.status() == StatusCode::SERVICE_UNAVAILABLE
+                    && r.headers().contains_key(STOPPING) => {}
             Ok(r) => return r,
             Err(ForwardError::Unreachable(..)) if waits => {}
             Err(e) => return boxed(HttpError::from(e).into_response()),
@@ -160,6 +166,7 @@ fn finish(app: &App, mut resp: Response<Body>) -> Response<Body> {
     let h = resp.headers_mut();
     if app.shutdown.is_cancelled() {
         h.insert(hyper::header::CONNECTION, "close".parse().expect("static"));
+        h.insert(STOPPING, "1".parse().expect("static"));
     }
     // Players on other origins fetch everything; no credentials are ever involved.
     h.insert("access-control-allow-origin", "*".parse().expect("static"));

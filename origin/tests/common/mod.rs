@@ -310,12 +310,7 @@ pub async fn try_request(method: &str, url: &str, body: Option<&str>, token: Opt
         Ok(Err(e)) => return failed(e.to_string()),
         Err(_) => return failed("no response within 20 s".into()),
     };
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
+    let (status, headers) = head_of(&resp);
     match resp.into_body().collect().await {
         Ok(b) => Resp {
             status,
@@ -324,6 +319,27 @@ pub async fn try_request(method: &str, url: &str, body: Option<&str>, token: Opt
             elapsed: started.elapsed(),
         },
         Err(e) => failed(e.to_string()),
+    }
+}
+
+/// A broadcast created through the API, with its secrets.
+pub struct Created {
+    pub id: String,
+    pub key: String,
+    pub token: String,
+}
+
+/// Creates a broadcast titled `title` through `base`'s API.
+pub async fn create_broadcast(base: &str, title: &str) -> Created {
+    let body = serde_json::json!({ "title": title }).to_string();
+    let r = request_json("POST", &format!("{base}/api/broadcasts"), &body).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let s = |k: &str| v[k].as_str().unwrap().to_owned();
+    Created {
+        id: s("id"),
+        key: s("stream_key"),
+        token: s("owner_token"),
     }
 }
 
@@ -350,17 +366,22 @@ pub async fn request_json_as(method: &str, url: &str, body: &str, token: Option<
     read_resp(resp, started).await
 }
 
-/// Reads a whole response.
-async fn read_resp(
-    resp: hyper::Response<hyper::body::Incoming>,
-    started: std::time::Instant,
-) -> Resp {
-    let status = resp.status().as_u16();
+/// A response's status and headers.
+fn head_of<B>(resp: &hyper::Response<B>) -> (u16, HashMap<String, String>) {
     let headers = resp
         .headers()
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
+    (resp.status().as_u16(), headers)
+}
+
+/// Reads a whole response.
+async fn read_resp(
+    resp: hyper::Response<hyper::body::Incoming>,
+    started: std::time::Instant,
+) -> Resp {
+    let (status, headers) = head_of(&resp);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     Resp {
         status,
