@@ -192,9 +192,9 @@ pub async fn run(
     let beats = tokio::spawn(cluster.clone().run(
         config.hls.reconnect_grace,
         {
-            let (hls, rooms) = (hls.clone(), chat.rooms.clone());
+            let (hls, rooms, cluster) = (hls.clone(), chat.rooms.clone(), cluster.clone());
             move || store::Beat {
-                held: hls.windows().into_iter().map(|id| (id, 0)).collect(),
+                held: cluster.with_epochs(hls.windows()),
                 viewers: rooms.all_viewers(),
             }
         },

@@ -135,6 +135,19 @@ impl Cluster {
         self.held_lock().get(broadcast).copied()
     }
 
+    /// `windows` (held here) with the epoch each is held at; 1 for one
+    /// whose claim has not reached the database yet.
+    pub fn with_epochs(&self, windows: Vec<String>) -> Vec<(String, u64)> {
+        let held = self.held_lock();
+        windows
+            .into_iter()
+            .map(|id| {
+                let epoch = held.get(&id).copied().unwrap_or(1);
+                (id, epoch)
+            })
+            .collect()
+    }
+
     /// Forgets holding `broadcast` (it ended, or another origin holds it).
     pub fn release(&self, broadcast: &str) {
         self.held_lock().remove(broadcast);
@@ -164,17 +177,15 @@ impl Cluster {
         }
     }
 
-    /// Whether another origin holds `broadcast` now (asked, not cached; a
+    /// Whether another origin holds `broadcast` now (asked afresh; a
     /// database that is away says no).
     pub async fn lost(&self, broadcast: &str) -> bool {
-        let Some(shared) = &self.shared else {
-            return false;
-        };
-        self.lock().remove(broadcast);
-        matches!(shared.owner(broadcast).await, Ok(Some(o)) if o.id != self.node.id)
+        self.forget_owner(broadcast);
+        matches!(self.owner_elsewhere(broadcast).await, Ok(Some(_)))
     }
 
-    /// Forgets the cached holder of `broadcast` (it was unreachable).
+    /// Forgets the cached holder of `broadcast` (it was unreachable, or
+    /// the answer must be fresh).
     pub fn forget_owner(&self, broadcast: &str) {
         self.lock().remove(broadcast);
     }
@@ -243,7 +254,7 @@ impl Cluster {
     }
 
     /// Beats every heartbeat interval until `shutdown`: `local` says what
-    /// this origin holds and who watches here (epochs are filled in here);
+    /// this origin holds (at which epoch) and who watches here;
     /// `echo` is given what the others did, and what this beat swept
     /// (broadcasts whose holder stopped beating longer than `grace` ago).
     /// Alone, it returns at once.
@@ -268,10 +279,7 @@ impl Cluster {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let mut beat = local();
-            for (id, epoch) in &mut beat.held {
-                *epoch = self.epoch(id).unwrap_or(1);
-            }
+            let beat = local();
             match shared
                 .beat(&self.node, &beat, self.config.viewers_expiry, grace)
                 .await

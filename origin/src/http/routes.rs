@@ -56,7 +56,7 @@ pub async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Respo
     };
     let resp = match elsewhere {
         Ok(None) => boxed(here(app, req, peer, forwarded).await),
-        Ok(Some(owner)) => {
+        Ok(Some((id, owner))) => {
             // A playlist request may be held: it counts toward the client's
             // held requests here, and not again at the owner.
             let _held = if req.uri().path().ends_with(".m3u8") {
@@ -67,7 +67,7 @@ pub async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Respo
             } else {
                 None
             };
-            forward_or_wait(app, req, owner).await
+            forward_or_wait(app, req, id, owner).await
         }
         Err(e) => boxed(e.into_response()),
     };
@@ -81,11 +81,15 @@ const FAILOVER_POLL: Duration = Duration::from_millis(250);
 /// Forwards `req` to `owner`. A playlist request whose owner cannot be
 /// reached waits for a take-over (the publisher reconnecting here or on
 /// another origin) and goes to the new holder.
-async fn forward_or_wait(app: &App, req: Request<Incoming>, mut owner: Node) -> Response<Body> {
+async fn forward_or_wait(
+    app: &App,
+    req: Request<Incoming>,
+    id: String,
+    mut owner: Node,
+) -> Response<Body> {
     let (head, _) = req.into_parts();
     let path = head.uri.path();
     let waits = head.method == Method::GET && path.ends_with(".m3u8") && path.starts_with("/hls/");
-    let id = path.split('/').nth(2).unwrap_or_default().to_owned();
     let deadline = tokio::time::Instant::now() + app.cluster.config.failover_wait;
     loop {
         match app.cluster.proxy.forward(&owner, &head).await {
@@ -129,13 +133,13 @@ fn boxed(r: Response<Full<Bytes>>) -> Response<Body> {
     r.map(|b| b.map_err(|e| match e {}).boxed())
 }
 
-/// The other origin holding the window of the broadcast `req` is about,
+/// The broadcast `req` is about and the other origin holding its window,
 /// if it is one of its media or thumbnail URLs and this origin does not
 /// hold it.
 async fn held_elsewhere<B>(
     app: &App,
     req: &Request<B>,
-) -> Result<Option<crate::store::Node>, HttpError> {
+) -> Result<Option<(String, Node)>, HttpError> {
     if !app.cluster.is_shared() || !matches!(*req.method(), Method::GET | Method::HEAD) {
         return Ok(None);
     }
@@ -152,7 +156,8 @@ async fn held_elsewhere<B>(
     if app.hls.broadcast(id).is_some() {
         return Ok(None);
     }
-    Ok(app.cluster.owner_elsewhere(id).await?)
+    let owner = app.cluster.owner_elsewhere(id).await?;
+    Ok(owner.map(|o| (id.to_owned(), o)))
 }
 
 /// What every response gets: CORS headers and a count by status.
