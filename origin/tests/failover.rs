@@ -732,12 +732,20 @@ async fn a_broadcast_whose_origin_and_publisher_are_gone_ends_once_after_the_gra
         .realtime()
         .publish(&s.balancer.rtmp_url(&c.key));
     let master = format!("{}/hls/{}/master.m3u8", s.edge(), c.id);
-    first_media_playlist(&master, Duration::from_secs(30)).await;
+    let media = first_media_playlist(&master, Duration::from_secs(30)).await;
     let (holder, _) = s.owner(&c.id).await.expect("held");
     let i = s.index(&holder);
     s.origins[i].bin.as_ref().unwrap().signal("KILL");
     ff.kill().await.ok();
     let killed = Instant::now();
+    // A playlist request to the survivor meanwhile finds its holder gone: it
+    // waits for a take-over, and gets the answer once there is none to wait
+    // for (the sweeper freed the window), not a prompt error.
+    let survivor_media = media.replace(&s.edge(), &format!("http://{}", s.origins[1 - i].http));
+    let waiting = tokio::spawn(async move {
+        let r = fetch(&survivor_media).await;
+        (r.status, killed.elapsed())
+    });
 
     // Live through the grace (its publisher may still come back)...
     tokio::time::sleep(Duration::from_secs(GRACE - 2)).await;
@@ -773,6 +781,13 @@ async fn a_broadcast_whose_origin_and_publisher_are_gone_ends_once_after_the_gra
         "ended once"
     );
     assert_eq!(s.owner(&c.id).await, None, "nobody holds it");
+    let (status, after) = waiting.await.unwrap();
+    eprintln!("a playlist request made at the kill was answered {status} after {after:?}");
+    assert_eq!(status, 404, "answered once the broadcast was over");
+    assert!(
+        after >= Duration::from_secs(GRACE - 1),
+        "it waited for a take-over rather than failing at once: {after:?}"
+    );
     // Its playlists are gone, not waited for.
     let r = fetch(&master).await;
     assert_eq!(r.status, 404, "{}", r.text());
