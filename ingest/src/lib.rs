@@ -26,8 +26,10 @@ pub mod media;
 pub mod rtmp;
 pub mod timestamp;
 
-pub use auth::{Authorizer, Grant, Refusal, StaticKeys, fingerprint};
+pub use auth::{Authorizer, Grant, LiveGuard, LiveSet, Refusal, StaticKeys, fingerprint};
 pub use config::{ConfigError, IngestConfig};
 pub use error::Error;
-pub use media::{AacConfig, AudioFrame, AvcConfig, MediaEvent, Metadata, VideoFrame};
+pub use media::{
+    AacConfig, AudioFrame, AvcConfig, KeyframeRequests, MediaEvent, Metadata, VideoFrame,
+};
 pub use rtmp::{Publish, run};

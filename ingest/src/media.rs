@@ -1,5 +1,7 @@
 //! Typed media that ingest yields: codec configs and timestamped frames.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +22,9 @@ pub enum MediaEvent {
     Video(VideoFrame),
     /// One raw AAC frame.
     Audio(AudioFrame),
+    /// One Opus packet (RFC 6716; 48 kHz, stereo or mono, as WebRTC sends it).
+    /// The transcoder turns it into AAC, so later stages see AAC only.
+    Opus(AudioFrame),
     /// The timeline broke (a backwards or huge forward jump, or a restart
     /// upstream). Timestamps after it are still monotonic with those before.
     Discontinuity,
@@ -176,4 +181,35 @@ pub struct AudioFrame {
     pub pts: Duration,
     /// The raw_data_block.
     pub data: Bytes,
+}
+
+/// Asks a publisher for a keyframe: a WebRTC publisher answers a PLI, an RTMP
+/// publisher cannot be asked (its keyframes come on its own cadence). Cheap to
+/// clone and safe to call from any thread, as often as wanted: the publisher's
+/// side throttles.
+#[derive(Clone, Default)]
+pub struct KeyframeRequests(Option<Arc<dyn Fn() + Send + Sync>>);
+
+impl KeyframeRequests {
+    /// Requests that call `ask`.
+    pub fn new(ask: impl Fn() + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(ask)))
+    }
+
+    /// Asks for a keyframe, if this publisher can be asked.
+    pub fn request(&self) {
+        if let Some(ask) = &self.0 {
+            ask();
+        }
+    }
+}
+
+impl fmt::Debug for KeyframeRequests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "KeyframeRequests(on request)"
+        } else {
+            "KeyframeRequests(none)"
+        })
+    }
 }

@@ -30,7 +30,7 @@ use crate::chunk::{ChunkGuard, Notice, split_after_commands};
 use crate::config::IngestConfig;
 use crate::error::Error;
 use crate::flv::Demuxer;
-use crate::media::{MediaEvent, Metadata};
+use crate::media::{KeyframeRequests, MediaEvent, Metadata};
 
 /// Size of each connection's socket read buffer.
 const READ_BUFFER_LEN: usize = 64 << 10;
@@ -44,6 +44,8 @@ pub struct Publish {
     pub peer: SocketAddr,
     /// Demuxed media; `None` from `recv` means the publisher disconnected.
     pub media: mpsc::Receiver<MediaEvent>,
+    /// Asks the publisher for a keyframe (RTMP publishers cannot be asked).
+    pub keyframes: KeyframeRequests,
 }
 
 /// What the accept loop shares with its connection tasks.
@@ -56,12 +58,14 @@ struct Shared {
 }
 
 /// Accepts RTMP connections on `listener` until `shutdown`, sending each
-/// authorized publish to `publishes`.
+/// authorized publish to `publishes`. `live` is shared with every other
+/// ingest (WHIP), so a broadcast has one publisher whatever the protocol.
 pub async fn run(
     config: IngestConfig,
     listener: TcpListener,
     authorizer: Arc<dyn Authorizer>,
     publishes: mpsc::Sender<Publish>,
+    live: LiveSet,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     config.validate()?;
@@ -70,7 +74,7 @@ pub async fn run(
         config,
         authorizer,
         publishes,
-        live: LiveSet::default(),
+        live,
         shutdown: shutdown.clone(),
     });
     info!(addr = %listener.local_addr()?, app = %shared.config.app, "rtmp ingest listening");
@@ -319,6 +323,7 @@ impl Connection {
                             broadcast_id: grant.broadcast_id.clone(),
                             peer: self.peer,
                             media: rx,
+                            keyframes: KeyframeRequests::default(),
                         };
                         if self.shared.publishes.send(publish).await.is_err() {
                             return Err(Error::Shutdown);

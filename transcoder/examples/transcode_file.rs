@@ -53,7 +53,7 @@ async fn one_stream(
             }
         }
     });
-    let mut t = transcoder::start(config, rx)
+    let mut t = transcoder::start(config, rx, Default::default())
         .await
         .expect("transcode start");
     let drains: Vec<_> = t

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use ingest::{AvcConfig, MediaEvent, VideoFrame};
+use ingest::{AvcConfig, KeyframeRequests, MediaEvent, VideoFrame};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::config::{MAX_GOP_CACHE_BYTES, MAX_RESTARTS, TranscoderConfig};
 use crate::error::Error;
 use crate::ladder::{Planned, Size, plan};
+use crate::opus::OpusToAac;
 use crate::pipeline::{self, EncodedFrame, Pipeline, PipelineSpec, Sinks, bus_error};
 use crate::usage::Usage;
 
@@ -29,6 +30,8 @@ const EOS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const RESTART_BACKOFF: Duration = Duration::from_millis(100);
 /// How often frame drops are reported.
 const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+/// Least time between two keyframe requests to the publisher (WebRTC: PLI).
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a rendition is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +189,11 @@ struct Session {
     discontinuity_armed: bool,
     stats: Stats,
     usage: Usage,
+    /// Asks the publisher for a keyframe while frames wait for one.
+    keyframes: KeyframeRequests,
+    last_keyframe_request: Option<tokio::time::Instant>,
+    /// Opus from a WebRTC publisher, into AAC; started at the first packet.
+    opus: Option<OpusToAac>,
 }
 
 impl Drop for Session {
@@ -196,9 +204,11 @@ impl Drop for Session {
 
 /// Starts transcoding a publish: waits for its first video sequence header,
 /// then returns the rendition outputs while a task drives the pipeline.
+/// `keyframes` is asked whenever source frames wait for a keyframe.
 pub async fn start(
     config: Arc<TranscoderConfig>,
     mut input: mpsc::Receiver<MediaEvent>,
+    keyframes: KeyframeRequests,
 ) -> Result<Transcode, Error> {
     config.validate()?;
     pipeline::init()?;
@@ -279,6 +289,9 @@ pub async fn start(
         discontinuity_armed: false,
         stats: Stats::default(),
         usage: Usage::new(),
+        keyframes,
+        last_keyframe_request: None,
+        opus: None,
     };
     let usage = session.usage.clone();
     let pipeline = session.build(None, Vec::new())?;
@@ -368,6 +381,7 @@ impl Session {
                         bus = pipeline.pipeline.bus().expect("bus").stream();
                     }
                 }
+                Some(aac) = next_aac(&mut self.opus) => self.audio(aac).await,
                 Some(Control::InjectError) = control.recv() => pipeline.inject_error(),
                 _ = report.tick() => {
                     let dropped = self.stats.dropped + pipeline.dropped();
@@ -428,6 +442,7 @@ impl Session {
                 }
                 if self.need_keyframe {
                     self.stats.skipped_for_keyframe += 1;
+                    self.ask_for_keyframe();
                     return Ok(());
                 }
                 if self.discontinuity_armed {
@@ -452,15 +467,49 @@ impl Session {
                 self.discontinuity_armed = true;
                 self.to_source(MediaEvent::Discontinuity).await;
             }
-            e @ (MediaEvent::AudioConfig(_) | MediaEvent::Audio(_)) => {
-                for o in &self.outs {
-                    let _ = o.tx.send(e.clone()).await;
-                }
-                self.to_source(e).await;
-            }
+            e @ (MediaEvent::AudioConfig(_) | MediaEvent::Audio(_)) => self.audio(e).await,
+            MediaEvent::Opus(f) => self.opus(&f),
             MediaEvent::Metadata(_) => {}
         }
         Ok(())
+    }
+
+    /// AAC, from the publisher or from its Opus, goes to every rendition.
+    async fn audio(&self, e: MediaEvent) {
+        for o in &self.outs {
+            let _ = o.tx.send(e.clone()).await;
+        }
+        self.to_source(e).await;
+    }
+
+    /// Opus goes into AAC. A conversion that failed is logged and started
+    /// afresh at the next packet; video is never held up by audio.
+    fn opus(&mut self, frame: &ingest::AudioFrame) {
+        if self.opus.is_none() {
+            match OpusToAac::new() {
+                Ok(c) => self.opus = Some(c),
+                Err(err) => {
+                    warn!(%err, "opus to aac did not start; audio is dropped");
+                    return;
+                }
+            }
+        }
+        let conv = self.opus.as_ref().expect("set above");
+        if let Some(err) = conv.push(frame).err().or_else(|| conv.error()) {
+            warn!(%err, "opus to aac failed; restarting it");
+            self.opus = None;
+        }
+    }
+
+    fn ask_for_keyframe(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self
+            .last_keyframe_request
+            .is_none_or(|t| now.duration_since(t) >= KEYFRAME_REQUEST_INTERVAL)
+        {
+            self.last_keyframe_request = Some(now);
+            self.keyframes.request();
+        }
     }
 
     fn reset_gop(&mut self) {
@@ -507,6 +556,14 @@ impl Session {
             "pipeline restarted"
         );
         Ok(pipeline)
+    }
+}
+
+/// The next AAC event of the Opus conversion; never, while there is none.
+async fn next_aac(opus: &mut Option<OpusToAac>) -> Option<MediaEvent> {
+    match opus {
+        Some(o) => o.output.recv().await,
+        None => std::future::pending().await,
     }
 }
 

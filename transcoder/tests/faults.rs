@@ -23,7 +23,9 @@ async fn a_480p_source_gets_only_480p() {
     );
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(feed_realtime(events, tx));
-    let mut t = transcoder::start(config(), rx).await.unwrap();
+    let mut t = transcoder::start(config(), rx, Default::default())
+        .await
+        .unwrap();
     let names: Vec<_> = t.renditions.iter().map(|r| r.info.name.as_str()).collect();
     assert_eq!(names, ["480p"]);
     let out = drain(t.renditions.remove(0), LIMIT).await;
@@ -53,7 +55,9 @@ async fn a_mid_stream_resolution_change_keeps_the_renditions_going() {
     let input_frames = video(&events).len() as u64;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(feed_realtime(events, tx));
-    let mut t = transcoder::start(config(), rx).await.unwrap();
+    let mut t = transcoder::start(config(), rx, Default::default())
+        .await
+        .unwrap();
     let drains: Vec<_> = t
         .renditions
         .drain(..)
@@ -91,7 +95,9 @@ async fn a_pipeline_error_restarts_and_output_resumes_after_a_discontinuity() {
     let input_pts: Vec<Duration> = video(&events).iter().map(|f| f.pts).collect();
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(feed_realtime(events, tx));
-    let mut t = transcoder::start(config(), rx).await.unwrap();
+    let mut t = transcoder::start(config(), rx, Default::default())
+        .await
+        .unwrap();
     let drains: Vec<_> = t
         .renditions
         .drain(..)

@@ -29,6 +29,7 @@ async fn a_1080p_publish_with_irregular_keyframes_gives_aligned_720p_and_480p() 
         listener,
         Arc::new(keys),
         ptx,
+        ingest::LiveSet::default(),
         shutdown.clone(),
     ));
     // Source keyframes at 0, 2.3 and 4.1 s only: the output cadence must not care.
@@ -60,7 +61,9 @@ async fn a_1080p_publish_with_irregular_keyframes_gives_aligned_720p_and_480p() 
         }
         seen
     });
-    let mut t = transcoder::start(config(), rx).await.unwrap();
+    let mut t = transcoder::start(config(), rx, Default::default())
+        .await
+        .unwrap();
     let names: Vec<_> = t.renditions.iter().map(|r| r.info.name.clone()).collect();
     assert_eq!(names, ["720p", "480p"]);
     let mut thumbs = t.thumbnails.clone();

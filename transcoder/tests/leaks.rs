@@ -36,7 +36,9 @@ async fn cycle(events: Vec<ingest::MediaEvent>) {
             }
         }
     });
-    let mut t = transcoder::start(config(), rx).await.unwrap();
+    let mut t = transcoder::start(config(), rx, Default::default())
+        .await
+        .unwrap();
     let drains: Vec<_> = t
         .renditions
         .drain(..)

@@ -29,7 +29,9 @@ async fn every_pipeline_thread_counts_toward_the_sessions_cpu_time() {
     );
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(feed_realtime(events, tx));
-    let mut t = transcoder::start(config(), rx).await.unwrap();
+    let mut t = transcoder::start(config(), rx, Default::default())
+        .await
+        .unwrap();
     let usage = t.usage.clone();
     let outs: Vec<_> = t
         .renditions

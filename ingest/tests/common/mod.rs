@@ -42,7 +42,14 @@ pub async fn start(keys: &[&str], config: IngestConfig) -> Server {
     let (tx, rx) = mpsc::channel(16);
     let shutdown = CancellationToken::new();
     let auth = Arc::new(StaticKeys(keys.iter().map(|k| k.to_string()).collect()));
-    tokio::spawn(ingest::run(config, listener, auth, tx, shutdown.clone()));
+    tokio::spawn(ingest::run(
+        config,
+        listener,
+        auth,
+        tx,
+        ingest::LiveSet::default(),
+        shutdown.clone(),
+    ));
     Server {
         addr,
         publishes: rx,
