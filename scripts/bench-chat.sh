@@ -35,7 +35,7 @@ step() {
     echo "  $n sessions do not fit under the hard open-file limit ($(ulimit -Hn)); running $run"
   fi
   rm -rf "$WORK/data"
-  "$bin" --rtmp-listen 127.0.0.1:19351 --http-listen 127.0.0.1:18081 \
+  "$bin" --rtmp-listen 127.0.0.1:19351 --http-listen 127.0.0.1:18081 --webrtc-listen 127.0.0.1:0 \
     --data-dir "$WORK/data" >>"$OUT/chat-origin.log" 2>&1 &
   origin=$!
   for _ in $(seq 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done

@@ -50,7 +50,7 @@ statements() { grep -cE 'LOG:  (execute|statement)' "$WORK/pg.log" || true; }
 start_origin() {
   local db=()
   [[ -n "$4" ]] && db=(--database-url "$4")
-  target/release/origin --rtmp-listen "127.0.0.1:$3" --http-listen "127.0.0.1:$2" \
+  target/release/origin --rtmp-listen "127.0.0.1:$3" --http-listen "127.0.0.1:$2" --webrtc-listen 127.0.0.1:0 \
     --data-dir "$WORK/$1" "${db[@]}" >>"$OUT/cluster-origin-$1.log" 2>&1 &
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/healthz" >/dev/null && break; sleep 0.1; done
 }

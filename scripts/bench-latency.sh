@@ -30,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/release/origin --rtmp-listen 127.0.0.1:19350 --http-listen 127.0.0.1:18080 \
+target/release/origin --rtmp-listen 127.0.0.1:19350 --http-listen 127.0.0.1:18080 --webrtc-listen 127.0.0.1:0 \
   --data-dir "$WORK/data" --stream-key bench >"$OUT/latency-origin.log" 2>&1 &
 cat >"$WORK/nginx.conf" <<NGINX
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;

@@ -21,7 +21,7 @@ trap cleanup EXIT
 
 # Every simulated viewer comes from 127.0.0.1, so lift the per-address hold cap.
 printf '[hls]\nmax_held_per_client = 100000\n' >"$WORK/origin.toml"
-target/release/origin --rtmp-listen 127.0.0.1:19350 --http-listen 127.0.0.1:18080 \
+target/release/origin --rtmp-listen 127.0.0.1:19350 --http-listen 127.0.0.1:18080 --webrtc-listen 127.0.0.1:0 \
   --data-dir "$WORK/data" --config "$WORK/origin.toml" --stream-key load >"$OUT/viewers-origin.log" 2>&1 &
 ORIGIN=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && break; sleep 0.1; done

@@ -178,13 +178,14 @@ impl Broadcasts {
             self.metrics.clone(),
             id.clone(),
         ));
-        let transcode = match transcoder::start(self.transcoder.clone(), input).await {
-            Ok(t) => t,
-            Err(err) => {
-                warn!(%err, "transcode did not start");
-                return;
-            }
-        };
+        let transcode =
+            match transcoder::start(self.transcoder.clone(), input, publish.keyframes).await {
+                Ok(t) => t,
+                Err(err) => {
+                    warn!(%err, "transcode did not start");
+                    return;
+                }
+            };
         tokio::spawn(sample_usage(
             transcode.usage.clone(),
             self.metrics.clone(),

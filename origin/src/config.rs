@@ -32,6 +32,10 @@ pub struct Cli {
     /// HTTP listen address for LL-HLS, the API and the pages.
     #[arg(long, env = "ORIGIN_HTTP_LISTEN", default_value = DEFAULT_HTTP_LISTEN)]
     pub http_listen: SocketAddr,
+    /// UDP listen address for every WebRTC peer (WHIP publishers); the
+    /// addresses to advertise are `[webrtc] advertise` in the config file.
+    #[arg(long, env = "ORIGIN_WEBRTC_LISTEN", default_value = webrtc::config::DEFAULT_LISTEN)]
+    pub webrtc_listen: SocketAddr,
     /// Directory for persistent data.
     #[arg(long, env = "ORIGIN_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
@@ -82,6 +86,9 @@ pub enum ConfigError {
     /// `[cluster]`.
     #[error("[cluster] {0}")]
     Cluster(#[from] crate::cluster::config::ConfigError),
+    /// `[webrtc]`.
+    #[error("[webrtc] {0}")]
+    Webrtc(#[from] webrtc::ConfigError),
     /// A rendition name that cannot be a URL path segment.
     #[error("[transcoder] rendition name {0:?} must be 1 to 64 characters of [A-Za-z0-9_-]")]
     RenditionName(String),
@@ -126,6 +133,8 @@ pub struct Config {
     pub chat: crate::chat::config::ChatConfig,
     /// Several origins as one service (with `database_url`).
     pub cluster: crate::cluster::config::ClusterConfig,
+    /// WebRTC (WHIP) settings; `listen` is a flag.
+    pub webrtc: webrtc::WebrtcConfig,
 }
 
 impl Default for Config {
@@ -144,6 +153,7 @@ impl Default for Config {
             hls: Default::default(),
             chat: Default::default(),
             cluster: Default::default(),
+            webrtc: Default::default(),
         }
     }
 }
@@ -157,6 +167,7 @@ impl Config {
         };
         config.rtmp_listen = cli.rtmp_listen;
         config.http_listen = cli.http_listen;
+        config.webrtc.listen = cli.webrtc_listen;
         config.data_dir = cli.data_dir;
         config.player_dir = cli.player_dir;
         config.hls.segment_target = config.transcoder.keyframe_interval;
@@ -194,6 +205,7 @@ impl Config {
         self.hls.validate()?;
         self.chat.validate()?;
         self.cluster.validate()?;
+        self.webrtc.validate()?;
         if self.rtmp_listen == self.http_listen {
             return Err(ConfigError::SameAddress);
         }

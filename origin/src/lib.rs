@@ -54,6 +54,8 @@ pub struct Listeners {
     pub rtmp: TcpListener,
     /// HTTP.
     pub http: TcpListener,
+    /// The one UDP socket of every WebRTC peer.
+    pub webrtc: std::net::UdpSocket,
 }
 
 impl Listeners {
@@ -65,7 +67,9 @@ impl Listeners {
         let http = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("HTTP {}", config.http_listen))?;
-        Ok(Listeners { rtmp, http })
+        let webrtc = std::net::UdpSocket::bind(config.webrtc.listen)
+            .with_context(|| format!("WebRTC (UDP) {}", config.webrtc.listen))?;
+        Ok(Listeners { rtmp, http, webrtc })
     }
 }
 
@@ -209,20 +213,31 @@ pub async fn run(
         },
         shutdown.clone(),
     ));
+    // RTMP and WHIP publishes go the same way; one publisher per broadcast.
+    let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE_CAPACITY);
+    let live = ingest::LiveSet::default();
+    let (webrtc, webrtc_task) = webrtc::Webrtc::start(
+        config.webrtc.clone(),
+        listeners.webrtc,
+        publish_tx.clone(),
+        live.clone(),
+        shutdown.clone(),
+    )
+    .context("starting WebRTC")?;
     let api = Arc::new(api::Api {
         store: store.clone(),
         chat,
         broadcasts: broadcasts.clone(),
         // The port actually bound (tests and port 0 pick their own).
         rtmp_port: listeners.rtmp.local_addr()?.port(),
+        webrtc,
     });
-
-    let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE_CAPACITY);
     let ingest = tokio::spawn(ingest::run(
         config.ingest.clone(),
         listeners.rtmp,
         broadcasts.clone(),
         publish_tx,
+        live,
         shutdown.clone(),
     ));
     let lifecycle = tokio::spawn(broadcasts.run(publish_rx, shutdown.clone()));
@@ -255,7 +270,7 @@ pub async fn run(
     }
     counters_done.cancel();
     let _ = counters.await;
-    let (ingest, lifecycle, http, _) = tokio::join!(ingest, lifecycle, http, beats);
+    let (ingest, lifecycle, http, _, _) = tokio::join!(ingest, lifecycle, http, beats, webrtc_task);
     store.flush().await.context("flushing the database")?;
     ingest.context("ingest task")?.context("ingest")?;
     lifecycle.context("lifecycle task")?;

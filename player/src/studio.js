@@ -1,4 +1,5 @@
 import { api, Chat } from './common.js';
+import { publish } from './whip.js';
 
 const $ = (x) => document.getElementById(x);
 const STORE = 'studio';
@@ -7,6 +8,7 @@ let mine = JSON.parse(localStorage.getItem(STORE) || 'null');
 let hls = null;
 let chat = null;
 let poll = null;
+let browserLive = null;
 
 async function create(e) {
   e.preventDefault();
@@ -39,6 +41,8 @@ function render(b) {
   $('overlay').hidden = b.status === 'live';
   $('overlay').textContent = b.status === 'ended' ? 'This broadcast has ended.' : 'Waiting for the stream… start streaming in OBS.';
   $('end').hidden = b.status === 'ended';
+  $('browserlive').hidden = b.status === 'ended';
+  if (b.status === 'ended' && browserLive) stopLive();
   $('new').hidden = b.status !== 'ended';
   preview(b.status === 'live');
 }
@@ -56,6 +60,7 @@ function show(b) {
   $('dashboard').hidden = false;
   $('server').value = b.rtmp_url;
   $('key').value = b.stream_key ?? '';
+  $('whipurl').textContent = new URL(`/api/broadcasts/${encodeURIComponent(b.id)}/whip`, window.location.href).href;
   $('watchlink').href = `/watch/${encodeURIComponent(b.id)}`;
   render(b);
   chat ??= new Chat({ id: b.id, nick: 'host', token: mine.token, log: $('log'), form: $('chatform'), input: $('message'),
@@ -64,7 +69,60 @@ function show(b) {
   poll = setInterval(refresh, POLL_MS);
 }
 
+// Going live from this browser: 1280x720 at 30 fps asked for, H.264 up to 4 Mbit/s.
+async function goLive() {
+  const state = $('livestate');
+  $('golive').disabled = true;
+  state.textContent = 'Starting…';
+  let stream = null;
+  try {
+    const video = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
+    const audio = $('mic').checked;
+    if ($('source').value === 'screen') {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video, audio: false });
+      if (audio) {
+        const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+        for (const t of mic.getAudioTracks()) stream.addTrack(t);
+      }
+    } else {
+      stream = await navigator.mediaDevices.getUserMedia({ video, audio });
+    }
+    $('camera').srcObject = stream;
+    $('camera').hidden = false;
+    browserLive = await publish(mine.id, $('key').value, stream, {
+      onState: (s) => {
+        state.textContent = { connected: 'Sending', connecting: 'Connecting…', failed: 'Connection failed', disconnected: 'Connection lost…' }[s] ?? s;
+        if (s === 'failed') stopLive();
+      },
+    });
+    browserLive.stream = stream;
+    window.__whip = browserLive; // for tests and the console
+    $('golive').hidden = true;
+    $('stoplive').hidden = false;
+  } catch (err) {
+    for (const t of stream?.getTracks() ?? []) t.stop();
+    $('camera').hidden = true;
+    state.textContent = `Could not go live: ${err.message}`;
+  } finally {
+    $('golive').disabled = false;
+  }
+}
+
+async function stopLive() {
+  const live = browserLive;
+  browserLive = null;
+  if (live) {
+    for (const t of live.stream?.getTracks() ?? []) t.stop();
+    await live.stop();
+  }
+  $('camera').hidden = true;
+  $('golive').hidden = false;
+  $('stoplive').hidden = true;
+  if (live) $('livestate').textContent = 'Stopped';
+}
+
 function reset() {
+  stopLive();
   localStorage.removeItem(STORE);
   mine = null;
   chat?.close();
@@ -101,6 +159,8 @@ $('end').addEventListener('click', async () => {
   render(await api(`/api/broadcasts/${encodeURIComponent(mine.id)}`, { method: 'PATCH', body: { status: 'ended' }, token: mine.token }));
 });
 $('new').addEventListener('click', reset);
+$('golive').addEventListener('click', goLive);
+$('stoplive').addEventListener('click', stopLive);
 
 if (mine) {
   api(`/api/broadcasts/${encodeURIComponent(mine.id)}`, { token: mine.token }).then(show).catch(reset);

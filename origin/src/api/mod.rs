@@ -7,9 +7,11 @@
 //! - [`model`]: request and response types, validation, search and order (pure).
 //! - [`request`]: reading requests: bearer tokens, JSON bodies, query strings.
 //! - [`routes`]: one function per route, and the dispatch.
+//! - [`whip`]: going live over WebRTC (RFC 9725).
 
 pub mod model;
 pub mod request;
 pub mod routes;
+pub mod whip;
 
 pub use routes::{Api, handle};

@@ -1,5 +1,6 @@
 //! The API's routes: one function each, and [`handle`], which picks one.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use tracing::info;
 
 use super::model::{self, Create, Update, View};
 use super::request::{bearer, json_body, query};
+use super::whip;
 use crate::broadcasts::Broadcasts;
 use crate::chat::config::MAX_FRAME_BYTES;
 use crate::chat::connection::{self as chat, Chat, Member};
@@ -30,12 +32,14 @@ pub struct Api {
     pub broadcasts: Arc<Broadcasts>,
     /// RTMP port, for the `rtmp_url` shown to streamers.
     pub rtmp_port: u16,
+    /// WebRTC sessions (WHIP publishers).
+    pub webrtc: webrtc::Webrtc,
 }
 
 type Reply = Result<Response<Full<Bytes>>, HttpError>;
 
 /// Handles everything under `/api`.
-pub async fn handle(api: &Arc<Api>, req: Request<Incoming>) -> Reply {
+pub async fn handle(api: &Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Reply {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let pieces: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
@@ -49,6 +53,9 @@ pub async fn handle(api: &Arc<Api>, req: Request<Incoming>) -> Reply {
         (&Method::POST, ["broadcasts", id, "rotate-key"]) => rotate_key(api, &req, id).await,
         (_, ["broadcasts", id, "thumbnail.jpg"]) if get => thumbnail(api, id),
         (&Method::GET, ["broadcasts", id, "chat"]) => join_chat(api, req, id).await,
+        (&Method::POST, ["broadcasts", id, "whip"]) => whip::offer(api, req, id, peer).await,
+        (&Method::DELETE, ["broadcasts", _, "whip", session]) => whip::delete(api, session).await,
+        (_, ["broadcasts", _, "whip", _]) => Err(HttpError::MethodNotAllowed),
         (_, ["broadcasts"] | ["broadcasts", _] | ["broadcasts", _, _]) => {
             Err(HttpError::MethodNotAllowed)
         }

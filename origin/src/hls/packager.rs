@@ -185,7 +185,7 @@ impl Packager {
                 self.flush(out)?;
                 self.discontinuity = true;
             }
-            MediaEvent::Metadata(_) => {}
+            MediaEvent::Metadata(_) | MediaEvent::Opus(_) => {}
         }
         Ok(())
     }

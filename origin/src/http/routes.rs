@@ -177,7 +177,7 @@ fn finish(app: &App, mut resp: Response<Body>) -> Response<Body> {
     h.insert("access-control-allow-origin", "*".parse().expect("static"));
     h.insert(
         "access-control-expose-headers",
-        "content-length, content-encoding, date"
+        "content-length, content-encoding, date, location, link, etag"
             .parse()
             .expect("static"),
     );
@@ -214,23 +214,24 @@ async fn dispatch(
 ) -> Result<Response<Full<Bytes>>, HttpError> {
     let path = req.uri().path().to_owned();
     let path = path.as_str();
-    if path.starts_with("/api/") {
-        return api::handle(&app.api, req).await;
-    }
     if req.method() == Method::OPTIONS {
+        // CORS preflight, for the API (WHIP included) and the media alike.
         return Ok(Response::builder()
             .status(StatusCode::NO_CONTENT)
             .header(
                 "access-control-allow-methods",
-                "GET, HEAD, POST, PATCH, OPTIONS",
+                "GET, HEAD, POST, PATCH, DELETE, OPTIONS",
             )
             .header(
                 "access-control-allow-headers",
-                "authorization, content-type",
+                "authorization, content-type, if-match",
             )
             .header("access-control-max-age", "86400")
             .body(Full::new(Bytes::new()))
             .expect("valid response"));
+    }
+    if path.starts_with("/api/") {
+        return api::handle(&app.api, req, peer).await;
     }
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     if path == "/healthz" && get {

@@ -41,6 +41,7 @@ impl Binary {
         use tokio::io::AsyncBufReadExt;
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_origin"));
         cmd.env("ORIGIN_RTMP_LISTEN", rtmp.to_string())
+            .env("ORIGIN_WEBRTC_LISTEN", "127.0.0.1:0")
             .env("ORIGIN_HTTP_LISTEN", http.to_string())
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
@@ -211,6 +212,7 @@ pub async fn start_server_on(
     let listeners = origin::Listeners {
         rtmp: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        webrtc: std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
     };
     let (rtmp, http) = (
         listeners.rtmp.local_addr().unwrap(),

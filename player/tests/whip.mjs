@@ -1,0 +1,55 @@
+// Goes live from the studio page with Chromium's fake camera and microphone
+// (WHIP), the way a streamer would: create a broadcast, "Go live from this
+// browser", stay live, "Stop". Prints one JSON line when the studio says it
+// is sending ({"live": true, "id": ...}) and one when done ({"stopped": ...},
+// with the sender's WebRTC stats). Used by origin/tests/webrtc.rs.
+//
+// Usage: node tests/whip.mjs BASE_URL SECONDS
+import { chromium } from 'playwright-core';
+
+const [base, secondsArg] = process.argv.slice(2);
+const seconds = Number(secondsArg ?? 30);
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run',
+    '--disable-component-update', '--disable-sync',
+    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    '--allow-loopback-in-peer-connection'],
+});
+try {
+  const page = await browser.newPage();
+  page.on('console', (m) => process.stderr.write(`studio: ${m.text()}\n`));
+  page.on('pageerror', (e) => process.stderr.write(`studio error: ${e}\n`));
+  await page.goto(`${base}/studio`);
+  await page.fill('#title', 'Live from a browser');
+  await page.click('#create button[type=submit]');
+  await page.waitForSelector('#dashboard:not([hidden])');
+  await page.click('#golive');
+  await page.waitForFunction(() => {
+    const s = document.getElementById('livestate').textContent;
+    return s === 'Sending' || s.startsWith('Could not');
+  }, null, { timeout: 20000 });
+  const state = await page.textContent('#livestate');
+  const id = await page.evaluate(() => JSON.parse(localStorage.getItem('studio')).id);
+  console.log(JSON.stringify({ live: state === 'Sending', state, id }));
+  if (state !== 'Sending') process.exit(1);
+  await page.waitForTimeout(seconds * 1000);
+  const stats = await page.evaluate(async () => {
+    const out = {};
+    const pc = window.__whip?.pc;
+    if (!pc) return out;
+    for (const r of (await pc.getStats()).values()) {
+      if (r.type === 'outbound-rtp') {
+        out[r.kind] = { packetsSent: r.packetsSent, framesEncoded: r.framesEncoded, frameWidth: r.frameWidth,
+          frameHeight: r.frameHeight, pliCount: r.pliCount, nackCount: r.nackCount, encoder: r.encoderImplementation };
+      }
+    }
+    return out;
+  });
+  await page.click('#stoplive');
+  await page.waitForFunction(() => document.getElementById('livestate').textContent === 'Stopped');
+  console.log(JSON.stringify({ stopped: true, stats }));
+} finally {
+  await browser.close();
+}
