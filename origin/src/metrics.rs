@@ -76,6 +76,21 @@ pub struct Metrics {
     pub http_header_timeouts: Counter,
     /// HTTP connections closed after the keep-alive timeout with nothing to do.
     pub http_idle_closed: Counter,
+    /// WebRTC sessions open (set at scrape).
+    pub webrtc_sessions: Gauge,
+    /// WebRTC bytes received and sent, by direction (synced at scrape).
+    pub webrtc_bytes: Family<DirectionLabel, Counter>,
+    /// Keyframe requests (PLI) sent to WebRTC publishers (synced at scrape).
+    pub webrtc_plis_sent: Counter,
+    /// WHIP media dropped because a transcoder was behind (synced at scrape).
+    pub webrtc_media_dropped: Counter,
+}
+
+/// `direction="in"` or `"out"`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// `in` or `out`.
+    pub direction: &'static str,
 }
 
 impl Default for Metrics {
@@ -97,6 +112,10 @@ impl Default for Metrics {
             http_connections_refused: Counter::default(),
             http_header_timeouts: Counter::default(),
             http_idle_closed: Counter::default(),
+            webrtc_sessions: Gauge::default(),
+            webrtc_bytes: Family::default(),
+            webrtc_plis_sent: Counter::default(),
+            webrtc_media_dropped: Counter::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -175,6 +194,26 @@ impl Default for Metrics {
                 "HTTP connections closed after the keep-alive timeout",
                 m.http_idle_closed.clone(),
             );
+            r.register(
+                "webrtc_sessions",
+                "WebRTC sessions open (WHIP publishers)",
+                m.webrtc_sessions.clone(),
+            );
+            r.register(
+                "webrtc_bytes",
+                "WebRTC bytes received (in) and sent (out); rate() gives the bitrate",
+                m.webrtc_bytes.clone(),
+            );
+            r.register(
+                "webrtc_plis_sent",
+                "Keyframe requests (PLI) sent to WebRTC publishers",
+                m.webrtc_plis_sent.clone(),
+            );
+            r.register(
+                "webrtc_media_dropped",
+                "WHIP media dropped because a transcoder was behind",
+                m.webrtc_media_dropped.clone(),
+            );
         }
         m
     }
@@ -188,6 +227,25 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &r)
             .expect("writing to a String cannot fail");
         out
+    }
+
+    /// Brings the WebRTC numbers up to date (at scrape).
+    pub fn sync_webrtc(&self, s: &webrtc::Stats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let to = |c: &Counter, v: u64| {
+            c.inc_by(v.saturating_sub(c.get()));
+        };
+        self.webrtc_sessions.set(s.sessions.load(Relaxed) as i64);
+        for (direction, v) in [("in", &s.bytes_in), ("out", &s.bytes_out)] {
+            to(
+                &self
+                    .webrtc_bytes
+                    .get_or_create(&DirectionLabel { direction }),
+                v.load(Relaxed),
+            );
+        }
+        to(&self.webrtc_plis_sent, s.plis_sent.load(Relaxed));
+        to(&self.webrtc_media_dropped, s.media_dropped.load(Relaxed));
     }
 
     /// Counts `n` video bytes of one frame from `broadcast`'s publisher.

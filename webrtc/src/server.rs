@@ -64,9 +64,7 @@ pub struct Answer {
 pub struct Stats {
     /// Sessions open now.
     pub sessions: AtomicUsize,
-    /// WHIP publishers open now.
-    pub publishers: AtomicUsize,
-    /// Datagrams and bytes received and sent.
+    /// Datagrams received.
     pub datagrams_in: AtomicU64,
     /// Bytes received.
     pub bytes_in: AtomicU64,
@@ -298,7 +296,6 @@ impl Loop {
             s.rtc.disconnect();
         }
         self.stats.sessions.store(0, Ordering::Relaxed);
-        self.stats.publishers.store(0, Ordering::Relaxed);
     }
 
     fn command(&mut self, cmd: Command) {
@@ -319,8 +316,7 @@ impl Loop {
             }
             Command::Keyframe(id) => {
                 if let Some(s) = self.sessions.get_mut(&id) {
-                    s.publisher.keyframe(&mut s.rtc);
-                    self.stats.plis_sent.fetch_add(1, Ordering::Relaxed);
+                    s.publisher.keyframe(&mut s.rtc, &self.stats);
                 }
             }
         }
@@ -401,9 +397,6 @@ impl Loop {
         self.stats
             .sessions
             .store(self.sessions.len(), Ordering::Relaxed);
-        self.stats
-            .publishers
-            .store(self.sessions.len(), Ordering::Relaxed);
     }
 }
 
@@ -438,13 +431,7 @@ fn drain(s: &mut Session, socket: &UdpSocket, stats: &Stats) -> Option<&'static 
                 Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                     return Some("ICE disconnected (the peer stopped answering)");
                 }
-                Event::MediaData(data) => {
-                    let before = s.publisher.dropped;
-                    s.publisher.media(&mut s.rtc, data);
-                    stats
-                        .media_dropped
-                        .fetch_add(s.publisher.dropped - before, Ordering::Relaxed);
-                }
+                Event::MediaData(data) => s.publisher.media(&mut s.rtc, data, stats),
                 _ => {}
             },
             Err(err) => {

@@ -1,6 +1,7 @@
 //! One WHIP publisher: a browser's (or OBS's) H.264 and Opus, depacketized by
 //! str0m, into the same [`MediaEvent`]s an RTMP publish gives.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use tracing::debug;
 
 use crate::clock::{Kind, Timeline};
 use crate::h264::Assembler;
+use crate::server::Stats;
 
 /// Least time between two keyframe requests (PLI) to a publisher.
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
@@ -50,7 +52,7 @@ impl Publisher {
     }
 
     /// One depacketized frame from the publisher.
-    pub fn media(&mut self, rtc: &mut Rtc, data: MediaData) {
+    pub fn media(&mut self, rtc: &mut Rtc, data: MediaData, stats: &Stats) {
         let report = data
             .last_sender_info
             .map(|s| (s.ntp_time, s.rtp_time.numer() as u32));
@@ -70,7 +72,7 @@ impl Publisher {
                     self.video.push(&data.data, pts, &mut events);
                 }
                 if self.video.needs_keyframe() {
-                    self.keyframe(rtc);
+                    self.keyframe(rtc, stats);
                 }
             }
             Codec::Opus => {
@@ -90,17 +92,18 @@ impl Publisher {
             let video = !matches!(e, MediaEvent::Opus(_));
             if self.media.try_send(e).is_err() {
                 self.dropped += 1;
+                stats.media_dropped.fetch_add(1, Ordering::Relaxed);
                 if video {
                     // Start over at the next IDR, config included.
                     self.video = Assembler::new();
-                    self.keyframe(rtc);
+                    self.keyframe(rtc, stats);
                 }
             }
         }
     }
 
     /// Asks the publisher for a keyframe (PLI), at most once per interval.
-    pub fn keyframe(&mut self, rtc: &mut Rtc) {
+    pub fn keyframe(&mut self, rtc: &mut Rtc, stats: &Stats) {
         let now = Instant::now();
         if self.last_pli.is_some_and(|t| now < t + PLI_INTERVAL) {
             return;
@@ -110,6 +113,7 @@ impl Publisher {
             && w.request_keyframe(None, KeyframeRequestKind::Pli).is_ok()
         {
             self.last_pli = Some(now);
+            stats.plis_sent.fetch_add(1, Ordering::Relaxed);
             debug!("asked the publisher for a keyframe (PLI)");
         }
     }

@@ -259,6 +259,7 @@ async fn dispatch(
     }
     if path == "/metrics" && get {
         app.metrics.held_requests.set(app.hls.held.held() as i64);
+        app.metrics.sync_webrtc(&app.api.webrtc.stats);
         for (id, n) in app.api.chat.rooms.all_viewers() {
             app.metrics
                 .viewers

@@ -1,0 +1,341 @@
+//! WHIP (going live over WebRTC) against the real server: headless Chromium
+//! with its fake camera and microphone goes live from the studio page and
+//! hls.js plays the ladder made from it; the API's refusals and session
+//! lifecycle are checked with offers made by str0m.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use testkit::ffmpeg::TestSource;
+use tokio::io::AsyncBufReadExt;
+
+/// An SDP offer as a WHIP client makes it: send-only video and audio, in
+/// `codecs` ("h264", "vp8", "opus").
+fn offer(video: &str) -> String {
+    use str0m::media::{Direction, MediaKind};
+    str0m::crypto::from_feature_flags().install_process_default();
+    let mut b = str0m::Rtc::builder()
+        .clear_codecs()
+        .enable_opus(true, false);
+    b = match video {
+        "h264" => b.enable_h264(true),
+        _ => b.enable_vp8(true),
+    };
+    let mut rtc = b.build(Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, _) = api.apply().expect("changes to offer");
+    offer.to_sdp_string()
+}
+
+/// A request with any body and content type, and an optional bearer token.
+async fn send(method: &str, url: &str, ct: &str, body: &str, token: Option<&str>) -> Resp {
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if !ct.is_empty() {
+        req = req.header("content-type", ct);
+    }
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = client
+        .request(req.body(body.to_owned().into()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp {
+        status,
+        headers,
+        body,
+        elapsed: Duration::ZERO,
+    }
+}
+
+fn error_of(r: &Resp) -> String {
+    serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn status_of(base: &str, id: &str) -> String {
+    let r = get(&format!("{base}/api/broadcasts/{id}")).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v["status"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_refuses_what_it_should_and_sessions_end_by_delete_or_timeout() {
+    let server = start_server(&[], |c| {
+        c.webrtc.connect_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let base = server.base();
+    let a = create_broadcast(&base, "WHIP A").await;
+    let b = create_broadcast(&base, "WHIP B").await;
+    let whip = |id: &str| format!("{base}/api/broadcasts/{id}/whip");
+    let good = offer("h264");
+
+    // The CORS preflight a browser on another site sends first.
+    let pre = send("OPTIONS", &whip(&a.id), "", "", None).await;
+    assert_eq!(pre.status, 204);
+    assert!(pre.header("access-control-allow-methods").contains("POST"));
+    assert!(
+        pre.header("access-control-allow-methods")
+            .contains("DELETE")
+    );
+    assert!(
+        pre.header("access-control-allow-headers")
+            .contains("authorization")
+    );
+
+    // Who may publish.
+    for (key, want) in [
+        (None, 401),
+        (Some("nope"), 401),
+        (Some(b.key.as_str()), 401),
+    ] {
+        let r = send("POST", &whip(&a.id), "application/sdp", &good, key).await;
+        assert_eq!(r.status, want, "key {key:?}: {}", r.text());
+        assert!(!error_of(&r).is_empty());
+    }
+    // What may be offered.
+    let r = send(
+        "POST",
+        &whip(&a.id),
+        "application/json",
+        &good,
+        Some(&a.key),
+    )
+    .await;
+    assert_eq!(r.status, 415, "{}", r.text());
+    let r = send(
+        "POST",
+        &whip(&a.id),
+        "application/sdp",
+        "v=0\r\nnonsense",
+        Some(&a.key),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(error_of(&r).contains("not valid SDP"), "{}", r.text());
+    let r = send(
+        "POST",
+        &whip(&a.id),
+        "application/sdp",
+        &offer("vp8"),
+        Some(&a.key),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(error_of(&r).contains("H.264"), "{}", r.text());
+
+    // An accepted offer.
+    let r = send("POST", &whip(&a.id), "application/sdp", &good, Some(&a.key)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("content-type"), "application/sdp");
+    let location = r.header("location").to_owned();
+    assert!(
+        location.starts_with(&format!("/api/broadcasts/{}/whip/", a.id)),
+        "{location}"
+    );
+    assert!(!r.header("etag").is_empty());
+    assert!(
+        r.header("access-control-expose-headers")
+            .contains("location")
+    );
+    let answer = str0m::change::SdpAnswer::from_sdp_string(&r.text()).expect("an SDP answer");
+    let answer = answer.to_sdp_string().to_ascii_uppercase();
+    assert!(
+        answer.contains("H264/90000") && answer.contains("OPUS/48000"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("127.0.0.1"),
+        "a host candidate on loopback: {answer}"
+    );
+    assert_eq!(metric(server.http, "origin_webrtc_sessions").await, 1.0);
+
+    // One publisher per broadcast, whatever the protocol.
+    let r = send("POST", &whip(&a.id), "application/sdp", &good, Some(&a.key)).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    // Trickle ICE is not offered.
+    let r = send(
+        "PATCH",
+        &format!("{base}{location}"),
+        "application/trickle-ice-sdpfrag",
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 405);
+
+    // DELETE ends the session once.
+    let r = send("DELETE", &format!("{base}{location}"), "", "", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = send("DELETE", &format!("{base}{location}"), "", "", None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(metric(server.http, "origin_webrtc_sessions").await, 0.0);
+
+    // A session that never connects is dropped after the connect timeout,
+    // and the broadcast is free again.
+    let r = send("POST", &whip(&a.id), "application/sdp", &good, Some(&a.key)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut freed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if metric(server.http, "origin_webrtc_sessions").await == 0.0 {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "the unconnected session was not dropped within 5 s");
+    let r = send("POST", &whip(&b.id), "application/sdp", &good, Some(&b.key)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let b_session = r.header("location").to_owned();
+    send("DELETE", &format!("{base}{b_session}"), "", "", None).await;
+
+    // RTMP live first: WHIP is refused.
+    let _ffmpeg = TestSource::new("320x240", 30.0)
+        .realtime()
+        .publish(&server.rtmp_url(&a.key));
+    let mut live = false;
+    for _ in 0..100 {
+        if status_of(&base, &a.id).await == "live" {
+            live = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(live, "the RTMP publish went live");
+    let r = send("POST", &whip(&a.id), "application/sdp", &good, Some(&a.key)).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+
+    // An ended broadcast takes no more publishes.
+    let r = request_json_as(
+        "PATCH",
+        &format!("{base}/api/broadcasts/{}", b.id),
+        r#"{"status":"ended"}"#,
+        Some(&b.token),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = send("POST", &whip(&b.id), "application/sdp", &good, Some(&b.key)).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(error_of(&r).contains("ended"));
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_studio_goes_live_from_the_browser_and_hls_js_plays_the_ladder() {
+    let server = start_server(&[], |c| {
+        c.hls.reconnect_grace = Duration::from_secs(3);
+    })
+    .await;
+    let base = server.base();
+    let mut studio = tokio::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../player/tests/whip.mjs"
+        ))
+        .args([&base, "40"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node and the player's npm packages (scripts/deps.sh installs them)");
+    let mut lines = tokio::io::BufReader::new(studio.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(40), lines.next_line())
+        .await
+        .expect("the studio went live or failed within 40 s")
+        .unwrap()
+        .expect("a line from the studio");
+    let live: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(live["live"], true, "{first}");
+    let id = live["id"].as_str().unwrap().to_owned();
+
+    // The directory lists it live.
+    let mut listed = false;
+    for _ in 0..100 {
+        let r = get(&format!("{base}/api/broadcasts?status=live")).await;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        if v["broadcasts"]
+            .as_array()
+            .is_some_and(|all| all.iter().any(|b| b["id"] == id.as_str()))
+        {
+            listed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(listed, "the directory lists the browser's broadcast live");
+
+    // The ladder, with AAC made from the browser's Opus.
+    let master_url = format!("{base}/hls/{id}/master.m3u8");
+    let master = get(&master_url).await.text();
+    assert!(master.contains("RESOLUTION=1280x720"), "{master}");
+    assert!(master.contains("RESOLUTION=854x480"), "{master}");
+    assert!(
+        master.contains("mp4a.40.2"),
+        "audio in the ladder: {master}"
+    );
+
+    // hls.js plays it and switches 720p → 480p → 720p.
+    let player = tokio::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../player/tests/llhls-play.mjs"
+        ))
+        .args([master_url.as_str(), "25", "--switch"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let report = hls_js_report(player).await;
+    eprintln!("hls.js: {report}");
+    assert_eq!(report["fatal"], serde_json::json!([]), "{report}");
+    let switches = report["switches"].as_array().unwrap();
+    assert_eq!(switches.len(), 2, "{report}");
+    assert!(switches.iter().all(|s| s["ok"] == true), "{report}");
+    assert!(report["currentTime"].as_f64().unwrap() > 15.0, "{report}");
+    assert!(metric(server.http, "origin_webrtc_bytes_total").await > 100_000.0);
+
+    // "Stop" in the studio ends the session (DELETE) and, after the grace, the broadcast.
+    let done = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the studio stopped")
+        .unwrap()
+        .expect("a second line from the studio");
+    let done: serde_json::Value = serde_json::from_str(&done).unwrap();
+    eprintln!("studio: {done}");
+    assert_eq!(done["stopped"], true);
+    assert!(
+        done["stats"]["audio"]["packetsSent"].as_u64().unwrap() > 500,
+        "{done}"
+    );
+    assert_eq!(studio.wait().await.unwrap().code(), Some(0));
+    let mut ended = false;
+    for _ in 0..100 {
+        if metric(server.http, "origin_webrtc_sessions").await == 0.0
+            && status_of(&base, &id).await == "ended"
+        {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ended, "session closed and broadcast ended after the grace");
+    drop(server);
+}
