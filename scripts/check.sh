@@ -9,7 +9,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # One home per concern: no module imports one that imports it, and no origin
 # file over 450 lines of code.
-for crate in ingest transcoder loadgen testkit; do python3 scripts/layout.py "$crate/src"; done
+for crate in ingest transcoder loadgen testkit webrtc; do python3 scripts/layout.py "$crate/src"; done
 python3 scripts/layout.py origin/src --max-lines 450
 # Tests that publish real streams are CPU-heavy; two at a time on a 2-core box.
 cargo test --workspace -- --test-threads=2

@@ -239,19 +239,23 @@ async fn whip_refuses_what_it_should_and_sessions_end_by_delete_or_timeout() {
     drop(server);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_studio_goes_live_from_the_browser_and_hls_js_plays_the_ladder() {
-    let server = start_server(&[], |c| {
-        c.hls.reconnect_grace = Duration::from_secs(3);
-    })
-    .await;
-    let base = server.base();
+/// The studio page (`player/tests/whip.mjs`) going live with `args`; returns
+/// the script and its first line (`{"live": true, "id": …}`).
+async fn studio(
+    base: &str,
+    args: &[&str],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    String,
+) {
     let mut studio = tokio::process::Command::new("node")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../player/tests/whip.mjs"
         ))
-        .args([&base, "40"])
+        .arg(base)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -265,6 +269,53 @@ async fn the_studio_goes_live_from_the_browser_and_hls_js_plays_the_ladder() {
     let live: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(live["live"], true, "{first}");
     let id = live["id"].as_str().unwrap().to_owned();
+    (studio, lines, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_publisher_that_vanishes_is_dropped_when_ice_gives_up() {
+    let server = start_server(&[], |c| {
+        c.hls.reconnect_grace = Duration::from_secs(2);
+    })
+    .await;
+    let base = server.base();
+    let (_studio, mut lines, id) = studio(&base, &["60", "--vanish"]).await;
+    let gone = lines.next_line().await.unwrap().unwrap_or_default();
+    assert!(gone.contains("vanished"), "{gone}");
+    let killed = Instant::now();
+    assert_eq!(metric(server.http, "origin_webrtc_sessions").await, 1.0);
+    let mut closed = None;
+    while killed.elapsed() < Duration::from_secs(60) {
+        if metric(server.http, "origin_webrtc_sessions").await == 0.0 {
+            closed = Some(killed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let closed = closed.expect("the session was dropped within 60 s of the browser's death");
+    eprintln!("session dropped {closed:?} after the browser was killed");
+    let dropped = Instant::now();
+    let mut ended = None;
+    while dropped.elapsed() < Duration::from_secs(30) {
+        if status_of(&base, &id).await == "ended" {
+            ended = Some(dropped.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("broadcast ended {ended:?} after the session was dropped");
+    assert!(ended.is_some(), "the broadcast ended after the grace");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_studio_goes_live_from_the_browser_and_hls_js_plays_the_ladder() {
+    let server = start_server(&[], |c| {
+        c.hls.reconnect_grace = Duration::from_secs(3);
+    })
+    .await;
+    let base = server.base();
+    let (mut studio, mut lines, id) = studio(&base, &["40"]).await;
 
     // The directory lists it live.
     let mut listed = false;

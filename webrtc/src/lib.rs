@@ -12,13 +12,16 @@
 //! - [`whip`]: one publisher's media into [`ingest::MediaEvent`]s.
 //! - [`h264`]: Annex B into AVCC and decoder configuration records (pure).
 //! - [`clock`]: RTP clocks onto one timeline with sender reports (pure).
+//! - [`stats`]: what the server counts.
 //! - [`config`].
 
 pub mod clock;
 pub mod config;
 pub mod h264;
 pub mod server;
+pub mod stats;
 pub mod whip;
 
 pub use config::{ConfigError, IceServer, WebrtcConfig};
-pub use server::{Answer, OfferError, Stats, Webrtc};
+pub use server::{Answer, OfferError, Webrtc};
+pub use stats::Stats;

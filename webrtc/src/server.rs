@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ingest::{KeyframeRequests, LiveSet, Publish};
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn};
 
 use crate::config::{IceServer, WebrtcConfig};
+use crate::stats::Stats;
 use crate::whip::Publisher;
 
 /// Commands queued to the session task.
@@ -57,23 +58,6 @@ pub struct Answer {
     pub session: String,
     /// The session's entity tag (RFC 9725 4.3.1).
     pub etag: String,
-}
-
-/// Counters for the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Sessions open now.
-    pub sessions: AtomicUsize,
-    /// Datagrams received.
-    pub datagrams_in: AtomicU64,
-    /// Bytes received.
-    pub bytes_in: AtomicU64,
-    /// Bytes sent.
-    pub bytes_out: AtomicU64,
-    /// Keyframe requests sent to publishers.
-    pub plis_sent: AtomicU64,
-    /// Media events dropped because a transcoder was behind.
-    pub media_dropped: AtomicU64,
 }
 
 enum Command {

@@ -14,7 +14,7 @@ use tracing::debug;
 
 use crate::clock::{Kind, Timeline};
 use crate::h264::Assembler;
-use crate::server::Stats;
+use crate::stats::Stats;
 
 /// Least time between two keyframe requests (PLI) to a publisher.
 const PLI_INTERVAL: Duration = Duration::from_millis(500);

@@ -53,8 +53,12 @@ pub async fn handle(api: &Arc<Api>, req: Request<Incoming>, peer: SocketAddr) ->
         (&Method::POST, ["broadcasts", id, "rotate-key"]) => rotate_key(api, &req, id).await,
         (_, ["broadcasts", id, "thumbnail.jpg"]) if get => thumbnail(api, id),
         (&Method::GET, ["broadcasts", id, "chat"]) => join_chat(api, req, id).await,
-        (&Method::POST, ["broadcasts", id, "whip"]) => whip::offer(api, req, id, peer).await,
-        (&Method::DELETE, ["broadcasts", _, "whip", session]) => whip::delete(api, session).await,
+        (&Method::POST, ["broadcasts", id, "whip"]) => {
+            whip::offer(&api.broadcasts, &api.webrtc, req, id, peer).await
+        }
+        (&Method::DELETE, ["broadcasts", _, "whip", session]) => {
+            whip::delete(&api.webrtc, session).await
+        }
         (_, ["broadcasts", _, "whip", _]) => Err(HttpError::MethodNotAllowed),
         (_, ["broadcasts"] | ["broadcasts", _] | ["broadcasts", _, _]) => {
             Err(HttpError::MethodNotAllowed)

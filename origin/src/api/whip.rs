@@ -20,10 +20,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use ingest::{Authorizer, Refusal};
 use tracing::info;
-use webrtc::{IceServer, OfferError};
+use webrtc::{IceServer, OfferError, Webrtc};
 
 use super::request::bearer;
-use super::routes::Api;
+use crate::broadcasts::Broadcasts;
 use crate::error::HttpError;
 
 /// Largest SDP offer accepted. A browser's offer with audio, video and its
@@ -33,11 +33,17 @@ pub const MAX_OFFER_BYTES: usize = 64 << 10;
 type Reply = Result<Response<Full<Bytes>>, HttpError>;
 
 /// `POST /api/broadcasts/{id}/whip`.
-pub async fn offer(api: &Api, req: Request<Incoming>, id: &str, peer: SocketAddr) -> Reply {
+pub async fn offer(
+    broadcasts: &Broadcasts,
+    webrtc: &Webrtc,
+    req: Request<Incoming>,
+    id: &str,
+    peer: SocketAddr,
+) -> Reply {
     let key = bearer(&req)
         .map_err(|_| HttpError::Unauthorized("send Authorization: Bearer <stream key>".into()))?
         .to_owned();
-    let grant = api.broadcasts.authorize(&key).await.map_err(|r| match r {
+    let grant = broadcasts.authorize(&key).await.map_err(|r| match r {
         Refusal::Ended => HttpError::Forbidden(r.to_string()),
         Refusal::AlreadyLive | Refusal::AlreadyPublishing => HttpError::Conflict(r.to_string()),
         Refusal::Unavailable => HttpError::Unavailable(r.to_string()),
@@ -64,17 +70,13 @@ pub async fn offer(api: &Api, req: Request<Incoming>, id: &str, peer: SocketAddr
         .to_bytes();
     let offer = std::str::from_utf8(&body)
         .map_err(|_| HttpError::BadRequest("the offer is not UTF-8 text".into()))?;
-    let answer = api
-        .webrtc
-        .publish(id, offer, peer)
-        .await
-        .map_err(|e| match e {
-            OfferError::BadOffer(_) | OfferError::Unsupported(_) => {
-                HttpError::BadRequest(e.to_string())
-            }
-            OfferError::AlreadyLive => HttpError::Conflict(e.to_string()),
-            OfferError::Full(_) | OfferError::Stopping => HttpError::Unavailable(e.to_string()),
-        })?;
+    let answer = webrtc.publish(id, offer, peer).await.map_err(|e| match e {
+        OfferError::BadOffer(_) | OfferError::Unsupported(_) => {
+            HttpError::BadRequest(e.to_string())
+        }
+        OfferError::AlreadyLive => HttpError::Conflict(e.to_string()),
+        OfferError::Full(_) | OfferError::Stopping => HttpError::Unavailable(e.to_string()),
+    })?;
     info!(broadcast = %id, %peer, "whip publish accepted");
     let mut resp = Response::builder()
         .status(StatusCode::CREATED)
@@ -85,7 +87,7 @@ pub async fn offer(api: &Api, req: Request<Incoming>, id: &str, peer: SocketAddr
             format!("/api/broadcasts/{id}/whip/{}", answer.session),
         )
         .header("etag", answer.etag);
-    for link in links(api.webrtc.ice_servers()) {
+    for link in links(webrtc.ice_servers()) {
         resp = resp.header("link", link);
     }
     Ok(resp
@@ -95,8 +97,8 @@ pub async fn offer(api: &Api, req: Request<Incoming>, id: &str, peer: SocketAddr
 
 /// `DELETE /api/broadcasts/{id}/whip/{session}`: the session id is the
 /// capability (128 random bits, known only to the client that created it).
-pub async fn delete(api: &Api, session: &str) -> Reply {
-    if api.webrtc.close(session).await {
+pub async fn delete(webrtc: &Webrtc, session: &str) -> Reply {
+    if webrtc.close(session).await {
         Ok(Response::builder()
             .status(StatusCode::OK)
             .header("cache-control", "no-store")
