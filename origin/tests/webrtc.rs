@@ -13,10 +13,11 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use testkit::ffmpeg::TestSource;
+use testkit::wait::{eventually, eventually_some};
 use tokio::io::AsyncBufReadExt;
 
-/// An SDP offer as a WHIP client makes it: send-only video and audio, in
-/// `codecs` ("h264", "vp8", "opus").
+/// An SDP offer as a WHIP client makes it: send-only video (`"h264"` or
+/// `"vp8"`) and Opus audio.
 fn offer(video: &str) -> String {
     use str0m::media::{Direction, MediaKind};
     str0m::crypto::from_feature_flags().install_process_default();
@@ -194,14 +195,10 @@ async fn whip_refuses_what_it_should_and_sessions_end_by_delete_or_timeout() {
     // and the broadcast is free again.
     let r = send("POST", &whip(&a.id), "application/sdp", &good, Some(&a.key)).await;
     assert_eq!(r.status, 201, "{}", r.text());
-    let mut freed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if metric(server.http, "origin_webrtc_sessions").await == 0.0 {
-            freed = true;
-            break;
-        }
-    }
+    let freed = eventually(Duration::from_secs(5), async || {
+        metric(server.http, "origin_webrtc_sessions").await == 0.0
+    })
+    .await;
     assert!(freed, "the unconnected session was not dropped within 5 s");
     let r = send("POST", &whip(&b.id), "application/sdp", &good, Some(&b.key)).await;
     assert_eq!(r.status, 201, "{}", r.text());
@@ -212,14 +209,10 @@ async fn whip_refuses_what_it_should_and_sessions_end_by_delete_or_timeout() {
     let _ffmpeg = TestSource::new("320x240", 30.0)
         .realtime()
         .publish(&server.rtmp_url(&a.key));
-    let mut live = false;
-    for _ in 0..100 {
-        if status_of(&base, &a.id).await == "live" {
-            live = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let live = eventually(Duration::from_secs(10), async || {
+        status_of(&base, &a.id).await == "live"
+    })
+    .await;
     assert!(live, "the RTMP publish went live");
     let r = send("POST", &whip(&a.id), "application/sdp", &good, Some(&a.key)).await;
     assert_eq!(r.status, 409, "{}", r.text());
@@ -284,25 +277,17 @@ async fn a_browser_publisher_that_vanishes_is_dropped_when_ice_gives_up() {
     assert!(gone.contains("vanished"), "{gone}");
     let killed = Instant::now();
     assert_eq!(metric(server.http, "origin_webrtc_sessions").await, 1.0);
-    let mut closed = None;
-    while killed.elapsed() < Duration::from_secs(60) {
-        if metric(server.http, "origin_webrtc_sessions").await == 0.0 {
-            closed = Some(killed.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let closed = eventually_some(Duration::from_secs(60), async || {
+        (metric(server.http, "origin_webrtc_sessions").await == 0.0).then(|| killed.elapsed())
+    })
+    .await;
     let closed = closed.expect("the session was dropped within 60 s of the browser's death");
     eprintln!("session dropped {closed:?} after the browser was killed");
     let dropped = Instant::now();
-    let mut ended = None;
-    while dropped.elapsed() < Duration::from_secs(30) {
-        if status_of(&base, &id).await == "ended" {
-            ended = Some(dropped.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ended = eventually_some(Duration::from_secs(30), async || {
+        (status_of(&base, &id).await == "ended").then(|| dropped.elapsed())
+    })
+    .await;
     eprintln!("broadcast ended {ended:?} after the session was dropped");
     assert!(ended.is_some(), "the broadcast ended after the grace");
     drop(server);
@@ -318,19 +303,14 @@ async fn the_studio_goes_live_from_the_browser_and_hls_js_plays_the_ladder() {
     let (mut studio, mut lines, id) = studio(&base, &["40"]).await;
 
     // The directory lists it live.
-    let mut listed = false;
-    for _ in 0..100 {
+    let listed = eventually(Duration::from_secs(10), async || {
         let r = get(&format!("{base}/api/broadcasts?status=live")).await;
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        if v["broadcasts"]
+        v["broadcasts"]
             .as_array()
             .is_some_and(|all| all.iter().any(|b| b["id"] == id.as_str()))
-        {
-            listed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert!(listed, "the directory lists the browser's broadcast live");
 
     // The ladder, with AAC made from the browser's Opus.
@@ -377,16 +357,11 @@ async fn the_studio_goes_live_from_the_browser_and_hls_js_plays_the_ladder() {
         "{done}"
     );
     assert_eq!(studio.wait().await.unwrap().code(), Some(0));
-    let mut ended = false;
-    for _ in 0..100 {
-        if metric(server.http, "origin_webrtc_sessions").await == 0.0
+    let ended = eventually(Duration::from_secs(10), async || {
+        metric(server.http, "origin_webrtc_sessions").await == 0.0
             && status_of(&base, &id).await == "ended"
-        {
-            ended = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert!(ended, "session closed and broadcast ended after the grace");
     drop(server);
 }

@@ -162,11 +162,7 @@ fn aac_events(
         let Some(buffer) = sample.buffer() else {
             return;
         };
-        let asc = sample
-            .caps()
-            .and_then(|c| c.structure(0))
-            .and_then(|s| s.get::<gst::Buffer>("codec_data").ok())
-            .and_then(|b| b.map_readable().ok().map(|m| Bytes::copy_from_slice(&m)));
+        let asc = crate::pipeline::codec_data(sample);
         let mut events = Vec::with_capacity(2);
         if let Some(asc) = asc
             && config.as_ref() != Some(&asc)

@@ -462,11 +462,7 @@ fn rendition_callback(
         let Some(buffer) = sample.buffer_owned() else {
             return;
         };
-        let codec = sample
-            .caps()
-            .and_then(|c| c.structure(0))
-            .and_then(|s| s.get::<gst::Buffer>("codec_data").ok())
-            .and_then(|b| b.map_readable().ok().map(|m| Bytes::copy_from_slice(&m)));
+        let codec = codec_data(sample);
         let codec_data = if codec.is_some() && codec != last_codec {
             last_codec.clone_from(&codec);
             codec
@@ -502,6 +498,15 @@ fn rendition_callback(
             codec_data,
         });
     })
+}
+
+/// The `codec_data` of a sample's caps (avcC, AudioSpecificConfig), if any.
+pub fn codec_data(sample: &gst::Sample) -> Option<Bytes> {
+    sample
+        .caps()
+        .and_then(|c| c.structure(0))
+        .and_then(|s| s.get::<gst::Buffer>("codec_data").ok())
+        .and_then(|b| b.map_readable().ok().map(|m| Bytes::copy_from_slice(&m)))
 }
 
 impl Pipeline {

@@ -180,6 +180,9 @@ impl Webrtc {
             .accept_offer(offer)
             .map_err(|e| OfferError::BadOffer(e.to_string()))?;
         let id = session_id();
+        // What logs and the ETag show: not a part of the id, which is the
+        // capability to end the session.
+        let tag = session_id()[..12].to_owned();
         let (tx, media) = mpsc::channel(self.config.media_channel_capacity);
         let keyframes = {
             let (commands, id) = (self.commands.clone(), id.clone());
@@ -196,7 +199,7 @@ impl Webrtc {
             created: now,
             connected: false,
             next: now,
-            span: info_span!("whip", broadcast = %broadcast, session = %&id[..8], %peer),
+            span: info_span!("whip", broadcast = %broadcast, session = %tag, %peer),
         };
         self.commands
             .send(Command::Add(Box::new(session)))
@@ -214,7 +217,7 @@ impl Webrtc {
         }
         Ok(Answer {
             sdp: answer.to_sdp_string(),
-            etag: format!("\"{}\"", &id[..16]),
+            etag: format!("\"{tag}\""),
             session: id,
         })
     }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::Request;
 use hyper::body::Incoming;
@@ -27,23 +28,32 @@ pub fn bearer<B>(req: &Request<B>) -> Result<&str, HttpError> {
 pub async fn json_body<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
 ) -> Result<T, HttpError> {
+    let body = body_of(req, "application/json", MAX_BODY_BYTES).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| HttpError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// A body of at most `max` bytes, sent as `content_type`.
+pub async fn body_of(
+    req: Request<Incoming>,
+    content_type: &str,
+    max: usize,
+) -> Result<Bytes, HttpError> {
     let ct = req
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !ct.starts_with("application/json") {
-        return Err(HttpError::UnsupportedMediaType(
-            "send Content-Type: application/json".into(),
-        ));
+    if !ct.starts_with(content_type) {
+        return Err(HttpError::UnsupportedMediaType(format!(
+            "send Content-Type: {content_type}"
+        )));
     }
-    let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
+    Ok(Limited::new(req.into_body(), max)
         .collect()
         .await
-        .map_err(|_| HttpError::PayloadTooLarge(MAX_BODY_BYTES))?
-        .to_bytes();
-    serde_json::from_slice(&body)
-        .map_err(|e| HttpError::BadRequest(format!("invalid JSON body: {e}")))
+        .map_err(|_| HttpError::PayloadTooLarge(max))?
+        .to_bytes())
 }
 
 /// The query string, percent-decoded (`+` is a space); a repeated key keeps

@@ -15,14 +15,14 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use ingest::{Authorizer, Refusal};
 use tracing::info;
 use webrtc::{IceServer, OfferError, Webrtc};
 
-use super::request::bearer;
+use super::request::{bearer, body_of};
 use crate::broadcasts::Broadcasts;
 use crate::error::HttpError;
 
@@ -53,21 +53,7 @@ pub async fn offer(
         // Not this broadcast's key; no more said than for an unknown one.
         return Err(HttpError::Unauthorized("unknown stream key".into()));
     }
-    let ct = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct.starts_with("application/sdp") {
-        return Err(HttpError::UnsupportedMediaType(
-            "send the offer as Content-Type: application/sdp".into(),
-        ));
-    }
-    let body = Limited::new(req.into_body(), MAX_OFFER_BYTES)
-        .collect()
-        .await
-        .map_err(|_| HttpError::PayloadTooLarge(MAX_OFFER_BYTES))?
-        .to_bytes();
+    let body = body_of(req, "application/sdp", MAX_OFFER_BYTES).await?;
     let offer = std::str::from_utf8(&body)
         .map_err(|_| HttpError::BadRequest("the offer is not UTF-8 text".into()))?;
     let answer = webrtc.publish(id, offer, peer).await.map_err(|e| match e {
