@@ -69,6 +69,8 @@ pub struct Broadcasts {
     grace: Duration,
     live: Mutex<HashMap<String, Live>>,
     sessions: AtomicU64,
+    /// Real-time (WHEP) viewers get the transcoder's feeds through it.
+    realtime: std::sync::OnceLock<webrtc::Webrtc>,
 }
 
 impl Broadcasts {
@@ -92,7 +94,13 @@ impl Broadcasts {
             grace,
             live: Mutex::default(),
             sessions: AtomicU64::new(0),
+            realtime: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Serves live broadcasts' feeds to WebRTC viewers through `webrtc`.
+    pub fn serve_realtime(&self, webrtc: webrtc::Webrtc) {
+        let _ = self.realtime.set(webrtc);
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
@@ -210,8 +218,19 @@ impl Broadcasts {
                 self.hls.continue_from(&id, counters);
             }
         }
+        let feeds = webrtc::Feeds {
+            renditions: transcode.realtime.renditions.clone(),
+            audio: transcode.realtime.audio.clone(),
+        };
+        if let Some(w) = self.realtime.get() {
+            w.live(&id, feeds.clone()).await;
+        }
         self.hls.publish(&id, transcode.renditions).await;
-        self.count_outcome(&id, transcode.task.await);
+        let outcome = transcode.task.await;
+        if let Some(w) = self.realtime.get() {
+            w.not_live(&id, &feeds);
+        }
+        self.count_outcome(&id, outcome);
         self.end_after_grace(id, session);
     }
 

@@ -224,6 +224,7 @@ pub async fn run(
         shutdown.clone(),
     )
     .context("starting WebRTC")?;
+    broadcasts.serve_realtime(webrtc.clone());
     let api = Arc::new(api::Api {
         store: store.clone(),
         chat,

@@ -78,6 +78,10 @@ pub struct Metrics {
     pub http_idle_closed: Counter,
     /// WebRTC sessions open (set at scrape).
     pub webrtc_sessions: Gauge,
+    /// WHEP viewers among them (set at scrape).
+    pub webrtc_viewers: Gauge,
+    /// Keyframe requests from WHEP viewers, answered by the next IDR (synced at scrape).
+    pub webrtc_viewer_keyframe_requests: Counter,
     /// WebRTC bytes received and sent, by direction (synced at scrape).
     pub webrtc_bytes: Family<DirectionLabel, Counter>,
     /// Keyframe requests (PLI) sent to WebRTC publishers (synced at scrape).
@@ -113,6 +117,8 @@ impl Default for Metrics {
             http_header_timeouts: Counter::default(),
             http_idle_closed: Counter::default(),
             webrtc_sessions: Gauge::default(),
+            webrtc_viewers: Gauge::default(),
+            webrtc_viewer_keyframe_requests: Counter::default(),
             webrtc_bytes: Family::default(),
             webrtc_plis_sent: Counter::default(),
             webrtc_media_dropped: Counter::default(),
@@ -196,8 +202,14 @@ impl Default for Metrics {
             );
             r.register(
                 "webrtc_sessions",
-                "WebRTC sessions open (WHIP publishers)",
+                "WebRTC sessions open (WHIP publishers and WHEP viewers)",
                 m.webrtc_sessions.clone(),
+            );
+            r.register("webrtc_viewers", "WHEP viewers", m.webrtc_viewers.clone());
+            r.register(
+                "webrtc_viewer_keyframe_requests",
+                "Keyframe requests (PLI/FIR) from WHEP viewers; the next aligned IDR answers them",
+                m.webrtc_viewer_keyframe_requests.clone(),
             );
             r.register(
                 "webrtc_bytes",
@@ -236,6 +248,11 @@ impl Metrics {
             c.inc_by(v.saturating_sub(c.get()));
         };
         self.webrtc_sessions.set(s.sessions.load(Relaxed) as i64);
+        self.webrtc_viewers.set(s.viewers.load(Relaxed) as i64);
+        to(
+            &self.webrtc_viewer_keyframe_requests,
+            s.viewer_keyframe_requests.load(Relaxed),
+        );
         for (direction, v) in [("in", &s.bytes_in), ("out", &s.bytes_out)] {
             to(
                 &self

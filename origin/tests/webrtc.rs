@@ -232,6 +232,113 @@ async fn whip_refuses_what_it_should_and_sessions_end_by_delete_or_timeout() {
     drop(server);
 }
 
+/// A WHEP viewer in headless Chromium (`player/tests/whep.mjs`) watching
+/// `id` for `seconds`, switching renditions as `switch` says
+/// (`"480p:480,720p:720"`); its report.
+async fn whep_viewer(
+    base: &str,
+    id: &str,
+    seconds: u32,
+    switch: Option<&str>,
+) -> serde_json::Value {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../player/tests/whep.mjs"
+    ))
+    .args([base, id, &seconds.to_string()]);
+    if let Some(plan) = switch {
+        cmd.args(["--switch", plan]);
+    }
+    let out = cmd
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node and the player's npm packages (scripts/deps.sh installs them)");
+    assert!(out.status.success(), "whep.mjs failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a report line")).unwrap();
+    eprintln!("whep viewer: {report}");
+    report
+}
+
+/// What every WHEP viewer must have seen: pictures from the start at
+/// `fps` or more, no freeze, audio with sound in it and little concealed,
+/// and a session DELETE ended.
+fn assert_watched(r: &serde_json::Value, seconds: f64, fps: f64) {
+    assert_eq!(r["fatal"], serde_json::json!([]), "{r}");
+    assert!(
+        r["firstFrameMs"].as_u64().is_some_and(|ms| ms < 5000),
+        "{r}"
+    );
+    assert!(
+        r["framesDecoded"].as_f64().unwrap() > (seconds - 2.0) * fps,
+        "{r}"
+    );
+    assert!(r["maxFreezeMs"].as_u64().unwrap() < 1000, "{r}");
+    let audio = &r["audio"];
+    assert!(
+        audio["packetsReceived"].as_f64().unwrap() > seconds * 30.0,
+        "{r}"
+    );
+    assert!(
+        audio["totalAudioEnergy"].as_f64().unwrap() > 0.0,
+        "silent audio: {r}"
+    );
+    let concealed = audio["concealedSamples"].as_f64().unwrap()
+        / audio["totalSamplesReceived"].as_f64().unwrap().max(1.0);
+    assert!(
+        concealed < 0.05,
+        "{:.0} % of the audio concealed: {r}",
+        concealed * 100.0
+    );
+    assert_eq!(r["deleteStatus"], 200, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_over_rtmp_plays_over_whep_with_audio_and_switches_renditions() {
+    let server = start_server(&["rt"], |_| {}).await;
+    let base = server.base();
+    let whep = format!("{base}/api/broadcasts/rt/whep");
+    // Not live yet: nothing to play.
+    let r = send("POST", &whep, "application/sdp", &offer("h264"), None).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let _ffmpeg = TestSource::new("1280x720", 60.0)
+        .realtime()
+        .publish(&server.rtmp_url("rt"));
+    let live = eventually(Duration::from_secs(20), async || {
+        get(&format!("{base}/hls/rt/master.m3u8")).await.status == 200
+    })
+    .await;
+    assert!(live, "the RTMP publish went live");
+    let r = send(
+        "POST",
+        &format!("{whep}?rendition=1080p"),
+        "application/sdp",
+        &offer("h264"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(error_of(&r).contains("720p, 480p"), "{}", r.text());
+    let report = whep_viewer(&base, "rt", 25, Some("480p:480,720p:720")).await;
+    // ffmpeg's 30 fps, all of it.
+    assert_watched(&report, 25.0, 28.0);
+    let switches = report["switches"].as_array().unwrap();
+    assert_eq!(switches.len(), 2, "{report}");
+    assert!(switches.iter().all(|s| s["ok"] == true), "{report}");
+    assert!(
+        report["codec"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("packetization-mode=1"),
+        "{report}"
+    );
+    assert_eq!(metric(server.http, "origin_webrtc_viewers").await, 0.0);
+    drop(server);
+}
+
 /// The studio page (`player/tests/whip.mjs`) going live with `args`; returns
 /// the script and its first line (`{"live": true, "id": …}`).
 async fn studio(
@@ -300,7 +407,7 @@ async fn the_studio_goes_live_from_the_browser_and_hls_js_plays_the_ladder() {
     })
     .await;
     let base = server.base();
-    let (mut studio, mut lines, id) = studio(&base, &["40"]).await;
+    let (mut studio, mut lines, id) = studio(&base, &["60"]).await;
 
     // The directory lists it live.
     let listed = eventually(Duration::from_secs(10), async || {
@@ -342,6 +449,20 @@ async fn the_studio_goes_live_from_the_browser_and_hls_js_plays_the_ladder() {
     assert!(switches.iter().all(|s| s["ok"] == true), "{report}");
     assert!(report["currentTime"].as_f64().unwrap() > 15.0, "{report}");
     assert!(metric(server.http, "origin_webrtc_bytes_total").await > 100_000.0);
+
+    // A second page plays it over WHEP: the ladder made from the browser,
+    // with the browser's own Opus.
+    let report = whep_viewer(&base, &id, 15, Some("480p:480,720p:720")).await;
+    // The browser encodes as fast as this busy machine lets it (about 20 fps).
+    assert_watched(&report, 15.0, 10.0);
+    assert!(
+        report["switches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["ok"] == true),
+        "{report}"
+    );
 
     // "Stop" in the studio ends the session (DELETE) and, after the grace, the broadcast.
     let done = tokio::time::timeout(Duration::from_secs(60), lines.next_line())

@@ -1,12 +1,14 @@
-//! Opus from WebRTC publishers into AAC, once per publish, so that every later
-//! stage (packaging, LL-HLS players) sees AAC only:
+//! Audio between the two codecs of the two worlds, once per publish: Opus
+//! from WebRTC publishers into AAC, so every LL-HLS stage sees AAC only, and
+//! AAC from RTMP publishers into Opus for WebRTC viewers:
 //!
 //! ```text
-//! appsrc (audio/x-opus) ! opusdec ! audioconvert ! audioresample ! avenc_aac ! appsink
+//! appsrc (audio/x-opus) ! opusdec  ! audioconvert ! audioresample ! avenc_aac ! appsink
+//! appsrc (audio/mpeg)   ! avdec_aac ! audioconvert ! audioresample ! opusenc  ! appsink
 //! ```
 //!
-//! Timestamps pass through: an AAC frame carries the time of the Opus audio
-//! it was encoded from (the encoder's priming delay is GStreamer's to account).
+//! Timestamps pass through: an output frame carries the time of the audio it
+//! was encoded from (encoder delays are GStreamer's to account).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,13 +27,15 @@ use crate::error::Error;
 /// AAC bitrate for audio that arrives as Opus: the rate our own RTMP guidance
 /// asks publishers for.
 pub const AAC_BITRATE: i32 = 128_000;
+/// Opus bitrate for WebRTC viewers: transparent for stereo music.
+pub const OPUS_BITRATE: i32 = 96_000;
 /// AAC events buffered between the encoder and the session (about 5 s).
 const OUTPUT_CAPACITY: usize = 256;
 /// Opus's RTP clock and the rate every WebRTC Opus stream is decoded at.
 const OPUS_RATE: i32 = 48_000;
 
-/// A running Opus → AAC conversion.
-pub struct OpusToAac {
+/// A running conversion (Opus → AAC, or AAC → Opus).
+pub struct Converter {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
     /// AAC configs and frames, in order.
@@ -39,10 +43,59 @@ pub struct OpusToAac {
     dropped: Arc<AtomicU64>,
 }
 
-impl OpusToAac {
-    /// Builds and starts the conversion.
-    pub fn new() -> Result<Self, Error> {
+impl Converter {
+    /// Opus → AAC, for WebRTC publishers.
+    pub fn opus_to_aac() -> Result<Self, Error> {
         crate::pipeline::init()?;
+        let input = gst::Caps::builder("audio/x-opus")
+            .field("rate", OPUS_RATE)
+            .field("channels", 2)
+            .field("channel-mapping-family", 0)
+            .build();
+        let output = gst::Caps::builder("audio/mpeg")
+            .field("mpegversion", 4i32)
+            .field("stream-format", "raw")
+            .build();
+        // avenc_aac has no rank, so nothing picks it by itself: it is named.
+        Self::new(
+            input,
+            ("opusdec", "gstreamer1.0-plugins-base"),
+            ("avenc_aac", "gstreamer1.0-libav", AAC_BITRATE),
+            output,
+            aac_events,
+        )
+    }
+
+    /// AAC → Opus, for WebRTC viewers of RTMP publishers.
+    pub fn aac_to_opus(config: &AacConfig) -> Result<Self, Error> {
+        crate::pipeline::init()?;
+        let input = gst::Caps::builder("audio/mpeg")
+            .field("mpegversion", 4i32)
+            .field("stream-format", "raw")
+            .field("rate", config.sample_rate_hz as i32)
+            .field("channels", i32::from(config.channels))
+            .field("codec_data", gst::Buffer::from_slice(config.asc.clone()))
+            .build();
+        let output = gst::Caps::builder("audio/x-opus").build();
+        Self::new(
+            input,
+            ("avdec_aac", "gstreamer1.0-libav"),
+            ("opusenc", "gstreamer1.0-plugins-base", OPUS_BITRATE),
+            output,
+            opus_events,
+        )
+    }
+
+    fn new<F>(
+        input: gst::Caps,
+        decoder: (&'static str, &'static str),
+        encoder: (&'static str, &'static str, i32),
+        output: gst::Caps,
+        events: fn(mpsc::Sender<MediaEvent>, Arc<AtomicU64>) -> F,
+    ) -> Result<Self, Error>
+    where
+        F: FnMut(&gst::Sample) + Send + 'static,
+    {
         let make = |factory: &'static str, package: &'static str| {
             gst::ElementFactory::make(factory)
                 .build()
@@ -52,29 +105,20 @@ impl OpusToAac {
                 })
         };
         let appsrc = gst_app::AppSrc::builder()
-            .caps(
-                &gst::Caps::builder("audio/x-opus")
-                    .field("rate", OPUS_RATE)
-                    .field("channels", 2)
-                    .field("channel-mapping-family", 0)
-                    .build(),
-            )
+            .caps(&input)
             .format(gst::Format::Time)
             .build();
-        let dec = make("opusdec", "gstreamer1.0-plugins-base")?;
+        let dec = make(decoder.0, decoder.1)?;
         let convert = make("audioconvert", "gstreamer1.0-plugins-base")?;
         let resample = make("audioresample", "gstreamer1.0-plugins-base")?;
-        // avenc_aac has no rank, so nothing picks it by itself: it is named.
-        let enc = make("avenc_aac", "gstreamer1.0-libav")?;
-        enc.set_property("bitrate", AAC_BITRATE);
+        let enc = make(encoder.0, encoder.1)?;
+        enc.set_property("bitrate", encoder.2);
+        // Output times count samples from the first input time, instead of
+        // following each input time: RTMP's are rounded to milliseconds, and
+        // a jittery RTP clock makes WebRTC receivers conceal audio.
+        enc.set_property("perfect-timestamp", true);
         let caps = make("capsfilter", "libgstreamer1.0-0")?;
-        caps.set_property(
-            "caps",
-            gst::Caps::builder("audio/mpeg")
-                .field("mpegversion", 4i32)
-                .field("stream-format", "raw")
-                .build(),
-        );
+        caps.set_property("caps", output);
         let (tx, output) = mpsc::channel(OUTPUT_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
         let appsink = gst_app::AppSink::builder()
@@ -82,7 +126,7 @@ impl OpusToAac {
             .callbacks(
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample({
-                        let mut emit = aac_events(tx, dropped.clone());
+                        let mut emit = events(tx, dropped.clone());
                         move |sink| {
                             let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                             emit(&sample);
@@ -92,7 +136,7 @@ impl OpusToAac {
                     .build(),
             )
             .build();
-        let pipeline = gst::Pipeline::with_name("opus-to-aac");
+        let pipeline = gst::Pipeline::with_name(&format!("{}-{}", decoder.0, encoder.0));
         let elements = [
             appsrc.upcast_ref(),
             &dec,
@@ -105,7 +149,7 @@ impl OpusToAac {
         pipeline
             .add_many(elements)
             .and_then(|_| gst::Element::link_many(elements))
-            .map_err(|e| Error::Build(format!("opus to aac: {e}")))?;
+            .map_err(|e| Error::Build(format!("{} to {}: {e}", decoder.0, encoder.0)))?;
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| Error::StateChange(e.to_string()))?;
@@ -117,7 +161,7 @@ impl OpusToAac {
         })
     }
 
-    /// Queues one Opus packet.
+    /// Queues one input frame (an Opus packet, or a raw AAC frame).
     pub fn push(&self, frame: &AudioFrame) -> Result<(), Error> {
         let mut buf = gst::Buffer::from_slice(frame.data.clone());
         buf.get_mut()
@@ -126,10 +170,10 @@ impl OpusToAac {
         self.appsrc
             .push_buffer(buf)
             .map(|_| ())
-            .map_err(|e| Error::Build(format!("opus appsrc push: {e:?}")))
+            .map_err(|e| Error::Build(format!("audio appsrc push: {e:?}")))
     }
 
-    /// AAC frames dropped because the session did not take them in time.
+    /// Output frames dropped because the session did not take them in time.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -145,7 +189,7 @@ impl OpusToAac {
     }
 }
 
-impl Drop for OpusToAac {
+impl Drop for Converter {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
@@ -180,10 +224,34 @@ fn aac_events(
             pts: Duration::from_nanos(pts.nseconds()),
             data: Bytes::copy_from_slice(&map),
         }));
-        for e in events {
-            if tx.try_send(e).is_err() {
-                dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        send(&tx, &dropped, events);
+    }
+}
+
+/// Turns appsink samples into Opus packets; never blocks the streaming thread.
+fn opus_events(
+    tx: mpsc::Sender<MediaEvent>,
+    dropped: Arc<AtomicU64>,
+) -> impl FnMut(&gst::Sample) + Send {
+    move |sample| {
+        let Some(buffer) = sample.buffer() else {
+            return;
+        };
+        let (Some(pts), Ok(map)) = (buffer.pts(), buffer.map_readable()) else {
+            return;
+        };
+        let frame = MediaEvent::Opus(AudioFrame {
+            pts: Duration::from_nanos(pts.nseconds()),
+            data: Bytes::copy_from_slice(&map),
+        });
+        send(&tx, &dropped, vec![frame]);
+    }
+}
+
+fn send(tx: &mpsc::Sender<MediaEvent>, dropped: &AtomicU64, events: Vec<MediaEvent>) {
+    for e in events {
+        if tx.try_send(e).is_err() {
+            dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -225,7 +293,7 @@ mod tests {
     async fn opus_becomes_aac_lc_with_its_timestamps() {
         let packets = opus_packets(2);
         assert!(packets.len() >= 100, "{} Opus packets", packets.len());
-        let mut conv = OpusToAac::new().unwrap();
+        let mut conv = Converter::opus_to_aac().unwrap();
         // The browser's clock does not start at zero.
         let base = Duration::from_secs(7);
         for p in &packets {
@@ -270,5 +338,50 @@ mod tests {
         );
         assert_eq!(conv.dropped(), 0);
         assert!(conv.error().is_none());
+    }
+
+    #[tokio::test]
+    async fn aac_becomes_opus_with_its_timestamps() {
+        // AAC made from Opus, then back: 20-ms Opus packets in order.
+        let mut to_aac = Converter::opus_to_aac().unwrap();
+        for p in opus_packets(2) {
+            to_aac.push(&p).unwrap();
+        }
+        to_aac.appsrc.end_of_stream().unwrap();
+        let mut aac = Vec::new();
+        let mut config = None;
+        while let Ok(Some(e)) =
+            tokio::time::timeout(Duration::from_secs(1), to_aac.output.recv()).await
+        {
+            match e {
+                MediaEvent::AudioConfig(c) => config = Some(c),
+                MediaEvent::Audio(a) => aac.push(a),
+                _ => {}
+            }
+        }
+        let mut to_opus = Converter::aac_to_opus(&config.unwrap()).unwrap();
+        for a in &aac {
+            to_opus.push(a).unwrap();
+        }
+        to_opus.appsrc.end_of_stream().unwrap();
+        let mut pts = Vec::new();
+        while let Ok(Some(e)) =
+            tokio::time::timeout(Duration::from_secs(1), to_opus.output.recv()).await
+        {
+            let MediaEvent::Opus(o) = e else {
+                panic!("{e:?}")
+            };
+            assert!(!o.data.is_empty());
+            pts.push(o.pts);
+        }
+        assert!(pts.len() >= 90, "{} Opus packets", pts.len());
+        assert!(pts.windows(2).all(|w| w[1] > w[0]));
+        // opusenc's default 20-ms frames (the first one shortened by its lookahead).
+        let step = (pts[80] - pts[10]) / 70;
+        assert!(
+            (step.as_micros() as i64 - 20_000).abs() < 200,
+            "Opus packets {step:?} apart"
+        );
+        assert!(to_opus.error().is_none());
     }
 }

@@ -11,15 +11,15 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use ingest::{AvcConfig, KeyframeRequests, MediaEvent, VideoFrame};
-use tokio::sync::{mpsc, watch};
+use ingest::{AacConfig, AvcConfig, KeyframeRequests, MediaEvent, VideoFrame};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::{MAX_GOP_CACHE_BYTES, MAX_RESTARTS, TranscoderConfig};
 use crate::error::Error;
 use crate::ladder::{Planned, Size, plan};
-use crate::opus::OpusToAac;
+use crate::opus::Converter;
 use crate::pipeline::{self, EncodedFrame, Pipeline, PipelineSpec, Sinks, bus_error};
 use crate::usage::Usage;
 
@@ -30,6 +30,9 @@ const EOS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const RESTART_BACKOFF: Duration = Duration::from_millis(100);
 /// How often frame drops are reported.
 const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+/// Events a real-time subscriber may fall behind by before it misses some:
+/// about 4 s of 30 fps video, or 2.5 s of Opus.
+pub const REALTIME_CAPACITY: usize = 128;
 /// Least time between two keyframe requests to the publisher (WebRTC: PLI).
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -72,6 +75,19 @@ pub struct Stats {
     pub output_overflows: u64,
 }
 
+/// Live feeds for real-time (WebRTC) viewers: each rendition's events as
+/// they leave its encoder, and the audio as Opus. Subscribing costs the HLS
+/// path nothing; a subscriber that falls [`REALTIME_CAPACITY`] events behind
+/// misses some (and is told so by the channel).
+#[derive(Debug, Clone)]
+pub struct Realtime {
+    /// Per rendition, largest first: its name and its events.
+    pub renditions: Vec<(String, broadcast::Sender<MediaEvent>)>,
+    /// The audio as Opus packets ([`MediaEvent::Opus`]): a WebRTC publisher's
+    /// own, or an RTMP publisher's AAC converted (only while subscribed).
+    pub audio: broadcast::Sender<MediaEvent>,
+}
+
 /// A running transcode.
 pub struct Transcode {
     /// Renditions, largest first; the source passthrough (if enabled) last.
@@ -82,6 +98,8 @@ pub struct Transcode {
     pub task: JoinHandle<Result<Stats, Error>>,
     /// CPU and media time, for the real-time factor.
     pub usage: Usage,
+    /// Feeds for real-time viewers.
+    pub realtime: Realtime,
     control: mpsc::Sender<Control>,
 }
 
@@ -103,6 +121,9 @@ struct OutState {
     /// Emit a discontinuity before the first frame at or after each of these times.
     pending_discontinuities: Vec<Duration>,
     pending_config: Option<AvcConfig>,
+    /// The config in force, repeated to real-time viewers before every
+    /// keyframe (they join at any keyframe).
+    config: Option<AvcConfig>,
     /// After an overflow drop, frames are skipped until the next keyframe.
     resync: bool,
 }
@@ -110,6 +131,8 @@ struct OutState {
 /// The shared end of one transcoded rendition.
 struct Out {
     tx: mpsc::Sender<MediaEvent>,
+    /// What real-time viewers get: the same events.
+    live: broadcast::Sender<MediaEvent>,
     state: Mutex<OutState>,
     overflows: AtomicU64,
 }
@@ -135,6 +158,7 @@ impl Out {
             events.push(MediaEvent::Discontinuity);
         }
         if let Some(c) = st.pending_config.take() {
+            st.config = Some(c.clone());
             events.push(MediaEvent::VideoConfig(c));
         }
         let pts = frame.pts;
@@ -153,7 +177,14 @@ impl Out {
             st.resync = true;
             return;
         }
+        if keyframe
+            && let Some(c) = &st.config
+            && !matches!(events.first(), Some(MediaEvent::VideoConfig(_)))
+        {
+            let _ = self.live.send(MediaEvent::VideoConfig(c.clone()));
+        }
         for e in events {
+            let _ = self.live.send(e.clone());
             let _ = self.tx.try_send(e);
         }
         st.last_pts = Some(pts);
@@ -193,7 +224,12 @@ struct Session {
     keyframes: KeyframeRequests,
     last_keyframe_request: Option<tokio::time::Instant>,
     /// Opus from a WebRTC publisher, into AAC; started at the first packet.
-    opus: Option<OpusToAac>,
+    opus: Option<Converter>,
+    /// The audio as Opus for real-time viewers.
+    realtime_audio: broadcast::Sender<MediaEvent>,
+    /// An RTMP publisher's AAC into Opus, while real-time viewers listen.
+    to_opus: Option<Converter>,
+    aac_config: Option<AacConfig>,
 }
 
 impl Drop for Session {
@@ -234,6 +270,7 @@ pub async fn start(
         let (tx, rx) = mpsc::channel(config.output_capacity);
         outs.push(Arc::new(Out {
             tx,
+            live: broadcast::channel(REALTIME_CAPACITY).0,
             state: Mutex::default(),
             overflows: AtomicU64::new(0),
         }));
@@ -269,6 +306,14 @@ pub async fn start(
             let _ = tx.try_send(MediaEvent::AudioConfig(a.clone()));
         }
     }
+    let realtime = Realtime {
+        renditions: planned
+            .iter()
+            .zip(&outs)
+            .map(|(p, o)| (p.spec.name.clone(), o.live.clone()))
+            .collect(),
+        audio: broadcast::channel(REALTIME_CAPACITY).0,
+    };
     let (thumb_tx, thumbnails) = watch::channel(None);
     info!(
         source = %format!("{}x{}", avc.width, avc.height),
@@ -292,6 +337,9 @@ pub async fn start(
         keyframes,
         last_keyframe_request: None,
         opus: None,
+        realtime_audio: realtime.audio.clone(),
+        to_opus: None,
+        aac_config: None,
     };
     let usage = session.usage.clone();
     let pipeline = session.build(None, Vec::new())?;
@@ -303,6 +351,7 @@ pub async fn start(
         thumbnails,
         task,
         usage,
+        realtime,
         control,
     })
 }
@@ -381,7 +430,10 @@ impl Session {
                         bus = pipeline.pipeline.bus().expect("bus").stream();
                     }
                 }
-                Some(aac) = next_aac(&mut self.opus) => self.audio(aac).await,
+                Some(aac) = next_output(&mut self.opus) => self.audio(aac).await,
+                Some(opus) = next_output(&mut self.to_opus) => {
+                    let _ = self.realtime_audio.send(opus);
+                }
                 Some(Control::InjectError) = control.recv() => pipeline.inject_error(),
                 _ = report.tick() => {
                     let dropped = self.stats.dropped + pipeline.dropped();
@@ -467,8 +519,14 @@ impl Session {
                 self.discontinuity_armed = true;
                 self.to_source(MediaEvent::Discontinuity).await;
             }
-            e @ (MediaEvent::AudioConfig(_) | MediaEvent::Audio(_)) => self.audio(e).await,
-            MediaEvent::Opus(f) => self.opus(&f),
+            e @ (MediaEvent::AudioConfig(_) | MediaEvent::Audio(_)) => {
+                self.aac_to_opus(&e);
+                self.audio(e).await;
+            }
+            MediaEvent::Opus(f) => {
+                let _ = self.realtime_audio.send(MediaEvent::Opus(f.clone()));
+                self.opus(&f);
+            }
             MediaEvent::Metadata(_) => {}
         }
         Ok(())
@@ -486,7 +544,7 @@ impl Session {
     /// afresh at the next packet; video is never held up by audio.
     fn opus(&mut self, frame: &ingest::AudioFrame) {
         if self.opus.is_none() {
-            match OpusToAac::new() {
+            match Converter::opus_to_aac() {
                 Ok(c) => self.opus = Some(c),
                 Err(err) => {
                     warn!(%err, "opus to aac did not start; audio is dropped");
@@ -498,6 +556,40 @@ impl Session {
         if let Some(err) = conv.push(frame).err().or_else(|| conv.error()) {
             warn!(%err, "opus to aac failed; restarting it");
             self.opus = None;
+        }
+    }
+
+    /// A publisher's AAC into Opus, only while real-time viewers listen.
+    fn aac_to_opus(&mut self, e: &MediaEvent) {
+        let frame = match e {
+            MediaEvent::AudioConfig(c) => {
+                self.aac_config = Some(c.clone());
+                self.to_opus = None;
+                return;
+            }
+            MediaEvent::Audio(a) => a,
+            _ => return,
+        };
+        if self.realtime_audio.receiver_count() == 0 {
+            self.to_opus = None;
+            return;
+        }
+        if self.to_opus.is_none() {
+            let Some(config) = &self.aac_config else {
+                return;
+            };
+            match Converter::aac_to_opus(config) {
+                Ok(c) => self.to_opus = Some(c),
+                Err(err) => {
+                    warn!(%err, "aac to opus did not start; real-time viewers get no audio");
+                    return;
+                }
+            }
+        }
+        let conv = self.to_opus.as_ref().expect("set above");
+        if let Some(err) = conv.push(frame).err().or_else(|| conv.error()) {
+            warn!(%err, "aac to opus failed; restarting it");
+            self.to_opus = None;
         }
     }
 
@@ -559,9 +651,9 @@ impl Session {
     }
 }
 
-/// The next AAC event of the Opus conversion; never, while there is none.
-async fn next_aac(opus: &mut Option<OpusToAac>) -> Option<MediaEvent> {
-    match opus {
+/// The next output of a conversion; never, while there is none.
+async fn next_output(conv: &mut Option<Converter>) -> Option<MediaEvent> {
+    match conv {
         Some(o) => o.output.recv().await,
         None => std::future::pending().await,
     }

@@ -11,6 +11,9 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8189";
 /// WebRTC sessions (publishers and viewers) on this origin at once. A WHIP
 /// publish costs a transcode, so CPU runs out long before this.
 pub const DEFAULT_MAX_SESSIONS: usize = 500;
+/// WHEP viewers of one broadcast on this origin: each costs an SRTP stream
+/// of the rendition's bitrate (see the README's benchmark for the CPU).
+pub const DEFAULT_MAX_VIEWERS_PER_BROADCAST: usize = 200;
 /// A session whose peer has not completed ICE and DTLS by then is dropped
 /// (and its broadcast freed for the next publisher).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -47,6 +50,8 @@ pub struct WebrtcConfig {
     pub advertise: Vec<IpAddr>,
     /// Sessions at once, publishers and viewers.
     pub max_sessions: usize,
+    /// WHEP viewers of one broadcast.
+    pub max_viewers_per_broadcast: usize,
     /// ICE and DTLS deadline for a new session.
     #[serde(rename = "connect_timeout_secs", with = "As::<DurationSeconds<u64>>")]
     pub connect_timeout: Duration,
@@ -63,6 +68,7 @@ impl Default for WebrtcConfig {
             listen: DEFAULT_LISTEN.parse().expect("a valid default address"),
             advertise: Vec::new(),
             max_sessions: DEFAULT_MAX_SESSIONS,
+            max_viewers_per_broadcast: DEFAULT_MAX_VIEWERS_PER_BROADCAST,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             ice_servers: Vec::new(),
             media_channel_capacity: DEFAULT_MEDIA_CHANNEL_CAPACITY,
@@ -86,6 +92,9 @@ impl WebrtcConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_sessions == 0 {
             return Err(ConfigError::Zero("max_sessions"));
+        }
+        if self.max_viewers_per_broadcast == 0 {
+            return Err(ConfigError::Zero("max_viewers_per_broadcast"));
         }
         if self.connect_timeout.is_zero() {
             return Err(ConfigError::Zero("connect_timeout_secs"));

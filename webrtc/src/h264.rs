@@ -69,6 +69,47 @@ pub fn avcc_record(sps: &[u8], pps: &[u8]) -> Option<Bytes> {
     Some(r.freeze())
 }
 
+/// The SPS and PPS of an AVCDecoderConfigurationRecord as Annex B, to go
+/// before every IDR sent to WebRTC viewers (who join at any IDR).
+pub fn parameter_sets(config: &AvcConfig) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Ok(record) = h264_reader::avcc::AvcDecoderConfigurationRecord::try_from(&config.record[..])
+    else {
+        return out;
+    };
+    for nal in record
+        .sequence_parameter_sets()
+        .chain(record.picture_parameter_sets())
+        .flatten()
+    {
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal);
+    }
+    out
+}
+
+/// An AVCC access unit (NAL units prefixed by `length_size`-byte lengths) as
+/// Annex B, after `prefix` (parameter sets, for an IDR). A truncated unit
+/// ends the conversion: what came before it is kept.
+pub fn annexb(avcc: &[u8], length_size: u8, prefix: &[u8]) -> Vec<u8> {
+    let n = usize::from(length_size.clamp(1, 4));
+    let mut out = Vec::with_capacity(prefix.len() + avcc.len() + 16);
+    out.extend_from_slice(prefix);
+    let mut rest = avcc;
+    while rest.len() > n {
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |a, b| (a << 8) | usize::from(*b));
+        let Some(nal) = rest.get(n..n + len) else {
+            break;
+        };
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal);
+        rest = &rest[n + len..];
+    }
+    out
+}
+
 /// Turns a WebRTC publisher's access units into media events: a
 /// [`MediaEvent::VideoConfig`] from in-band SPS and PPS (first, and whenever
 /// they change), then AVCC frames. Frames before the first configuration, or
@@ -153,7 +194,7 @@ mod tests {
     ];
     const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
 
-    fn annexb(nals: &[&[u8]]) -> Vec<u8> {
+    fn stream(nals: &[&[u8]]) -> Vec<u8> {
         let mut v = Vec::new();
         for (i, n) in nals.iter().enumerate() {
             // Mixed start-code lengths, as encoders write them.
@@ -169,7 +210,7 @@ mod tests {
 
     #[test]
     fn nal_units_split_on_both_start_code_lengths() {
-        let data = annexb(&[&[0x09, 0xf0], SPS, PPS, &[0x65, 1, 2, 0, 0, 3]]);
+        let data = stream(&[&[0x09, 0xf0], SPS, PPS, &[0x65, 1, 2, 0, 0, 3]]);
         let units: Vec<&[u8]> = nal_units(&data).collect();
         assert_eq!(
             units,
@@ -184,11 +225,11 @@ mod tests {
         let mut a = Assembler::new();
         let mut out = Vec::new();
         // A delta frame before any IDR is dropped.
-        a.push(&annexb(&[&[0x41, 9, 9]]), Duration::ZERO, &mut out);
+        a.push(&stream(&[&[0x41, 9, 9]]), Duration::ZERO, &mut out);
         assert!(out.is_empty() && a.needs_keyframe());
         let idr = [0x65, 0x88, 0x84];
         a.push(
-            &annexb(&[&[0x09, 0xf0], SPS, PPS, &idr]),
+            &stream(&[&[0x09, 0xf0], SPS, PPS, &idr]),
             Duration::from_millis(40),
             &mut out,
         );
@@ -210,7 +251,7 @@ mod tests {
         // The same parameter sets again: no new config.
         out.clear();
         a.push(
-            &annexb(&[SPS, PPS, &idr]),
+            &stream(&[SPS, PPS, &idr]),
             Duration::from_millis(80),
             &mut out,
         );
@@ -218,10 +259,27 @@ mod tests {
         // After a loss, deltas wait for the next IDR.
         out.clear();
         a.lost();
-        a.push(&annexb(&[&[0x41, 1]]), Duration::from_millis(120), &mut out);
+        a.push(&stream(&[&[0x41, 1]]), Duration::from_millis(120), &mut out);
         assert!(out.is_empty());
-        a.push(&annexb(&[&idr]), Duration::from_millis(160), &mut out);
+        a.push(&stream(&[&idr]), Duration::from_millis(160), &mut out);
         assert!(matches!(&out[0], MediaEvent::Video(f) if f.keyframe));
+    }
+
+    #[test]
+    fn avcc_becomes_annexb_with_parameter_sets_first() {
+        let record = avcc_record(SPS, PPS).unwrap();
+        let config = AvcConfig::parse(record).unwrap();
+        let sets = parameter_sets(&config);
+        assert_eq!(nal_units(&sets).collect::<Vec<_>>(), vec![SPS, PPS]);
+        let frame = [0, 0, 0, 3, 0x65, 1, 2, 0, 0, 0, 2, 0x06, 9];
+        let out = annexb(&frame, 4, &sets);
+        assert_eq!(
+            nal_units(&out).collect::<Vec<_>>(),
+            vec![SPS, PPS, &[0x65, 1, 2][..], &[0x06, 9][..]]
+        );
+        // A truncated unit is cut, not read past.
+        let out = annexb(&[0, 0, 0, 3, 0x41, 1, 2, 0, 0, 0, 9, 0x41], 4, &[]);
+        assert_eq!(nal_units(&out).collect::<Vec<_>>(), vec![&[0x41, 1, 2][..]]);
     }
 
     #[test]

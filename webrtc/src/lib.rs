@@ -1,5 +1,6 @@
 //! WebRTC for the origin, on [str0m](https://docs.rs/str0m): WHIP ingest
-//! (RFC 9725) from browsers and OBS. One UDP socket serves every peer (ICE
+//! (RFC 9725) from browsers and OBS, and WHEP playback of the transcoded
+//! ladder with Opus audio. One UDP socket serves every peer (ICE
 //! lite, host candidates on the advertised addresses); one task owns every
 //! session. A WHIP publish becomes an [`ingest::Publish`] like an RTMP one:
 //! H.264 access units as AVCC frames with their configuration from in-band
@@ -8,8 +9,11 @@
 //! the transcoder waits for one. It knows nothing of HTTP or GStreamer.
 //!
 //! Layout:
-//! - [`server`]: the socket, the session task, and the [`Webrtc`] handle.
+//! - [`server`]: the [`Webrtc`] handle: offers in, answers out.
+//! - [`task`]: the session task: the socket, every session, the fan-out.
+//! - [`session`]: what the task holds and is told.
 //! - [`whip`]: one publisher's media into [`ingest::MediaEvent`]s.
+//! - [`whep`]: feeds, the once-per-frame conversion, one viewer.
 //! - [`h264`]: Annex B into AVCC and decoder configuration records (pure).
 //! - [`clock`]: RTP clocks onto one timeline with sender reports (pure).
 //! - [`stats`]: what the server counts.
@@ -19,9 +23,13 @@ pub mod clock;
 pub mod config;
 pub mod h264;
 pub mod server;
+pub mod session;
 pub mod stats;
+pub mod task;
+pub mod whep;
 pub mod whip;
 
 pub use config::{ConfigError, IceServer, WebrtcConfig};
 pub use server::{Answer, OfferError, Webrtc};
 pub use stats::Stats;
+pub use whep::Feeds;

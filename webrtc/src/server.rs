@@ -1,33 +1,31 @@
-//! The WebRTC server: one UDP socket and one task for every session. HTTP
-//! handlers hand it offers through [`Webrtc`]; the task owns every str0m
-//! [`Rtc`], feeds it datagrams and time, and sends what it wants sent.
+//! The WebRTC server's handle: HTTP handlers hand it WHIP and WHEP offers
+//! through [`Webrtc`]; the [session task](crate::task) owns every str0m
+//! [`Rtc`] on one UDP socket.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use ingest::{KeyframeRequests, LiveSet, Publish};
-use str0m::change::SdpOffer;
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::{Candidate, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
 use crate::config::{IceServer, WebrtcConfig};
+use crate::session::{Command, Role, Session};
 use crate::stats::Stats;
+use crate::task::Loop;
+use crate::whep::{Feeds, Viewer};
 use crate::whip::Publisher;
 
 /// Commands queued to the session task.
 const COMMAND_CAPACITY: usize = 256;
-/// Largest datagram read; WebRTC keeps packets under 1,500 bytes.
-const DATAGRAM_BUFFER: usize = 2048;
-/// The task looks at its sessions at least this often.
-const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 /// Why an offer was refused.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +45,15 @@ pub enum OfferError {
     /// The server is stopping.
     #[error("the server is stopping")]
     Stopping,
+    /// Nothing to play: the broadcast is not live on this origin.
+    #[error("this broadcast is not live")]
+    NotLive,
+    /// No such rendition.
+    #[error("no rendition {0:?}; this broadcast has {1}")]
+    NoRendition(String, String),
+    /// The broadcast has its maximum of viewers over WebRTC.
+    #[error("this broadcast has its maximum of {0} real-time viewers")]
+    FullBroadcast(usize),
 }
 
 /// What a client gets back for an accepted offer.
@@ -60,23 +67,6 @@ pub struct Answer {
     pub etag: String,
 }
 
-enum Command {
-    Add(Box<Session>),
-    Close(String, oneshot::Sender<bool>),
-    Keyframe(String),
-}
-
-struct Session {
-    id: String,
-    broadcast: String,
-    rtc: Rtc,
-    publisher: Publisher,
-    created: Instant,
-    connected: bool,
-    next: Instant,
-    span: tracing::Span,
-}
-
 /// The handle HTTP handlers use.
 #[derive(Clone)]
 pub struct Webrtc {
@@ -86,6 +76,8 @@ pub struct Webrtc {
     local: SocketAddr,
     live: LiveSet,
     publishes: mpsc::Sender<Publish>,
+    /// Live broadcasts' feeds, for viewers.
+    feeds: Arc<Mutex<HashMap<String, Feeds>>>,
     /// What the server counts.
     pub stats: Arc<Stats>,
 }
@@ -108,17 +100,8 @@ impl Webrtc {
         info!(%local, advertised = ?candidates, "webrtc listening (udp)");
         let (commands, rx) = mpsc::channel(COMMAND_CAPACITY);
         let stats = Arc::new(Stats::default());
-        let task = tokio::spawn(
-            Loop {
-                socket,
-                local,
-                sessions: HashMap::new(),
-                routes: HashMap::new(),
-                stats: stats.clone(),
-                connect_timeout: config.connect_timeout,
-            }
-            .run(rx, shutdown),
-        );
+        let (task, frames) = Loop::new(socket, local, stats.clone(), config.connect_timeout);
+        let task = tokio::spawn(task.run(rx, frames, shutdown));
         Ok((
             Webrtc {
                 commands,
@@ -127,6 +110,7 @@ impl Webrtc {
                 local,
                 live,
                 publishes,
+                feeds: Arc::default(),
                 stats,
             },
             task,
@@ -150,39 +134,11 @@ impl Webrtc {
         offer: &str,
         peer: SocketAddr,
     ) -> Result<Answer, OfferError> {
-        let offer =
-            SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::BadOffer(e.to_string()))?;
-        let text = offer.to_sdp_string().to_ascii_uppercase();
-        if !text.contains("H264/90000") {
-            return Err(OfferError::Unsupported("H.264 video"));
-        }
-        let max = self.config.max_sessions;
-        if self.stats.sessions.load(Ordering::Relaxed) >= max {
-            return Err(OfferError::Full(max));
-        }
+        let offer = h264_offer(offer)?;
+        self.room()?;
         let live = self.live.claim(broadcast).ok_or(OfferError::AlreadyLive)?;
-        let mut rtc = Rtc::builder()
-            .set_ice_lite(true)
-            .clear_codecs()
-            .enable_h264(true)
-            .enable_opus(true, false)
-            .build(Instant::now());
-        for addr in &self.candidates {
-            match Candidate::host(*addr, "udp") {
-                Ok(c) => {
-                    rtc.add_local_candidate(c);
-                }
-                Err(err) => warn!(%addr, %err, "cannot advertise this address"),
-            }
-        }
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| OfferError::BadOffer(e.to_string()))?;
-        let id = session_id();
-        // What logs and the ETag show: not a part of the id, which is the
-        // capability to end the session.
-        let tag = session_id()[..12].to_owned();
+        let (rtc, answer) = self.accept(offer)?;
+        let (id, tag) = (session_id(), session_id()[..12].to_owned());
         let (tx, media) = mpsc::channel(self.config.media_channel_capacity);
         let keyframes = {
             let (commands, id) = (self.commands.clone(), id.clone());
@@ -190,19 +146,15 @@ impl Webrtc {
                 let _ = commands.try_send(Command::Keyframe(id.clone()));
             })
         };
-        let now = Instant::now();
-        let session = Session {
-            id: id.clone(),
-            broadcast: broadcast.to_owned(),
+        let session = new_session(
+            &id,
+            broadcast,
             rtc,
-            publisher: Publisher::new(tx, live),
-            created: now,
-            connected: false,
-            next: now,
-            span: info_span!("whip", broadcast = %broadcast, session = %tag, %peer),
-        };
+            Role::Publisher(Box::new(Publisher::new(tx, live))),
+            info_span!("whip", broadcast = %broadcast, session = %tag, %peer),
+        );
         self.commands
-            .send(Command::Add(Box::new(session)))
+            .send(Command::Add(Box::new(session), None))
             .await
             .map_err(|_| OfferError::Stopping)?;
         let publish = Publish {
@@ -222,6 +174,151 @@ impl Webrtc {
         })
     }
 
+    /// Accepts a WHEP offer for `rendition` (default: the largest) of
+    /// `broadcast` from `peer`.
+    pub async fn play(
+        &self,
+        broadcast: &str,
+        rendition: Option<&str>,
+        offer: &str,
+        peer: SocketAddr,
+    ) -> Result<Answer, OfferError> {
+        let offer = h264_offer(offer)?;
+        let feeds = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(broadcast)
+            .cloned()
+            .ok_or(OfferError::NotLive)?;
+        let rendition = self.rendition(&feeds, rendition)?;
+        self.room()?;
+        let max = self.config.max_viewers_per_broadcast;
+        if self.viewers_of(broadcast) >= max {
+            return Err(OfferError::FullBroadcast(max));
+        }
+        let (rtc, answer) = self.accept(offer)?;
+        let (id, tag) = (session_id(), session_id()[..12].to_owned());
+        let session = new_session(
+            &id,
+            broadcast,
+            rtc,
+            Role::Viewer(Viewer::new(broadcast, &rendition)),
+            info_span!("whep", broadcast = %broadcast, %rendition, session = %tag, %peer),
+        );
+        self.commands
+            .send(Command::Add(Box::new(session), Some(feeds)))
+            .await
+            .map_err(|_| OfferError::Stopping)?;
+        Ok(Answer {
+            sdp: answer.to_sdp_string(),
+            etag: format!("\"{tag}\""),
+            session: id,
+        })
+    }
+
+    /// Switches viewer `id` to `rendition` at its next IDR; false if there is
+    /// no such viewer.
+    pub async fn switch(
+        &self,
+        broadcast: &str,
+        id: &str,
+        rendition: &str,
+    ) -> Result<bool, OfferError> {
+        let feeds = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(broadcast)
+            .cloned()
+            .ok_or(OfferError::NotLive)?;
+        let rendition = self.rendition(&feeds, Some(rendition))?;
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Switch(id.to_owned(), rendition.into(), tx))
+            .await
+            .map_err(|_| OfferError::Stopping)?;
+        Ok(rx.await.unwrap_or(false))
+    }
+
+    /// A broadcast went live (again) here with these feeds; viewers follow.
+    pub async fn live(&self, broadcast: &str, feeds: Feeds) {
+        self.feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(broadcast.to_owned(), feeds.clone());
+        let _ = self
+            .commands
+            .send(Command::Feeds(broadcast.into(), feeds))
+            .await;
+    }
+
+    /// The publish with `feeds` ended here: no new viewers (those watching
+    /// stay, and follow the next publish). A later publish's feeds stay.
+    pub fn not_live(&self, broadcast: &str, feeds: &Feeds) {
+        let mut all = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
+        if all
+            .get(broadcast)
+            .is_some_and(|f| f.audio.same_channel(&feeds.audio))
+        {
+            all.remove(broadcast);
+        }
+    }
+
+    fn rendition(&self, feeds: &Feeds, want: Option<&str>) -> Result<String, OfferError> {
+        let names: Vec<&str> = feeds.renditions.iter().map(|(n, _)| n.as_str()).collect();
+        match want {
+            None => names
+                .first()
+                .map(|n| n.to_string())
+                .ok_or(OfferError::NotLive),
+            Some(w) if names.contains(&w) => Ok(w.to_owned()),
+            Some(w) => Err(OfferError::NoRendition(w.to_owned(), names.join(", "))),
+        }
+    }
+
+    fn room(&self) -> Result<(), OfferError> {
+        let max = self.config.max_sessions;
+        if self.stats.sessions.load(Ordering::Relaxed) >= max {
+            return Err(OfferError::Full(max));
+        }
+        Ok(())
+    }
+
+    fn viewers_of(&self, broadcast: &str) -> usize {
+        self.stats
+            .viewers_by_broadcast
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(broadcast)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// A peer connection answering `offer`: ICE lite, H.264 and Opus, a host
+    /// candidate per advertised address.
+    fn accept(&self, offer: SdpOffer) -> Result<(Rtc, SdpAnswer), OfferError> {
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .build(Instant::now());
+        for addr in &self.candidates {
+            match Candidate::host(*addr, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(err) => warn!(%addr, %err, "cannot advertise this address"),
+            }
+        }
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| OfferError::BadOffer(e.to_string()))?;
+        Ok((rtc, answer))
+    }
+
     /// Ends session `id`; false if there is no such session.
     pub async fn close(&self, id: &str) -> bool {
         let (tx, rx) = oneshot::channel();
@@ -237,195 +334,37 @@ impl Webrtc {
     }
 }
 
+/// An offer we can read that has H.264 video in it.
+fn h264_offer(offer: &str) -> Result<SdpOffer, OfferError> {
+    let offer =
+        SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::BadOffer(e.to_string()))?;
+    if !offer
+        .to_sdp_string()
+        .to_ascii_uppercase()
+        .contains("H264/90000")
+    {
+        return Err(OfferError::Unsupported("H.264 video"));
+    }
+    Ok(offer)
+}
+
+fn new_session(id: &str, broadcast: &str, rtc: Rtc, role: Role, span: tracing::Span) -> Session {
+    let now = Instant::now();
+    Session {
+        id: id.to_owned(),
+        broadcast: broadcast.into(),
+        rtc,
+        role,
+        created: now,
+        connected: false,
+        next: now,
+        span,
+    }
+}
+
 /// 128 random bits in hex: a session's id is also its capability.
 fn session_id() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("the OS random source works");
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-struct Loop {
-    socket: UdpSocket,
-    local: SocketAddr,
-    sessions: HashMap<String, Session>,
-    /// Which session a remote address belongs to, once it has been seen.
-    routes: HashMap<SocketAddr, String>,
-    stats: Arc<Stats>,
-    connect_timeout: Duration,
-}
-
-impl Loop {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
-        let mut buf = vec![0u8; DATAGRAM_BUFFER];
-        loop {
-            let wake = self
-                .sessions
-                .values()
-                .map(|s| s.next)
-                .min()
-                .unwrap_or_else(Instant::now)
-                .min(Instant::now() + MAX_SLEEP);
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.command(cmd),
-                    None => break,
-                },
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, source)) => self.datagram(&buf[..n], source),
-                    Err(err) => debug!(%err, "udp receive failed"),
-                },
-                _ = tokio::time::sleep_until(wake.into()) => {}
-            }
-            self.tick();
-        }
-        for (_, mut s) in self.sessions.drain() {
-            s.rtc.disconnect();
-        }
-        self.stats.sessions.store(0, Ordering::Relaxed);
-    }
-
-    fn command(&mut self, cmd: Command) {
-        match cmd {
-            Command::Add(s) => {
-                let _e = s.span.enter();
-                info!("webrtc session opened; waiting for ICE and DTLS");
-                drop(_e);
-                self.sessions.insert(s.id.clone(), *s);
-                self.count();
-            }
-            Command::Close(id, reply) => {
-                let found = self.sessions.contains_key(&id);
-                if found {
-                    self.remove(&id, "ended by its client (DELETE)");
-                }
-                let _ = reply.send(found);
-            }
-            Command::Keyframe(id) => {
-                if let Some(s) = self.sessions.get_mut(&id) {
-                    s.publisher.keyframe(&mut s.rtc, &self.stats);
-                }
-            }
-        }
-    }
-
-    fn datagram(&mut self, data: &[u8], source: SocketAddr) {
-        self.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .bytes_in
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, data) else {
-            return;
-        };
-        let input = Input::Receive(Instant::now(), receive);
-        let id = match self.routes.get(&source) {
-            Some(id) if self.sessions.contains_key(id) => Some(id.clone()),
-            _ => self
-                .sessions
-                .values()
-                .find(|s| s.rtc.accepts(&input))
-                .map(|s| s.id.clone()),
-        };
-        let Some(id) = id else {
-            debug!(%source, "a datagram no session accepts");
-            return;
-        };
-        self.routes.insert(source, id.clone());
-        let s = self.sessions.get_mut(&id).expect("found above");
-        if let Err(err) = s.rtc.handle_input(input) {
-            let _e = s.span.enter();
-            warn!(%err, "webrtc input failed; closing");
-            s.rtc.disconnect();
-        }
-    }
-
-    /// Drives every session's clock and sends what they want sent.
-    fn tick(&mut self) {
-        let now = Instant::now();
-        let mut gone = Vec::new();
-        for s in self.sessions.values_mut() {
-            if s.next <= now
-                && s.rtc.is_alive()
-                && let Err(err) = s.rtc.handle_input(Input::Timeout(now))
-            {
-                let _e = s.span.enter();
-                warn!(%err, "webrtc timeout handling failed; closing");
-                s.rtc.disconnect();
-            }
-            if let Some(why) = drain(s, &self.socket, &self.stats) {
-                gone.push((s.id.clone(), why));
-            } else if !s.connected && now.duration_since(s.created) > self.connect_timeout {
-                gone.push((s.id.clone(), "no ICE and DTLS connection in time"));
-            } else if s.publisher.abandoned() {
-                gone.push((s.id.clone(), "the publish was ended"));
-            }
-        }
-        for (id, why) in gone {
-            self.remove(&id, why);
-        }
-    }
-
-    fn remove(&mut self, id: &str, why: &str) {
-        if let Some(mut s) = self.sessions.remove(id) {
-            s.rtc.disconnect();
-            self.routes.retain(|_, v| v != id);
-            let _e = s.span.enter();
-            info!(
-                why,
-                dropped = s.publisher.dropped,
-                broadcast = %s.broadcast,
-                "webrtc session closed"
-            );
-        }
-        self.count();
-    }
-
-    fn count(&self) {
-        self.stats
-            .sessions
-            .store(self.sessions.len(), Ordering::Relaxed);
-    }
-}
-
-/// Polls a session until it has nothing more to do now; `Some(reason)` when
-/// it is over.
-fn drain(s: &mut Session, socket: &UdpSocket, stats: &Stats) -> Option<&'static str> {
-    loop {
-        if !s.rtc.is_alive() {
-            return Some("the connection closed");
-        }
-        match s.rtc.poll_output() {
-            Ok(Output::Timeout(t)) => {
-                s.next = t;
-                return None;
-            }
-            Ok(Output::Transmit(t)) => {
-                stats
-                    .bytes_out
-                    .fetch_add(t.contents.len() as u64, Ordering::Relaxed);
-                // UDP: a full send buffer drops the datagram, as the network would.
-                let _ = socket.try_send_to(&t.contents, t.destination);
-            }
-            Ok(Output::Event(e)) => match e {
-                Event::Connected => {
-                    s.connected = true;
-                    let _e = s.span.enter();
-                    info!(
-                        after_ms = s.created.elapsed().as_millis() as u64,
-                        "webrtc publisher connected"
-                    );
-                }
-                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                    return Some("ICE disconnected (the peer stopped answering)");
-                }
-                Event::MediaData(data) => s.publisher.media(&mut s.rtc, data, stats),
-                _ => {}
-            },
-            Err(err) => {
-                let _e = s.span.enter();
-                warn!(%err, "webrtc session failed");
-                return Some("the session failed");
-            }
-        }
-    }
 }

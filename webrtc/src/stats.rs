@@ -1,5 +1,7 @@
 //! What the WebRTC server counts, for the metrics endpoint.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 /// Counters for the metrics endpoint.
@@ -7,6 +9,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 pub struct Stats {
     /// Sessions open now.
     pub sessions: AtomicUsize,
+    /// WHEP viewers among them.
+    pub viewers: AtomicUsize,
+    /// WHEP viewers per broadcast.
+    pub viewers_by_broadcast: Mutex<HashMap<String, usize>>,
+    /// Keyframe requests (PLI/FIR) viewers sent; answered by the next IDR.
+    pub viewer_keyframe_requests: AtomicU64,
     /// Datagrams received.
     pub datagrams_in: AtomicU64,
     /// Bytes received.

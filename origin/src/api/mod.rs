@@ -8,10 +8,12 @@
 //! - [`request`]: reading requests: bearer tokens, JSON bodies, query strings.
 //! - [`routes`]: one function per route, and the dispatch.
 //! - [`whip`]: going live over WebRTC (RFC 9725).
+//! - [`whep`]: watching over WebRTC.
 
 pub mod model;
 pub mod request;
 pub mod routes;
+pub mod whep;
 pub mod whip;
 
 pub use routes::{Api, handle};

@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::model::{self, Create, Update, View};
 use super::request::{bearer, json_body, query};
-use super::whip;
+use super::{whep, whip};
 use crate::broadcasts::Broadcasts;
 use crate::chat::config::MAX_FRAME_BYTES;
 use crate::chat::connection::{self as chat, Chat, Member};
@@ -56,10 +56,16 @@ pub async fn handle(api: &Arc<Api>, req: Request<Incoming>, peer: SocketAddr) ->
         (&Method::POST, ["broadcasts", id, "whip"]) => {
             whip::offer(&api.broadcasts, &api.webrtc, req, id, peer).await
         }
-        (&Method::DELETE, ["broadcasts", _, "whip", session]) => {
+        (&Method::DELETE, ["broadcasts", _, "whip" | "whep", session]) => {
             whip::delete(&api.webrtc, session).await
         }
-        (_, ["broadcasts", _, "whip", _]) => Err(HttpError::MethodNotAllowed),
+        (_, ["broadcasts", _, "whip" | "whep", _]) => Err(HttpError::MethodNotAllowed),
+        (&Method::POST, ["broadcasts", id, "whep"]) => {
+            whep::offer(&api.webrtc, req, id, peer).await
+        }
+        (&Method::POST, ["broadcasts", id, "whep", session, "rendition"]) => {
+            whep::switch(&api.webrtc, req, id, session).await
+        }
         (_, ["broadcasts"] | ["broadcasts", _] | ["broadcasts", _, _]) => {
             Err(HttpError::MethodNotAllowed)
         }

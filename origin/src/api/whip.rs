@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use ingest::{Authorizer, Refusal};
 use tracing::info;
-use webrtc::{IceServer, OfferError, Webrtc};
+use webrtc::{Answer, IceServer, OfferError, Webrtc};
 
 use super::request::{bearer, body_of};
 use crate::broadcasts::Broadcasts;
@@ -56,29 +56,42 @@ pub async fn offer(
     let body = body_of(req, "application/sdp", MAX_OFFER_BYTES).await?;
     let offer = std::str::from_utf8(&body)
         .map_err(|_| HttpError::BadRequest("the offer is not UTF-8 text".into()))?;
-    let answer = webrtc.publish(id, offer, peer).await.map_err(|e| match e {
-        OfferError::BadOffer(_) | OfferError::Unsupported(_) => {
+    let answer = webrtc.publish(id, offer, peer).await.map_err(offer_error)?;
+    info!(broadcast = %id, %peer, "whip publish accepted");
+    Ok(created(
+        answer,
+        &format!("/api/broadcasts/{id}/whip"),
+        webrtc,
+    ))
+}
+
+/// How a refused offer (WHIP or WHEP) is answered.
+pub fn offer_error(e: OfferError) -> HttpError {
+    match e {
+        OfferError::BadOffer(_) | OfferError::Unsupported(_) | OfferError::NoRendition(..) => {
             HttpError::BadRequest(e.to_string())
         }
-        OfferError::AlreadyLive => HttpError::Conflict(e.to_string()),
-        OfferError::Full(_) | OfferError::Stopping => HttpError::Unavailable(e.to_string()),
-    })?;
-    info!(broadcast = %id, %peer, "whip publish accepted");
+        OfferError::AlreadyLive | OfferError::NotLive => HttpError::Conflict(e.to_string()),
+        OfferError::Full(_) | OfferError::FullBroadcast(_) | OfferError::Stopping => {
+            HttpError::Unavailable(e.to_string())
+        }
+    }
+}
+
+/// 201 with the answer, the session's `Location` under `base`, its `ETag`
+/// and the ICE servers' `Link`s (RFC 9725; WHEP answers the same way).
+pub fn created(answer: Answer, base: &str, webrtc: &Webrtc) -> Response<Full<Bytes>> {
     let mut resp = Response::builder()
         .status(StatusCode::CREATED)
         .header("content-type", "application/sdp")
         .header("cache-control", "no-store")
-        .header(
-            "location",
-            format!("/api/broadcasts/{id}/whip/{}", answer.session),
-        )
+        .header("location", format!("{base}/{}", answer.session))
         .header("etag", answer.etag);
     for link in links(webrtc.ice_servers()) {
         resp = resp.header("link", link);
     }
-    Ok(resp
-        .body(Full::new(Bytes::from(answer.sdp)))
-        .expect("valid response"))
+    resp.body(Full::new(Bytes::from(answer.sdp)))
+        .expect("valid response")
 }
 
 /// `DELETE /api/broadcasts/{id}/whip/{session}`: the session id is the
