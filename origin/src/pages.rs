@@ -14,7 +14,7 @@ use tracing::error;
 use crate::hls::uris::valid_name;
 
 /// URL, path under the player directory, content type.
-const FILES: [(&str, &str, &str); 11] = [
+const FILES: [(&str, &str, &str); 12] = [
     ("/", "src/index.html", "text/html; charset=utf-8"),
     ("/watch", "src/watch.html", "text/html; charset=utf-8"),
     ("/studio", "src/studio.html", "text/html; charset=utf-8"),
@@ -47,6 +47,11 @@ const FILES: [(&str, &str, &str); 11] = [
     (
         "/assets/whip.js",
         "src/whip.js",
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/assets/whep.js",
+        "src/whep.js",
         "text/javascript; charset=utf-8",
     ),
     (

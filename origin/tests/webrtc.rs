@@ -339,6 +339,39 @@ async fn ffmpeg_over_rtmp_plays_over_whep_with_audio_and_switches_renditions() {
     drop(server);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_page_plays_in_real_time_and_falls_back_to_ll_hls() {
+    let server = start_server(&[], |c| {
+        c.webrtc.max_viewers_per_broadcast = 1;
+    })
+    .await;
+    let base = server.base();
+    let b = create_broadcast(&base, "Real time").await;
+    let _ffmpeg = TestSource::new("1280x720", 90.0)
+        .realtime()
+        .publish(&server.rtmp_url(&b.key));
+    let out = tokio::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../player/tests/watch-realtime.mjs"
+        ))
+        .args([base.as_str(), b.id.as_str()])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node and the player's npm packages (scripts/deps.sh installs them)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a report line")).unwrap();
+    eprintln!("watch page: {report}");
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 10, "{report}");
+    for s in steps {
+        assert_eq!(s["ok"], true, "{s}: {report}");
+    }
+    drop(server);
+}
+
 /// The studio page (`player/tests/whip.mjs`) going live with `args`; returns
 /// the script and its first line (`{"live": true, "id": …}`).
 async fn studio(
