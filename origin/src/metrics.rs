@@ -88,6 +88,8 @@ pub struct Metrics {
     pub webrtc_plis_sent: Counter,
     /// WHIP media dropped because a transcoder was behind (synced at scrape).
     pub webrtc_media_dropped: Counter,
+    /// NACKs sent to publishers (`in`) and received from viewers (`out`).
+    pub webrtc_nacks: Family<DirectionLabel, Counter>,
 }
 
 /// `direction="in"` or `"out"`.
@@ -122,6 +124,7 @@ impl Default for Metrics {
             webrtc_bytes: Family::default(),
             webrtc_plis_sent: Counter::default(),
             webrtc_media_dropped: Counter::default(),
+            webrtc_nacks: Family::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -222,6 +225,11 @@ impl Default for Metrics {
                 m.webrtc_plis_sent.clone(),
             );
             r.register(
+                "webrtc_nacks",
+                "Retransmission requests (NACK) sent to WHIP publishers (in) and received from WHEP viewers (out)",
+                m.webrtc_nacks.clone(),
+            );
+            r.register(
                 "webrtc_media_dropped",
                 "WHIP media dropped because a transcoder was behind",
                 m.webrtc_media_dropped.clone(),
@@ -262,6 +270,14 @@ impl Metrics {
             );
         }
         to(&self.webrtc_plis_sent, s.plis_sent.load(Relaxed));
+        for (direction, v) in [("in", &s.nacks_sent), ("out", &s.nacks_received)] {
+            to(
+                &self
+                    .webrtc_nacks
+                    .get_or_create(&DirectionLabel { direction }),
+                v.load(Relaxed),
+            );
+        }
         to(&self.webrtc_media_dropped, s.media_dropped.load(Relaxed));
     }
 

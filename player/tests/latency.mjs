@@ -2,9 +2,10 @@
 // (scripts/bench/clock_source.py) and reads the time off every displayed frame.
 // Prints one JSON line: samples, p50/p95/max, stalls, time to first frame.
 //
-// Usage: node tests/latency.mjs URL SECONDS [--ll] [--shaka]
+// Usage: node tests/latency.mjs URL SECONDS [--ll] [--shaka] [--whep]
 //   --ll: low-latency mode; --shaka: Shaka Player (which also loads preload
-//   hints) instead of the watch page's hls.js set-up.
+//   hints) instead of the watch page's hls.js set-up; --whep: URL is a WHEP
+//   endpoint (/api/broadcasts/ID/whep), played with a plain RTCPeerConnection.
 import { chromium } from 'playwright-core';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,7 @@ const [url, secondsArg, ...flags] = process.argv.slice(2);
 const seconds = Number(secondsArg ?? 60);
 const lowLatency = flags.includes('--ll');
 const shaka = flags.includes('--shaka');
+const whep = flags.includes('--whep');
 const here = path.dirname(fileURLToPath(import.meta.url));
 const modules = path.join(here, '..', 'node_modules');
 const hlsPath = path.join(modules, 'hls.js', 'dist', 'hls.min.js');
@@ -20,18 +22,24 @@ const shakaPath = path.join(modules, 'shaka-player', 'dist', 'shaka-player.compi
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--autoplay-policy=no-user-gesture-required', '--disable-quic', '--no-first-run'],
+    '--autoplay-policy=no-user-gesture-required', '--disable-quic', '--no-first-run',
+    '--allow-loopback-in-peer-connection'],
 });
 try {
   const page = await browser.newPage();
+  // WHEP: from a document of the server (its API description, which has no
+  // page CSP), as a page of the site would be.
+  if (whep) await page.goto(new URL('/api/openapi.json', url).href);
   await page.setContent('<video id="v" muted playsinline></video><canvas id="c"></canvas>');
-  if (shaka) {
+  if (whep) {
+    // A plain RTCPeerConnection; no player library.
+  } else if (shaka) {
     await page.addScriptTag({ path: shakaPath });
   } else {
     await page.addScriptTag({ path: hlsPath });
     await page.addScriptTag({ path: path.join(here, '..', 'src', 'live.js') });
   }
-  const r = await page.evaluate(async ({ url, seconds, lowLatency, shaka }) => {
+  const r = await page.evaluate(async ({ url, seconds, lowLatency, shaka, whep }) => {
     const video = document.getElementById('v');
     const canvas = document.getElementById('c');
     const ctx = canvas.getContext('2d', { willReadFrequently: true });
@@ -42,7 +50,23 @@ try {
     video.addEventListener('seeking', () => { if (playing) out.jumps++; });
     video.addEventListener('playing', () => { if (!playing) out.firstFrameMs = Math.round(performance.now() - t0); playing = true; });
     let stop;
-    if (shaka) {
+    if (whep) {
+      // WHEP, as any page would: receive-only H.264 and Opus.
+      const pc = new RTCPeerConnection();
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      const stream = new MediaStream();
+      pc.ontrack = (e) => stream.addTrack(e.track);
+      await pc.setLocalDescription(await pc.createOffer());
+      await new Promise((r) => { pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r(); setTimeout(r, 2000); });
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription.sdp });
+      if (res.status !== 201) out.fatal.push(`whep ${res.status}`);
+      const resource = new URL(res.headers.get('location') ?? '', url).href;
+      await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+      video.srcObject = stream;
+      video.play();
+      stop = async () => { pc.close(); await fetch(resource, { method: 'DELETE' }); };
+    } else if (shaka) {
       // Shaka Player as shipped, in its low-latency mode: it loads preload
       // hints (hls.js does not) and has no catch-up of its own by default, so
       // it plays on from where it started.
@@ -92,10 +116,10 @@ try {
     await new Promise((r) => setTimeout(r, seconds * 1000));
     await stop();
     return out;
-  }, { url, seconds, lowLatency, shaka });
+  }, { url, seconds, lowLatency, shaka, whep });
   const s = [...r.samples].sort((a, b) => a - b);
   const q = (p) => s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : null;
-  console.log(JSON.stringify({ url, lowLatency, player: shaka ? 'shaka' : 'hls.js', n: s.length, p50_ms: q(0.5), p95_ms: q(0.95), max_ms: s[s.length - 1] ?? null,
+  console.log(JSON.stringify({ url, lowLatency, player: whep ? 'whep' : shaka ? 'shaka' : 'hls.js', n: s.length, p50_ms: q(0.5), p95_ms: q(0.95), max_ms: s[s.length - 1] ?? null,
     waiting: r.waiting, jumps: r.jumps, switches: r.switches ?? null, fatal: r.fatal, first_frame_ms: r.firstFrameMs, samples: r.samples }));
 } finally {
   await browser.close();

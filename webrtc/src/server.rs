@@ -300,6 +300,8 @@ impl Webrtc {
     fn accept(&self, offer: SdpOffer) -> Result<(Rtc, SdpAnswer), OfferError> {
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
+            // Per-media counters (NACKs) once a second, for the metrics.
+            .set_stats_interval(Some(std::time::Duration::from_secs(1)))
             .clear_codecs()
             .enable_h264(true)
             .enable_opus(true, false)
@@ -359,6 +361,7 @@ fn new_session(id: &str, broadcast: &str, rtc: Rtc, role: Role, span: tracing::S
         connected: false,
         next: now,
         span,
+        nacks: Default::default(),
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Session {
     pub next: Instant,
     /// Its log context.
     pub span: tracing::Span,
+    /// NACKs counted so far, per media and direction (str0m's are cumulative).
+    pub nacks: std::collections::HashMap<(str0m::media::Mid, bool), u64>,
 }
 
 /// What the session task is told.

@@ -23,6 +23,10 @@ pub struct Stats {
     pub bytes_out: AtomicU64,
     /// Keyframe requests sent to publishers.
     pub plis_sent: AtomicU64,
+    /// Retransmission requests (NACK) sent to publishers.
+    pub nacks_sent: AtomicU64,
+    /// NACKs received from viewers.
+    pub nacks_received: AtomicU64,
     /// Media events dropped because a transcoder was behind.
     pub media_dropped: AtomicU64,
 }

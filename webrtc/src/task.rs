@@ -312,6 +312,18 @@ fn drain(s: &mut Session, socket: &UdpSocket, stats: &Stats) -> Option<&'static 
                         v.added(&mut s.rtc, m.mid, m.kind);
                     }
                 }
+                Event::MediaIngressStats(m) => {
+                    let old = s.nacks.insert((m.mid, true), m.nacks).unwrap_or(0);
+                    stats
+                        .nacks_sent
+                        .fetch_add(m.nacks.saturating_sub(old), Ordering::Relaxed);
+                }
+                Event::MediaEgressStats(m) => {
+                    let old = s.nacks.insert((m.mid, false), m.nacks).unwrap_or(0);
+                    stats
+                        .nacks_received
+                        .fetch_add(m.nacks.saturating_sub(old), Ordering::Relaxed);
+                }
                 Event::KeyframeRequest(_) => {
                     if let Role::Viewer(v) = &mut s.role {
                         v.keyframe_requested();
