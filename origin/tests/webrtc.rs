@@ -170,6 +170,42 @@ async fn whip_refuses_what_it_should_and_sessions_end_by_delete_or_timeout() {
     );
     assert_eq!(metric(server.http, "origin_webrtc_sessions").await, 1.0);
 
+    // Garbage on the UDP port (STUN-, DTLS- and RTP-looking, and random) is
+    // dropped; the session task carries on.
+    let port: u16 = answer
+        .lines()
+        .find(|l| l.contains("TYP HOST"))
+        .and_then(|l| l.split_whitespace().nth(5))
+        .and_then(|p| p.parse().ok())
+        .expect("a host candidate with a port");
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for i in 0..3000usize {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = 1 + (seed as usize % 1400);
+        let mut d: Vec<u8> = (0..len).map(|j| (seed >> (j % 56)) as u8).collect();
+        d[0] = [0x00, 0x01, 0x16, 0x80, 0x90, 0xff][i % 6];
+        let _ = junk.send_to(&d, ("127.0.0.1", port));
+    }
+    let r = send("POST", &whip(&b.id), "application/sdp", &good, Some(&b.key)).await;
+    assert_eq!(
+        r.status,
+        201,
+        "the session task still answers: {}",
+        r.text()
+    );
+    send(
+        "DELETE",
+        &format!("{base}{}", r.header("location")),
+        "",
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(metric(server.http, "origin_webrtc_sessions").await, 1.0);
+
     // One publisher per broadcast, whatever the protocol.
     let r = send("POST", &whip(&a.id), "application/sdp", &good, Some(&a.key)).await;
     assert_eq!(r.status, 409, "{}", r.text());

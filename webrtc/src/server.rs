@@ -362,6 +362,7 @@ fn new_session(id: &str, broadcast: &str, rtc: Rtc, role: Role, span: tracing::S
         next: now,
         span,
         nacks: Default::default(),
+        failed: false,
     }
 }
 

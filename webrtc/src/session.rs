@@ -37,6 +37,27 @@ pub struct Session {
     pub span: tracing::Span,
     /// NACKs counted so far, per media and direction (str0m's are cumulative).
     pub nacks: std::collections::HashMap<(str0m::media::Mid, bool), u64>,
+    /// str0m panicked inside this session: it is closed without being
+    /// touched again, and no other session notices.
+    pub failed: bool,
+}
+
+impl Session {
+    /// Runs `f` on this session, containing a panic of the library to it.
+    pub fn guarded<T>(&mut self, f: impl FnOnce(&mut Session) -> T) -> Option<T> {
+        if self.failed {
+            return None;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                let _e = self.span.enter();
+                tracing::error!("the WebRTC library panicked in this session; closing it");
+                self.failed = true;
+                None
+            }
+        }
+    }
 }
 
 /// What the session task is told.
@@ -51,4 +72,32 @@ pub enum Command {
     Switch(String, Arc<str>, oneshot::Sender<bool>),
     /// A broadcast's feeds changed (a new publish): viewers follow.
     Feeds(Arc<str>, Feeds),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_library_panic_closes_only_its_session() {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let now = Instant::now();
+        let mut s = Session {
+            id: "s".into(),
+            broadcast: "b".into(),
+            rtc: Rtc::builder().build(now),
+            role: Role::Viewer(Viewer::new("b", "720p")),
+            created: now,
+            connected: false,
+            next: now,
+            span: tracing::Span::none(),
+            nacks: Default::default(),
+            failed: false,
+        };
+        assert_eq!(s.guarded(|_| 7), Some(7));
+        assert_eq!(s.guarded(|_| -> u32 { panic!("inside str0m") }), None);
+        assert!(s.failed);
+        // Never touched again.
+        assert_eq!(s.guarded(|_| 7), None);
+    }
 }

@@ -97,7 +97,7 @@ impl Loop {
             self.tick();
         }
         for (_, mut s) in self.sessions.drain() {
-            s.rtc.disconnect();
+            s.guarded(|s| s.rtc.disconnect());
         }
         for (_, stop) in self.forwarding.drain() {
             stop.cancel();
@@ -143,10 +143,13 @@ impl Loop {
                 let _ = reply.send(found);
             }
             Command::Keyframe(id) => {
-                if let Some(s) = self.sessions.get_mut(&id)
-                    && let Role::Publisher(p) = &mut s.role
-                {
-                    p.keyframe(&mut s.rtc, &self.stats);
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    let stats = &self.stats;
+                    s.guarded(|s| {
+                        if let Role::Publisher(p) = &mut s.role {
+                            p.keyframe(&mut s.rtc, stats);
+                        }
+                    });
                 }
             }
         }
@@ -163,11 +166,9 @@ impl Loop {
         let input = Input::Receive(Instant::now(), receive);
         let id = match self.routes.get(&source) {
             Some(id) if self.sessions.contains_key(id) => Some(id.clone()),
-            _ => self
-                .sessions
-                .values()
-                .find(|s| s.rtc.accepts(&input))
-                .map(|s| s.id.clone()),
+            _ => self.sessions.values_mut().find_map(|s| {
+                (s.guarded(|s| s.rtc.accepts(&input)) == Some(true)).then(|| s.id.clone())
+            }),
         };
         let Some(id) = id else {
             debug!(%source, "a datagram no session accepts");
@@ -175,11 +176,13 @@ impl Loop {
         };
         self.routes.insert(source, id.clone());
         let s = self.sessions.get_mut(&id).expect("found above");
-        if let Err(err) = s.rtc.handle_input(input) {
-            let _e = s.span.enter();
-            warn!(%err, "webrtc input failed; closing");
-            s.rtc.disconnect();
-        }
+        s.guarded(|s| {
+            if let Err(err) = s.rtc.handle_input(input) {
+                let _e = s.span.enter();
+                warn!(%err, "webrtc input failed; closing");
+                s.rtc.disconnect();
+            }
+        });
     }
 
     /// Drives every session's clock and sends what they want sent.
@@ -187,15 +190,21 @@ impl Loop {
         let now = Instant::now();
         let mut gone = Vec::new();
         for s in self.sessions.values_mut() {
-            if s.next <= now
-                && s.rtc.is_alive()
-                && let Err(err) = s.rtc.handle_input(Input::Timeout(now))
-            {
-                let _e = s.span.enter();
-                warn!(%err, "webrtc timeout handling failed; closing");
-                s.rtc.disconnect();
-            }
-            if let Some(why) = drain(s, &self.socket, &self.stats) {
+            s.guarded(|s| {
+                if s.next <= now
+                    && s.rtc.is_alive()
+                    && let Err(err) = s.rtc.handle_input(Input::Timeout(now))
+                {
+                    let _e = s.span.enter();
+                    warn!(%err, "webrtc timeout handling failed; closing");
+                    s.rtc.disconnect();
+                }
+            });
+            let (socket, stats) = (&self.socket, &self.stats);
+            let over = s.guarded(|s| drain(s, socket, stats));
+            if s.failed {
+                gone.push((s.id.clone(), "the WebRTC library failed in this session"));
+            } else if let Some(Some(why)) = over {
                 gone.push((s.id.clone(), why));
             } else if !s.connected && now.duration_since(s.created) > self.connect_timeout {
                 gone.push((s.id.clone(), "no ICE and DTLS connection in time"));
@@ -210,7 +219,7 @@ impl Loop {
 
     fn remove(&mut self, id: &str, why: &str) {
         if let Some(mut s) = self.sessions.remove(id) {
-            s.rtc.disconnect();
+            s.guarded(|s| s.rtc.disconnect());
             self.routes.retain(|_, v| v != id);
             let _e = s.span.enter();
             match &s.role {
@@ -249,11 +258,12 @@ impl Loop {
             return;
         };
         for s in self.sessions.values_mut() {
-            if s.connected
-                && s.broadcast == broadcast
-                && let Role::Viewer(v) = &mut s.role
-            {
-                v.send(&mut s.rtc, &out);
+            if s.connected && s.broadcast == broadcast {
+                s.guarded(|s| {
+                    if let Role::Viewer(v) = &mut s.role {
+                        v.send(&mut s.rtc, &out);
+                    }
+                });
             }
         }
     }
