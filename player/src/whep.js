@@ -1,8 +1,8 @@
 // WHEP from this browser: receive-only H.264 and Opus from
-// /api/broadcasts/{id}/whep, about a fifth of a second behind the source
-// instead of LL-HLS's part and hold-back. Non-trickle, like whip.js.
+// /api/broadcasts/{id}/whep, a tenth of a second or so behind the source
+// instead of LL-HLS's parts and hold-back. Non-trickle, like whip.js.
+import { negotiate } from './whip.js';
 
-const GATHER_MS = 3000;
 const CONNECT_MS = 8000;
 
 /**
@@ -16,29 +16,8 @@ export async function play(id, { rendition, onLost } = {}) {
   pc.addTransceiver('audio', { direction: 'recvonly' });
   const stream = new MediaStream();
   pc.ontrack = (e) => stream.addTrack(e.track);
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((resolve) => {
-    if (pc.iceGatheringState === 'complete') return resolve();
-    pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
-    setTimeout(resolve, GATHER_MS);
-  });
   const query = rendition ? `?rendition=${encodeURIComponent(rendition)}` : '';
-  let res;
-  try {
-    res = await fetch(`/api/broadcasts/${encodeURIComponent(id)}/whep${query}`, {
-      method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription.sdp,
-    });
-  } catch (err) {
-    pc.close();
-    throw new Error(`could not reach the server: ${err.message}`);
-  }
-  if (res.status !== 201) {
-    const body = await res.json().catch(() => ({}));
-    pc.close();
-    throw new Error(body.error || `the server answered ${res.status}`);
-  }
-  const resource = new URL(res.headers.get('location'), window.location.href).href;
-  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  const resource = await negotiate(pc, `/api/broadcasts/${encodeURIComponent(id)}/whep${query}`);
   const stop = async () => {
     pc.close();
     await fetch(resource, { method: 'DELETE' }).catch(() => {});

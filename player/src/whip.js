@@ -1,6 +1,7 @@
 // WHIP (RFC 9725) from this browser: camera or screen and microphone, H.264
 // forced by codec preferences, sent to /api/broadcasts/{id}/whip with the
-// stream key. Non-trickle: the offer carries every candidate.
+// stream key. Non-trickle: the offer carries every candidate. `negotiate` is
+// shared with WHEP (whep.js).
 
 const GATHER_MS = 3000;
 
@@ -19,6 +20,35 @@ function gathered(pc) {
     pc.addEventListener('icegatheringstatechange', done);
     setTimeout(resolve, GATHER_MS);
   });
+}
+
+/**
+ * Offers `pc`'s media to a WHIP or WHEP endpoint at `url` (every candidate
+ * in the offer) and applies the answer; returns the session's resource URL.
+ * On a refusal, closes `pc` and throws the server's message.
+ */
+export async function negotiate(pc, url, headers = {}) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await gathered(pc);
+  let res;
+  try {
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp', ...headers },
+      body: pc.localDescription.sdp,
+    });
+  } catch (err) {
+    pc.close();
+    throw new Error(`could not reach the server: ${err.message}`);
+  }
+  if (res.status !== 201) {
+    const body = await res.json().catch(() => ({}));
+    pc.close();
+    throw new Error(body.error || `the server answered ${res.status}`);
+  }
+  const resource = new URL(res.headers.get('location'), window.location.href).href;
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  return resource;
 }
 
 /**
@@ -41,27 +71,8 @@ export async function publish(id, key, stream, { maxBitrateKbps = 4000, onState 
     }
   }
   pc.addEventListener('connectionstatechange', () => onState?.(pc.connectionState));
-  await pc.setLocalDescription(await pc.createOffer());
-  await gathered(pc);
-  const url = `/api/broadcasts/${encodeURIComponent(id)}/whip`;
-  let res;
-  try {
-    res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/sdp', authorization: `Bearer ${key}` },
-      body: pc.localDescription.sdp,
-    });
-  } catch (err) {
-    pc.close();
-    throw new Error(`could not reach the server: ${err.message}`);
-  }
-  if (res.status !== 201) {
-    const body = await res.json().catch(() => ({}));
-    pc.close();
-    throw new Error(body.error || `the server answered ${res.status}`);
-  }
-  const resource = new URL(res.headers.get('location'), window.location.href).href;
-  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  const resource = await negotiate(pc, `/api/broadcasts/${encodeURIComponent(id)}/whip`,
+    { authorization: `Bearer ${key}` });
   if (video) {
     const p = video.getParameters();
     p.degradationPreference = 'maintain-resolution';

@@ -543,20 +543,7 @@ impl Session {
     /// Opus goes into AAC. A conversion that failed is logged and started
     /// afresh at the next packet; video is never held up by audio.
     fn opus(&mut self, frame: &ingest::AudioFrame) {
-        if self.opus.is_none() {
-            match Converter::opus_to_aac() {
-                Ok(c) => self.opus = Some(c),
-                Err(err) => {
-                    warn!(%err, "opus to aac did not start; audio is dropped");
-                    return;
-                }
-            }
-        }
-        let conv = self.opus.as_ref().expect("set above");
-        if let Some(err) = conv.push(frame).err().or_else(|| conv.error()) {
-            warn!(%err, "opus to aac failed; restarting it");
-            self.opus = None;
-        }
+        convert(&mut self.opus, frame, "opus to aac", Converter::opus_to_aac);
     }
 
     /// A publisher's AAC into Opus, only while real-time viewers listen.
@@ -574,23 +561,12 @@ impl Session {
             self.to_opus = None;
             return;
         }
-        if self.to_opus.is_none() {
-            let Some(config) = &self.aac_config else {
-                return;
-            };
-            match Converter::aac_to_opus(config) {
-                Ok(c) => self.to_opus = Some(c),
-                Err(err) => {
-                    warn!(%err, "aac to opus did not start; real-time viewers get no audio");
-                    return;
-                }
-            }
-        }
-        let conv = self.to_opus.as_ref().expect("set above");
-        if let Some(err) = conv.push(frame).err().or_else(|| conv.error()) {
-            warn!(%err, "aac to opus failed; restarting it");
-            self.to_opus = None;
-        }
+        let Some(config) = &self.aac_config else {
+            return;
+        };
+        convert(&mut self.to_opus, frame, "aac to opus", || {
+            Converter::aac_to_opus(config)
+        });
     }
 
     fn ask_for_keyframe(&mut self) {
@@ -648,6 +624,31 @@ impl Session {
             "pipeline restarted"
         );
         Ok(pipeline)
+    }
+}
+
+/// Pushes `frame` into `conv`, started with `start` if there is none. A
+/// conversion that fails is logged and dropped, to start afresh at the next
+/// frame; nothing else waits for it.
+fn convert(
+    conv: &mut Option<Converter>,
+    frame: &ingest::AudioFrame,
+    what: &str,
+    start: impl FnOnce() -> Result<Converter, Error>,
+) {
+    if conv.is_none() {
+        match start() {
+            Ok(c) => *conv = Some(c),
+            Err(err) => {
+                warn!(%err, what, "audio conversion did not start; its audio is dropped");
+                return;
+            }
+        }
+    }
+    let c = conv.as_ref().expect("set above");
+    if let Some(err) = c.push(frame).err().or_else(|| c.error()) {
+        warn!(%err, what, "audio conversion failed; restarting it");
+        *conv = None;
     }
 }
 

@@ -184,13 +184,7 @@ impl Webrtc {
         peer: SocketAddr,
     ) -> Result<Answer, OfferError> {
         let offer = h264_offer(offer)?;
-        let feeds = self
-            .feeds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(broadcast)
-            .cloned()
-            .ok_or(OfferError::NotLive)?;
+        let feeds = self.feeds_of(broadcast)?;
         let rendition = self.rendition(&feeds, rendition)?;
         self.room()?;
         let max = self.config.max_viewers_per_broadcast;
@@ -225,13 +219,7 @@ impl Webrtc {
         id: &str,
         rendition: &str,
     ) -> Result<bool, OfferError> {
-        let feeds = self
-            .feeds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(broadcast)
-            .cloned()
-            .ok_or(OfferError::NotLive)?;
+        let feeds = self.feeds_of(broadcast)?;
         let rendition = self.rendition(&feeds, Some(rendition))?;
         let (tx, rx) = oneshot::channel();
         self.commands
@@ -263,6 +251,15 @@ impl Webrtc {
         {
             all.remove(broadcast);
         }
+    }
+
+    fn feeds_of(&self, broadcast: &str) -> Result<Feeds, OfferError> {
+        self.feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(broadcast)
+            .cloned()
+            .ok_or(OfferError::NotLive)
     }
 
     fn rendition(&self, feeds: &Feeds, want: Option<&str>) -> Result<String, OfferError> {
