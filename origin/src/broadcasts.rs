@@ -314,6 +314,9 @@ impl Broadcasts {
         self.set_status(id, Status::Ended).await;
         self.hls.end(id);
         self.cluster.release(id);
+        if let Some(w) = self.realtime.get() {
+            w.ended(id).await;
+        }
     }
 
     /// Ends the broadcasts among `ids` that are live here but whose record

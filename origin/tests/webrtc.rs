@@ -334,17 +334,21 @@ fn assert_watched(r: &serde_json::Value, seconds: f64, fps: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_over_rtmp_plays_over_whep_with_audio_and_switches_renditions() {
-    let server = start_server(&["rt"], |_| {}).await;
+    let server = start_server(&[], |_| {}).await;
     let base = server.base();
-    let whep = format!("{base}/api/broadcasts/rt/whep");
+    let rt = create_broadcast(&base, "Real time from RTMP").await;
+    let whep = format!("{base}/api/broadcasts/{}/whep", rt.id);
     // Not live yet: nothing to play.
     let r = send("POST", &whep, "application/sdp", &offer("h264"), None).await;
     assert_eq!(r.status, 409, "{}", r.text());
     let _ffmpeg = TestSource::new("1280x720", 60.0)
         .realtime()
-        .publish(&server.rtmp_url("rt"));
+        .publish(&server.rtmp_url(&rt.key));
     let live = eventually(Duration::from_secs(20), async || {
-        get(&format!("{base}/hls/rt/master.m3u8")).await.status == 200
+        get(&format!("{base}/hls/{}/master.m3u8", rt.id))
+            .await
+            .status
+            == 200
     })
     .await;
     assert!(live, "the RTMP publish went live");
@@ -358,7 +362,7 @@ async fn ffmpeg_over_rtmp_plays_over_whep_with_audio_and_switches_renditions() {
     .await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(error_of(&r).contains("720p, 480p"), "{}", r.text());
-    let report = whep_viewer(&base, "rt", 25, Some("480p:480,720p:720")).await;
+    let report = whep_viewer(&base, &rt.id, 25, Some("480p:480,720p:720")).await;
     // ffmpeg's 30 fps, all of it.
     assert_watched(&report, 25.0, 28.0);
     let switches = report["switches"].as_array().unwrap();
@@ -372,6 +376,25 @@ async fn ffmpeg_over_rtmp_plays_over_whep_with_audio_and_switches_renditions() {
         "{report}"
     );
     assert_eq!(metric(server.http, "origin_webrtc_viewers").await, 0.0);
+
+    // A viewer still there when the broadcast ends is let go at once (this
+    // one never connects; its connect timeout is 15 s).
+    let r = send("POST", &whep, "application/sdp", &offer("h264"), None).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(metric(server.http, "origin_webrtc_viewers").await, 1.0);
+    let r = request_json_as(
+        "PATCH",
+        &format!("{base}/api/broadcasts/{}", rt.id),
+        r#"{"status":"ended"}"#,
+        Some(&rt.token),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let gone = eventually(Duration::from_secs(3), async || {
+        metric(server.http, "origin_webrtc_viewers").await == 0.0
+    })
+    .await;
+    assert!(gone, "the viewer's session closed with the broadcast");
     drop(server);
 }
 

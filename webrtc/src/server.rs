@@ -253,6 +253,15 @@ impl Webrtc {
         }
     }
 
+    /// A broadcast ended: nothing more to play, and its viewers are let go.
+    pub async fn ended(&self, broadcast: &str) {
+        self.feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(broadcast);
+        let _ = self.commands.send(Command::Ended(broadcast.into())).await;
+    }
+
     fn feeds_of(&self, broadcast: &str) -> Result<Feeds, OfferError> {
         self.feeds
             .lock()

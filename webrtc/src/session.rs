@@ -72,6 +72,8 @@ pub enum Command {
     Switch(String, Arc<str>, oneshot::Sender<bool>),
     /// A broadcast's feeds changed (a new publish): viewers follow.
     Feeds(Arc<str>, Feeds),
+    /// A broadcast ended: its viewers' sessions close.
+    Ended(Arc<str>),
 }
 
 #[cfg(test)]

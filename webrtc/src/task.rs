@@ -125,6 +125,17 @@ impl Loop {
                     self.follow(broadcast, &feeds);
                 }
             }
+            Command::Ended(broadcast) => {
+                let viewers: Vec<String> = self
+                    .sessions
+                    .values()
+                    .filter(|s| s.broadcast == broadcast && matches!(s.role, Role::Viewer(_)))
+                    .map(|s| s.id.clone())
+                    .collect();
+                for id in viewers {
+                    self.remove(&id, "the broadcast ended");
+                }
+            }
             Command::Switch(id, rendition, reply) => {
                 let found = match self.sessions.get_mut(&id).map(|s| &mut s.role) {
                     Some(Role::Viewer(v)) => {
