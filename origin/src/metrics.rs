@@ -255,8 +255,8 @@ impl Metrics {
         let to = |c: &Counter, v: u64| {
             c.inc_by(v.saturating_sub(c.get()));
         };
-        self.webrtc_sessions.set(s.sessions.load(Relaxed) as i64);
-        self.webrtc_viewers.set(s.viewers.load(Relaxed) as i64);
+        self.webrtc_sessions.set(s.seats.sessions() as i64);
+        self.webrtc_viewers.set(s.seats.viewers() as i64);
         to(
             &self.webrtc_viewer_keyframe_requests,
             s.viewer_keyframe_requests.load(Relaxed),

@@ -65,6 +65,24 @@ async fn send(method: &str, url: &str, ct: &str, body: &str, token: Option<&str>
     }
 }
 
+/// How many of offers sent at once were admitted (201); every other one
+/// must be a 503 whose error names `limit`.
+async fn admitted(
+    offers: impl IntoIterator<Item = tokio::task::JoinHandle<Resp>>,
+    limit: &str,
+) -> usize {
+    let mut n = 0;
+    for r in futures_util::future::join_all(offers).await {
+        let r = r.unwrap();
+        match r.status {
+            201 => n += 1,
+            503 => assert!(error_of(&r).contains(limit), "{}", r.text()),
+            other => panic!("{other}: {}", r.text()),
+        }
+    }
+    n
+}
+
 fn error_of(r: &Resp) -> String {
     serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["error"]
         .as_str()
@@ -82,6 +100,7 @@ async fn status_of(base: &str, id: &str) -> String {
 async fn whip_refuses_what_it_should_and_sessions_end_by_delete_or_timeout() {
     let server = start_server(&[], |c| {
         c.webrtc.connect_timeout = Duration::from_secs(2);
+        c.webrtc.max_sessions = 2;
     })
     .await;
     let base = server.base();
@@ -265,6 +284,20 @@ async fn whip_refuses_what_it_should_and_sessions_end_by_delete_or_timeout() {
     let r = send("POST", &whip(&b.id), "application/sdp", &good, Some(&b.key)).await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(error_of(&r).contains("ended"));
+
+    // A burst of publishers to eight broadcasts at once: the session limit
+    // (2 here) holds, and those refused are told why.
+    let mut burst = Vec::new();
+    for n in 0..8 {
+        let c = create_broadcast(&base, &format!("WHIP burst {n}")).await;
+        let good = good.clone();
+        let url = whip(&c.id);
+        burst.push(tokio::spawn(async move {
+            send("POST", &url, "application/sdp", &good, Some(&c.key)).await
+        }));
+    }
+    assert_eq!(admitted(burst, "maximum of 2").await, 2);
+    assert_eq!(metric(server.http, "origin_webrtc_sessions").await, 2.0);
     drop(server);
 }
 
@@ -334,7 +367,7 @@ fn assert_watched(r: &serde_json::Value, seconds: f64, fps: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_over_rtmp_plays_over_whep_with_audio_and_switches_renditions() {
-    let server = start_server(&[], |_| {}).await;
+    let server = start_server(&[], |c| c.webrtc.max_viewers_per_broadcast = 3).await;
     let base = server.base();
     let rt = create_broadcast(&base, "Real time from RTMP").await;
     let whep = format!("{base}/api/broadcasts/{}/whep", rt.id);
@@ -377,11 +410,16 @@ async fn ffmpeg_over_rtmp_plays_over_whep_with_audio_and_switches_renditions() {
     );
     assert_eq!(metric(server.http, "origin_webrtc_viewers").await, 0.0);
 
-    // A viewer still there when the broadcast ends is let go at once (this
-    // one never connects; its connect timeout is 15 s).
-    let r = send("POST", &whep, "application/sdp", &offer("h264"), None).await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(metric(server.http, "origin_webrtc_viewers").await, 1.0);
+    // A burst of 24 viewers: the per-broadcast limit (3 here) holds, and
+    // those refused are told why. The three admitted never connect (their
+    // connect timeout is 15 s), so they are still there when the broadcast
+    // ends, and are let go at once.
+    let burst = (0..24).map(|_| {
+        let (whep, offer) = (whep.clone(), offer("h264"));
+        tokio::spawn(async move { send("POST", &whep, "application/sdp", &offer, None).await })
+    });
+    assert_eq!(admitted(burst, "maximum of 3").await, 3);
+    assert_eq!(metric(server.http, "origin_webrtc_viewers").await, 3.0);
     let r = request_json_as(
         "PATCH",
         &format!("{base}/api/broadcasts/{}", rt.id),

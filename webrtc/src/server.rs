@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -19,7 +18,7 @@ use tracing::{info, info_span, warn};
 
 use crate::config::{IceServer, WebrtcConfig};
 use crate::session::{Command, Role, Session};
-use crate::stats::Stats;
+use crate::stats::{NoSeat, Seat, Stats};
 use crate::task::Loop;
 use crate::whep::{Feeds, Viewer};
 use crate::whip::Publisher;
@@ -138,6 +137,7 @@ impl Webrtc {
         self.room()?;
         let live = self.live.claim(broadcast).ok_or(OfferError::AlreadyLive)?;
         let (rtc, answer) = self.accept(offer)?;
+        let seat = self.seat(None)?;
         let (id, tag) = (session_id(), session_id()[..12].to_owned());
         let (tx, media) = mpsc::channel(self.config.media_channel_capacity);
         let keyframes = {
@@ -149,7 +149,7 @@ impl Webrtc {
         let session = new_session(
             &id,
             broadcast,
-            rtc,
+            (rtc, seat),
             Role::Publisher(Box::new(Publisher::new(tx, live))),
             info_span!("whip", broadcast = %broadcast, session = %tag, %peer),
         );
@@ -187,16 +187,13 @@ impl Webrtc {
         let feeds = self.feeds_of(broadcast)?;
         let rendition = self.rendition(&feeds, rendition)?;
         self.room()?;
-        let max = self.config.max_viewers_per_broadcast;
-        if self.viewers_of(broadcast) >= max {
-            return Err(OfferError::FullBroadcast(max));
-        }
         let (rtc, answer) = self.accept(offer)?;
+        let seat = self.seat(Some(&broadcast.into()))?;
         let (id, tag) = (session_id(), session_id()[..12].to_owned());
         let session = new_session(
             &id,
             broadcast,
-            rtc,
+            (rtc, seat),
             Role::Viewer(Viewer::new(broadcast, &rendition)),
             info_span!("whep", broadcast = %broadcast, %rendition, session = %tag, %peer),
         );
@@ -283,22 +280,28 @@ impl Webrtc {
         }
     }
 
+    /// Refuses early, before the work of answering, when the server is full.
     fn room(&self) -> Result<(), OfferError> {
         let max = self.config.max_sessions;
-        if self.stats.sessions.load(Ordering::Relaxed) >= max {
+        if !self.stats.seats.room_for(max) {
             return Err(OfferError::Full(max));
         }
         Ok(())
     }
 
-    fn viewers_of(&self, broadcast: &str) -> usize {
+    /// Takes a session's place under the limits (a viewer's, of `viewer_of`).
+    fn seat(&self, viewer_of: Option<&Arc<str>>) -> Result<Seat, OfferError> {
+        let (max, per) = (
+            self.config.max_sessions,
+            self.config.max_viewers_per_broadcast,
+        );
         self.stats
-            .viewers_by_broadcast
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(broadcast)
-            .copied()
-            .unwrap_or(0)
+            .seats
+            .take(viewer_of, max, per)
+            .map_err(|no| match no {
+                NoSeat::Server => OfferError::Full(max),
+                NoSeat::Broadcast => OfferError::FullBroadcast(per),
+            })
     }
 
     /// A peer connection answering `offer`: ICE lite, H.264 and Opus, a host
@@ -356,12 +359,19 @@ fn h264_offer(offer: &str) -> Result<SdpOffer, OfferError> {
     Ok(offer)
 }
 
-fn new_session(id: &str, broadcast: &str, rtc: Rtc, role: Role, span: tracing::Span) -> Session {
+fn new_session(
+    id: &str,
+    broadcast: &str,
+    (rtc, seat): (Rtc, Seat),
+    role: Role,
+    span: tracing::Span,
+) -> Session {
     let now = Instant::now();
     Session {
         id: id.to_owned(),
         broadcast: broadcast.into(),
         rtc,
+        seat,
         role,
         created: now,
         connected: false,

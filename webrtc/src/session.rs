@@ -25,6 +25,8 @@ pub struct Session {
     pub broadcast: Arc<str>,
     /// The peer connection.
     pub rtc: Rtc,
+    /// Its place under the session limits, given back when it is dropped.
+    pub seat: crate::stats::Seat,
     /// Publisher or viewer.
     pub role: Role,
     /// When the offer was accepted.
@@ -88,6 +90,9 @@ mod tests {
             id: "s".into(),
             broadcast: "b".into(),
             rtc: Rtc::builder().build(now),
+            seat: Arc::new(crate::stats::Seats::default())
+                .take(None, 1, 1)
+                .unwrap(),
             role: Role::Viewer(Viewer::new("b", "720p")),
             created: now,
             connected: false,

@@ -102,7 +102,6 @@ impl Loop {
         for (_, stop) in self.forwarding.drain() {
             stop.cancel();
         }
-        self.stats.sessions.store(0, Ordering::Relaxed);
     }
 
     fn command(&mut self, cmd: Command) {
@@ -117,7 +116,6 @@ impl Loop {
                     self.follow(s.broadcast.clone(), &feeds);
                 }
                 self.sessions.insert(s.id.clone(), *s);
-                self.count();
             }
             Command::Feeds(broadcast, feeds) => {
                 if let Some(old) = self.forwarding.remove(&broadcast) {
@@ -252,7 +250,6 @@ impl Loop {
                 self.fanout.forget(&s.broadcast);
             }
         }
-        self.count();
     }
 
     /// Subscribes to a broadcast's feeds for its viewers.
@@ -277,26 +274,6 @@ impl Loop {
                 });
             }
         }
-    }
-
-    fn count(&self) {
-        let mut by = HashMap::new();
-        for s in self.sessions.values() {
-            if matches!(s.role, Role::Viewer(_)) {
-                *by.entry(s.broadcast.to_string()).or_insert(0) += 1;
-            }
-        }
-        self.stats
-            .sessions
-            .store(self.sessions.len(), Ordering::Relaxed);
-        self.stats
-            .viewers
-            .store(by.values().sum(), Ordering::Relaxed);
-        *self
-            .stats
-            .viewers_by_broadcast
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = by;
     }
 }
 
