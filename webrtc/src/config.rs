@@ -22,6 +22,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// until the next keyframe (asked for at once) rather than stall the socket.
 pub const DEFAULT_MEDIA_CHANNEL_CAPACITY: usize = 512;
 
+/// The UDP socket's receive and send buffers. The kernel's default (about
+/// 208 KiB, a few hundred small datagrams) overflows while the task writes a
+/// frame out to a couple of hundred viewers, and what it drops first are
+/// the new peers' STUN checks. Linux caps it at `net.core.rmem_max` and
+/// `wmem_max`; the server warns when it gets less.
+pub const DEFAULT_SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
 /// A STUN or TURN server passed to clients in `Link` headers (RFC 9725 4.6).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +64,8 @@ pub struct WebrtcConfig {
     pub connect_timeout: Duration,
     /// STUN/TURN servers offered to clients; none are needed on an open network.
     pub ice_servers: Vec<IceServer>,
+    /// The UDP socket's receive and send buffer sizes, in bytes.
+    pub socket_buffer_bytes: usize,
     /// Capacity of each WHIP session's media channel (not in the file).
     #[serde(skip)]
     pub media_channel_capacity: usize,
@@ -71,6 +80,7 @@ impl Default for WebrtcConfig {
             max_viewers_per_broadcast: DEFAULT_MAX_VIEWERS_PER_BROADCAST,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             ice_servers: Vec::new(),
+            socket_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
             media_channel_capacity: DEFAULT_MEDIA_CHANNEL_CAPACITY,
         }
     }

@@ -12,6 +12,7 @@
 //! - [`server`]: the [`Webrtc`] handle: offers in, answers out.
 //! - [`task`]: the session task: the socket, every session, the fan-out.
 //! - [`session`]: what the task holds and is told.
+//! - [`timers`]: when each session wants waking.
 //! - [`whip`]: one publisher's media into [`ingest::MediaEvent`]s.
 //! - [`whep`]: feeds, the once-per-frame conversion, one viewer.
 //! - [`h264`]: Annex B into AVCC and decoder configuration records (pure).
@@ -26,6 +27,7 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod task;
+pub mod timers;
 pub mod whep;
 pub mod whip;
 

@@ -93,6 +93,7 @@ impl Webrtc {
     ) -> std::io::Result<(Webrtc, JoinHandle<()>)> {
         str0m::crypto::from_feature_flags().install_process_default();
         socket.set_nonblocking(true)?;
+        size_buffers(&socket, config.socket_buffer_bytes);
         let socket = UdpSocket::from_std(socket)?;
         let local = socket.local_addr()?;
         let candidates = config.advertised(local);
@@ -342,6 +343,34 @@ impl Webrtc {
             return false;
         }
         rx.await.unwrap_or(false)
+    }
+}
+
+/// Asks for `bytes` of receive and send buffer on `socket`; warns when the
+/// kernel grants less (Linux reports double what it holds).
+fn size_buffers(socket: &std::net::UdpSocket, bytes: usize) {
+    let s = socket2::SockRef::from(socket);
+    let _ = s.set_recv_buffer_size(bytes);
+    let _ = s.set_send_buffer_size(bytes);
+    let granted = (
+        s.recv_buffer_size().unwrap_or(0),
+        s.send_buffer_size().unwrap_or(0),
+    );
+    if granted.0 < bytes || granted.1 < bytes {
+        warn!(
+            asked = bytes,
+            receive = granted.0,
+            send = granted.1,
+            "the WebRTC socket got smaller buffers than configured; raise \
+             net.core.rmem_max and net.core.wmem_max (sysctl) to avoid dropping \
+             datagrams under load"
+        );
+    } else {
+        info!(
+            receive = granted.0,
+            send = granted.1,
+            "webrtc socket buffers"
+        );
     }
 }
 

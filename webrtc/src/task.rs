@@ -16,12 +16,17 @@ use tracing::{debug, info, warn};
 
 use crate::session::{Command, Role, Session};
 use crate::stats::Stats;
+use crate::timers::Timers;
 use crate::whep::{Fanout, Feeds, Frame, forward};
 
 /// Largest datagram read; WebRTC keeps packets under 1,500 bytes.
 const DATAGRAM_BUFFER: usize = 2048;
-/// The task looks at its sessions at least this often.
-const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// How often the task looks over every session for those to let go (not
+/// connected in time, publish ended).
+const SWEEP: Duration = Duration::from_millis(100);
+/// Datagrams read in one go once the socket is readable, before the task
+/// looks at anything else: the peers' checks and feedback come first.
+const READ_BATCH: usize = 256;
 /// Frames queued from the feeds to the task.
 const FRAME_CAPACITY: usize = 1024;
 
@@ -32,6 +37,8 @@ pub struct Loop {
     pub stats: Arc<Stats>,
     pub connect_timeout: Duration,
     sessions: HashMap<String, Session>,
+    /// When each session wants str0m woken.
+    timers: Timers,
     /// Which session a remote address belongs to, once it has been seen.
     routes: HashMap<SocketAddr, String>,
     /// Broadcasts with viewers: the feeds' forwarders, stopped with the last.
@@ -56,6 +63,7 @@ impl Loop {
                 stats,
                 connect_timeout,
                 sessions: HashMap::new(),
+                timers: Timers::default(),
                 routes: HashMap::new(),
                 forwarding: HashMap::new(),
                 frames,
@@ -73,14 +81,9 @@ impl Loop {
         shutdown: CancellationToken,
     ) {
         let mut buf = vec![0u8; DATAGRAM_BUFFER];
+        let mut sweep = Instant::now() + SWEEP;
         loop {
-            let wake = self
-                .sessions
-                .values()
-                .map(|s| s.next)
-                .min()
-                .unwrap_or_else(Instant::now)
-                .min(Instant::now() + MAX_SLEEP);
+            let wake = self.timers.earliest().map_or(sweep, |t| t.min(sweep));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 cmd = commands.recv() => match cmd {
@@ -89,12 +92,20 @@ impl Loop {
                 },
                 Some(frame) = frames.recv() => self.frame(frame),
                 r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, source)) => self.datagram(&buf[..n], source),
+                    Ok((n, source)) => {
+                        self.datagram(&buf[..n], source);
+                        self.read_waiting(&mut buf);
+                    }
                     Err(err) => debug!(%err, "udp receive failed"),
                 },
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
-            self.tick();
+            let now = Instant::now();
+            self.wake_due(now);
+            if now >= sweep {
+                self.sweep(now);
+                sweep = now + SWEEP;
+            }
         }
         for (_, mut s) in self.sessions.drain() {
             s.guarded(|s| s.rtc.disconnect());
@@ -115,7 +126,9 @@ impl Loop {
                 {
                     self.follow(s.broadcast.clone(), &feeds);
                 }
-                self.sessions.insert(s.id.clone(), *s);
+                let id = s.id.clone();
+                self.sessions.insert(id.clone(), *s);
+                self.settle(&id);
             }
             Command::Feeds(broadcast, feeds) => {
                 if let Some(old) = self.forwarding.remove(&broadcast) {
@@ -159,6 +172,21 @@ impl Loop {
                             p.keyframe(&mut s.rtc, stats);
                         }
                     });
+                    self.settle(&id);
+                }
+            }
+        }
+    }
+
+    /// Reads the datagrams already waiting (up to [`READ_BATCH`]).
+    fn read_waiting(&mut self, buf: &mut [u8]) {
+        for _ in 0..READ_BATCH {
+            match self.socket.try_recv_from(buf) {
+                Ok((n, source)) => self.datagram(&buf[..n], source),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(err) => {
+                    debug!(%err, "udp receive failed");
+                    return;
                 }
             }
         }
@@ -192,13 +220,15 @@ impl Loop {
                 s.rtc.disconnect();
             }
         });
+        self.settle(&id);
     }
 
-    /// Drives every session's clock and sends what they want sent.
-    fn tick(&mut self) {
-        let now = Instant::now();
-        let mut gone = Vec::new();
-        for s in self.sessions.values_mut() {
+    /// Drives the clocks of the sessions that are due.
+    fn wake_due(&mut self, now: Instant) {
+        for id in self.timers.due(now) {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
             s.guarded(|s| {
                 if s.next <= now
                     && s.rtc.is_alive()
@@ -209,24 +239,49 @@ impl Loop {
                     s.rtc.disconnect();
                 }
             });
-            let (socket, stats) = (&self.socket, &self.stats);
-            let over = s.guarded(|s| drain(s, socket, stats));
-            if s.failed {
-                gone.push((s.id.clone(), "the WebRTC library failed in this session"));
-            } else if let Some(Some(why)) = over {
-                gone.push((s.id.clone(), why));
-            } else if !s.connected && now.duration_since(s.created) > self.connect_timeout {
-                gone.push((s.id.clone(), "no ICE and DTLS connection in time"));
-            } else if matches!(&s.role, Role::Publisher(p) if p.abandoned()) {
-                gone.push((s.id.clone(), "the publish was ended"));
-            }
+            self.settle(&id);
         }
+    }
+
+    /// Sends what session `id` wants sent and handles its events; lets it go
+    /// if it is over, or sets when it wants waking.
+    fn settle(&mut self, id: &str) {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        let (socket, stats) = (&self.socket, &self.stats);
+        let over = s.guarded(|s| drain(s, socket, stats));
+        if s.failed {
+            self.remove(id, "the WebRTC library failed in this session");
+        } else if let Some(Some(why)) = over {
+            self.remove(id, why);
+        } else {
+            self.timers.set(id, s.next);
+        }
+    }
+
+    /// Lets go of sessions that never connected, or whose publish ended.
+    fn sweep(&mut self, now: Instant) {
+        let gone: Vec<(String, &str)> = self
+            .sessions
+            .values()
+            .filter_map(|s| {
+                if !s.connected && now.duration_since(s.created) > self.connect_timeout {
+                    Some((s.id.clone(), "no ICE and DTLS connection in time"))
+                } else if matches!(&s.role, Role::Publisher(p) if p.abandoned()) {
+                    Some((s.id.clone(), "the publish was ended"))
+                } else {
+                    None
+                }
+            })
+            .collect();
         for (id, why) in gone {
             self.remove(&id, why);
         }
     }
 
     fn remove(&mut self, id: &str, why: &str) {
+        self.timers.forget(id);
         if let Some(mut s) = self.sessions.remove(id) {
             s.guarded(|s| s.rtc.disconnect());
             self.routes.retain(|_, v| v != id);
@@ -265,14 +320,19 @@ impl Loop {
         let Some(out) = self.fanout.convert(frame) else {
             return;
         };
+        let mut sent = Vec::new();
         for s in self.sessions.values_mut() {
-            if s.connected && s.broadcast == broadcast {
+            if s.connected && s.broadcast == broadcast && matches!(s.role, Role::Viewer(_)) {
                 s.guarded(|s| {
                     if let Role::Viewer(v) = &mut s.role {
                         v.send(&mut s.rtc, &out);
                     }
                 });
+                sent.push(s.id.clone());
             }
+        }
+        for id in sent {
+            self.settle(&id);
         }
     }
 }
