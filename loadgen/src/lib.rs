@@ -7,9 +7,11 @@
 //! - [`llhls`]: simulated hls.js-like low-latency viewers (`llhls-load`).
 //! - [`chat`]: a chat and presence crowd in one room (`chat-load`).
 //! - [`forwarded`]: what forwarding to another origin adds (`forward-probe`).
+//! - [`whep`]: real-time viewers over WebRTC (`whep-load`).
 //! - [`proc`]: a process's CPU time and RSS, from `/proc`.
 
 pub mod chat;
 pub mod forwarded;
 pub mod llhls;
 pub mod proc;
+pub mod whep;

@@ -301,6 +301,52 @@ async fn whip_refuses_what_it_should_and_sessions_end_by_delete_or_timeout() {
     drop(server);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_whep_viewers_get_every_frame_and_vanished_ones_are_dropped_by_ice() {
+    let server = start_server(&[], |_| {}).await;
+    let base = server.base();
+    let b = create_broadcast(&base, "Four real-time viewers").await;
+    let _ffmpeg = TestSource::new("640x360", 60.0)
+        .realtime()
+        .publish(&server.rtmp_url(&b.key));
+    let live = eventually(Duration::from_secs(20), async || {
+        get(&format!("{base}/hls/{}/master.m3u8", b.id))
+            .await
+            .status
+            == 200
+    })
+    .await;
+    assert!(live, "the RTMP publish went live");
+    // str0m peers as the benchmark's load generator runs them: ICE, DTLS,
+    // SRTP, NACKs and receiver reports, as a browser does.
+    let report = loadgen::whep::run(loadgen::whep::WhepLoadConfig {
+        base: base.clone(),
+        broadcast: b.id.clone(),
+        rendition: None,
+        viewers: 4,
+        duration: Duration::from_secs(6),
+        ramp: Duration::from_secs(1),
+        fps: 30.0,
+        server_pid: None,
+    })
+    .await;
+    let r = serde_json::to_value(&report).unwrap();
+    assert_eq!(report.connected, 4, "{r}");
+    // Loss on loopback, or a break the NACKs did not repair, is a bug.
+    assert_eq!(report.frames_missing, 0, "{r}");
+    assert!(report.fps[0] > 20.0, "{r}");
+    assert!(report.audio_pps > 40.0, "Opus from the AAC: {r}");
+    // The viewers went silent without a DELETE: their sessions stay until
+    // ICE gives up on them, then go.
+    assert_eq!(metric(server.http, "origin_webrtc_viewers").await, 4.0);
+    let gone = eventually(Duration::from_secs(40), async || {
+        metric(server.http, "origin_webrtc_viewers").await == 0.0
+    })
+    .await;
+    assert!(gone, "vanished viewers were not dropped");
+    drop(server);
+}
+
 /// A WHEP viewer in headless Chromium (`player/tests/whep.mjs`) watching
 /// `id` for `seconds`, switching renditions as `switch` says
 /// (`"480p:480,720p:720"`); its report.
