@@ -54,8 +54,8 @@ pub struct Listeners {
     pub rtmp: TcpListener,
     /// HTTP.
     pub http: TcpListener,
-    /// The one UDP socket of every WebRTC peer.
-    pub webrtc: std::net::UdpSocket,
+    /// The one UDP socket of every WebRTC peer, and ICE-TCP on its port number.
+    pub webrtc: webrtc::Sockets,
 }
 
 impl Listeners {
@@ -67,8 +67,9 @@ impl Listeners {
         let http = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("HTTP {}", config.http_listen))?;
-        let webrtc = std::net::UdpSocket::bind(config.webrtc.listen)
-            .with_context(|| format!("WebRTC (UDP) {}", config.webrtc.listen))?;
+        let tcp = config.webrtc.transports.contains(&webrtc::Transport::Tcp);
+        let webrtc = webrtc::Sockets::bind(config.webrtc.listen, tcp)
+            .with_context(|| format!("WebRTC (UDP and ICE-TCP) {}", config.webrtc.listen))?;
         Ok(Listeners { rtmp, http, webrtc })
     }
 }

@@ -187,6 +187,12 @@ async fn whip_refuses_what_it_should_and_sessions_end_by_delete_or_timeout() {
         answer.contains("127.0.0.1"),
         "a host candidate on loopback: {answer}"
     );
+    // UDP, and ICE-TCP as the fallback, on the same port.
+    assert!(answer.contains(" UDP "), "{answer}");
+    assert!(
+        answer.contains(" TCP ") && answer.contains("TCPTYPE PASSIVE"),
+        "{answer}"
+    );
     assert_eq!(metric(server.http, "origin_webrtc_sessions").await, 1.0);
 
     // Garbage on the UDP port (STUN-, DTLS- and RTP-looking, and random) is
@@ -347,6 +353,69 @@ async fn several_whep_viewers_get_every_frame_and_vanished_ones_are_dropped_by_i
     drop(server);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_over_ice_tcp_where_udp_is_not_offered() {
+    let server = start_server(&[], |c| {
+        c.webrtc.transports = vec![webrtc::Transport::Tcp];
+    })
+    .await;
+    let base = server.base();
+    let b = create_broadcast(&base, "Over TCP").await;
+    let _ffmpeg = TestSource::new("640x360", 40.0)
+        .realtime()
+        .publish(&server.rtmp_url(&b.key));
+    let live = eventually(Duration::from_secs(20), async || {
+        get(&format!("{base}/hls/{}/master.m3u8", b.id))
+            .await
+            .status
+            == 200
+    })
+    .await;
+    assert!(live, "the RTMP publish went live");
+    let whep = format!("{base}/api/broadcasts/{}/whep", b.id);
+    let r = send("POST", &whep, "application/sdp", &offer("h264"), None).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let answer = r.text().to_ascii_uppercase();
+    assert!(answer.contains("TCPTYPE PASSIVE"), "{answer}");
+    assert!(!answer.contains(" UDP "), "no UDP candidate: {answer}");
+    send(
+        "DELETE",
+        &format!("{base}{}", r.header("location")),
+        "",
+        "",
+        None,
+    )
+    .await;
+
+    // A browser finds the TCP candidate and plays through it.
+    let report = whep_viewer(&base, &b.id, 10, None).await;
+    assert_eq!(report["transport"], "tcp", "{report}");
+    assert_watched(&report, 10.0, 28.0);
+    // Junk on the TCP port is closed, and the server still answers.
+    let port: u16 = answer
+        .lines()
+        .find(|l| l.contains("TCPTYPE PASSIVE"))
+        .and_then(|l| l.split_whitespace().nth(5))
+        .and_then(|p| p.parse().ok())
+        .expect("a TCP candidate with a port");
+    let mut junk = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    junk.write_all(&[0, 4, 0xde, 0xad, 0xbe, 0xef])
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), junk.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "the junk connection was closed: {closed:?}"
+    );
+    let r = send("POST", &whep, "application/sdp", &offer("h264"), None).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    drop(server);
+}
+
 /// A WHEP viewer in headless Chromium (`player/tests/whep.mjs`) watching
 /// `id` for `seconds`, switching renditions as `switch` says
 /// (`"480p:480,720p:720"`); its report.
@@ -444,6 +513,8 @@ async fn ffmpeg_over_rtmp_plays_over_whep_with_audio_and_switches_renditions() {
     let report = whep_viewer(&base, &rt.id, 25, Some("480p:480,720p:720")).await;
     // ffmpeg's 30 fps, all of it.
     assert_watched(&report, 25.0, 28.0);
+    // Offered both, the browser takes UDP.
+    assert_eq!(report["transport"], "udp", "{report}");
     let switches = report["switches"].as_array().unwrap();
     assert_eq!(switches.len(), 2, "{report}");
     assert!(switches.iter().all(|s| s["ok"] == true), "{report}");

@@ -2,7 +2,8 @@
 // any site would (RTCPeerConnection, receive-only H.264 and Opus), and prints
 // one JSON line: time to first frame, frames decoded, the longest freeze,
 // the picture heights seen, rendition switches (with --switch: down to the
-// smallest, then back up), and whether audio is live. Used by
+// smallest, then back up), whether audio is live, and the transport ICE
+// settled on (udp, or tcp for ICE-TCP). Used by
 // origin/tests/webrtc.rs.
 //
 // Usage: node tests/whep.mjs BASE_URL BROADCAST SECONDS [--switch SMALL:HEIGHT,LARGE:HEIGHT]
@@ -100,7 +101,11 @@ try {
     const s = await stats();
     out.framesDecoded = s.video.framesDecoded ?? 0;
     out.framesDropped = s.video.framesDropped ?? 0;
-    out.codec = (await pc.getStats()).get(s.video.codecId)?.sdpFmtpLine ?? null;
+    const all = await pc.getStats();
+    out.codec = all.get(s.video.codecId)?.sdpFmtpLine ?? null;
+    // The transport ICE settled on: "udp", or "tcp" (ICE-TCP).
+    const pair = [...all.values()].find((r) => r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded');
+    out.transport = pair ? all.get(pair.localCandidateId)?.protocol ?? null : null;
     out.audio = { packetsReceived: s.audio.packetsReceived ?? 0, totalAudioEnergy: s.audio.totalAudioEnergy ?? 0,
       concealedSamples: s.audio.concealedSamples ?? 0, totalSamplesReceived: s.audio.totalSamplesReceived ?? 0 };
     const del = await fetch(resource, { method: 'DELETE' });

@@ -29,6 +29,17 @@ pub const DEFAULT_MEDIA_CHANNEL_CAPACITY: usize = 512;
 /// `wmem_max`; the server warns when it gets less.
 pub const DEFAULT_SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
+/// A way peers reach the server, offered as host candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP, on the listen port: what WebRTC prefers.
+    Udp,
+    /// ICE-TCP (RFC 6544, passive) on the same port number, for networks
+    /// that block UDP.
+    Tcp,
+}
+
 /// A STUN or TURN server passed to clients in `Link` headers (RFC 9725 4.6).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +77,9 @@ pub struct WebrtcConfig {
     pub ice_servers: Vec<IceServer>,
     /// The UDP socket's receive and send buffer sizes, in bytes.
     pub socket_buffer_bytes: usize,
+    /// What answers offer: `["udp", "tcp"]` (UDP preferred, ICE-TCP as the
+    /// fallback where UDP is blocked); one of them alone is allowed.
+    pub transports: Vec<Transport>,
     /// Capacity of each WHIP session's media channel (not in the file).
     #[serde(skip)]
     pub media_channel_capacity: usize,
@@ -81,6 +95,7 @@ impl Default for WebrtcConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             ice_servers: Vec::new(),
             socket_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
+            transports: vec![Transport::Udp, Transport::Tcp],
             media_channel_capacity: DEFAULT_MEDIA_CHANNEL_CAPACITY,
         }
     }
@@ -108,6 +123,9 @@ impl WebrtcConfig {
         }
         if self.connect_timeout.is_zero() {
             return Err(ConfigError::Zero("connect_timeout_secs"));
+        }
+        if self.transports.is_empty() {
+            return Err(ConfigError::Zero("transports"));
         }
         if self.media_channel_capacity == 0 {
             return Err(ConfigError::Zero("media_channel_capacity"));

@@ -13,6 +13,7 @@
 //! - [`task`]: the session task: the socket, every session, the fan-out.
 //! - [`session`]: what the task holds and is told.
 //! - [`timers`]: when each session wants waking.
+//! - [`net`]: the UDP socket and ICE-TCP connections.
 //! - [`whip`]: one publisher's media into [`ingest::MediaEvent`]s.
 //! - [`whep`]: feeds, the once-per-frame conversion, one viewer.
 //! - [`h264`]: Annex B into AVCC and decoder configuration records (pure).
@@ -23,6 +24,7 @@
 pub mod clock;
 pub mod config;
 pub mod h264;
+pub mod net;
 pub mod server;
 pub mod session;
 pub mod stats;
@@ -31,7 +33,8 @@ pub mod timers;
 pub mod whep;
 pub mod whip;
 
-pub use config::{ConfigError, IceServer, WebrtcConfig};
+pub use config::{ConfigError, IceServer, Transport, WebrtcConfig};
+pub use net::Sockets;
 pub use server::{Answer, OfferError, Webrtc};
 pub use stats::Stats;
 pub use whep::Feeds;

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use ingest::{KeyframeRequests, LiveSet, Publish};
 use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::net::TcpType;
 use str0m::{Candidate, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -16,7 +17,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn};
 
-use crate::config::{IceServer, WebrtcConfig};
+use crate::config::{IceServer, Transport, WebrtcConfig};
+use crate::net::{Net, Sockets, serve_tcp};
 use crate::session::{Command, Role, Session};
 use crate::stats::{NoSeat, Seat, Stats};
 use crate::task::Loop;
@@ -71,7 +73,8 @@ pub struct Answer {
 pub struct Webrtc {
     commands: mpsc::Sender<Command>,
     config: Arc<WebrtcConfig>,
-    candidates: Vec<SocketAddr>,
+    /// Host candidates put in every answer.
+    candidates: Vec<Candidate>,
     local: SocketAddr,
     live: LiveSet,
     publishes: mpsc::Sender<Publish>,
@@ -82,26 +85,39 @@ pub struct Webrtc {
 }
 
 impl Webrtc {
-    /// Starts the session task on `socket` until `shutdown`. Accepted WHIP
+    /// Starts the session task on `sockets` until `shutdown`. Accepted WHIP
     /// publishes go to `publishes`; `live` is shared with RTMP ingest.
     pub fn start(
         config: WebrtcConfig,
-        socket: std::net::UdpSocket,
+        sockets: Sockets,
         publishes: mpsc::Sender<Publish>,
         live: LiveSet,
         shutdown: CancellationToken,
     ) -> std::io::Result<(Webrtc, JoinHandle<()>)> {
         str0m::crypto::from_feature_flags().install_process_default();
+        let socket = sockets.udp;
         socket.set_nonblocking(true)?;
         size_buffers(&socket, config.socket_buffer_bytes);
         let socket = UdpSocket::from_std(socket)?;
         let local = socket.local_addr()?;
-        let candidates = config.advertised(local);
-        info!(%local, advertised = ?candidates, "webrtc listening (udp)");
+        let local_tcp = sockets.tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+        let mut candidates = Vec::new();
+        if config.transports.contains(&Transport::Udp) {
+            candidates.extend(host_candidates(&config.advertised(local), Transport::Udp));
+            info!(%local, advertised = ?config.advertised(local), "webrtc listening (udp)");
+        }
+        let tcp = match (sockets.tcp, local_tcp) {
+            (Some(listener), Some(at)) if config.transports.contains(&Transport::Tcp) => {
+                candidates.extend(host_candidates(&config.advertised(at), Transport::Tcp));
+                Some(serve_tcp(listener, config.max_sessions, shutdown.clone())?)
+            }
+            _ => None,
+        };
         let (commands, rx) = mpsc::channel(COMMAND_CAPACITY);
         let stats = Arc::new(Stats::default());
-        let (task, frames) = Loop::new(socket, local, stats.clone(), config.connect_timeout);
-        let task = tokio::spawn(task.run(rx, frames, shutdown));
+        let net = Net::new(socket, local, local_tcp);
+        let (task, frames) = Loop::new(net, stats.clone(), config.connect_timeout);
+        let task = tokio::spawn(task.run(rx, frames, tcp, shutdown));
         Ok((
             Webrtc {
                 commands,
@@ -316,13 +332,8 @@ impl Webrtc {
             .enable_h264(true)
             .enable_opus(true, false)
             .build(Instant::now());
-        for addr in &self.candidates {
-            match Candidate::host(*addr, "udp") {
-                Ok(c) => {
-                    rtc.add_local_candidate(c);
-                }
-                Err(err) => warn!(%addr, %err, "cannot advertise this address"),
-            }
+        for c in &self.candidates {
+            rtc.add_local_candidate(c.clone());
         }
         let answer = rtc
             .sdp_api()
@@ -344,6 +355,26 @@ impl Webrtc {
         }
         rx.await.unwrap_or(false)
     }
+}
+
+/// Host candidates for `addrs` over `transport` (ICE-TCP ones passive: the
+/// peer connects).
+fn host_candidates(addrs: &[SocketAddr], transport: Transport) -> Vec<Candidate> {
+    addrs
+        .iter()
+        .filter_map(|addr| {
+            let c = match transport {
+                Transport::Udp => Candidate::host(*addr, "udp"),
+                Transport::Tcp => Candidate::builder()
+                    .tcp()
+                    .host(*addr)
+                    .tcptype(TcpType::Passive)
+                    .build(),
+            };
+            c.map_err(|err| warn!(%addr, %err, "cannot advertise this address"))
+                .ok()
+        })
+        .collect()
 }
 
 /// Asks for `bytes` of receive and send buffer on `socket`; warns when the

@@ -1,5 +1,5 @@
-//! The session task: one UDP socket, every str0m [`Rtc`], their clocks, and
-//! the frames on their way to viewers.
+//! The session task: the UDP socket and ICE-TCP connections, every str0m
+//! [`Rtc`], their clocks, and the frames on their way to viewers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::net::{Net, TcpEvent};
 use crate::session::{Command, Role, Session};
 use crate::stats::Stats;
 use crate::timers::Timers;
@@ -32,15 +32,14 @@ const FRAME_CAPACITY: usize = 1024;
 
 /// The task's state.
 pub struct Loop {
-    pub socket: UdpSocket,
-    pub local: SocketAddr,
+    net: Net,
     pub stats: Arc<Stats>,
     pub connect_timeout: Duration,
     sessions: HashMap<String, Session>,
     /// When each session wants str0m woken.
     timers: Timers,
     /// Which session a remote address belongs to, once it has been seen.
-    routes: HashMap<SocketAddr, String>,
+    routes: HashMap<(Protocol, SocketAddr), String>,
     /// Broadcasts with viewers: the feeds' forwarders, stopped with the last.
     forwarding: HashMap<Arc<str>, CancellationToken>,
     frames: mpsc::Sender<Frame>,
@@ -48,18 +47,16 @@ pub struct Loop {
 }
 
 impl Loop {
-    /// A task on `socket`.
+    /// A task sending and receiving through `net`.
     pub fn new(
-        socket: UdpSocket,
-        local: SocketAddr,
+        net: Net,
         stats: Arc<Stats>,
         connect_timeout: Duration,
     ) -> (Self, mpsc::Receiver<Frame>) {
         let (frames, rx) = mpsc::channel(FRAME_CAPACITY);
         (
             Self {
-                socket,
-                local,
+                net,
                 stats,
                 connect_timeout,
                 sessions: HashMap::new(),
@@ -78,6 +75,7 @@ impl Loop {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut frames: mpsc::Receiver<Frame>,
+        mut tcp: Option<mpsc::Receiver<TcpEvent>>,
         shutdown: CancellationToken,
     ) {
         let mut buf = vec![0u8; DATAGRAM_BUFFER];
@@ -91,9 +89,10 @@ impl Loop {
                     None => break,
                 },
                 Some(frame) = frames.recv() => self.frame(frame),
-                r = self.socket.recv_from(&mut buf) => match r {
+                Some(event) = next_tcp(&mut tcp) => self.tcp(event),
+                r = self.net.udp.recv_from(&mut buf) => match r {
                     Ok((n, source)) => {
-                        self.datagram(&buf[..n], source);
+                        self.input(Protocol::Udp, &buf[..n], source);
                         self.read_waiting(&mut buf);
                     }
                     Err(err) => debug!(%err, "udp receive failed"),
@@ -113,6 +112,7 @@ impl Loop {
         for (_, stop) in self.forwarding.drain() {
             stop.cancel();
         }
+        self.net.close_all();
     }
 
     fn command(&mut self, cmd: Command) {
@@ -181,8 +181,8 @@ impl Loop {
     /// Reads the datagrams already waiting (up to [`READ_BATCH`]).
     fn read_waiting(&mut self, buf: &mut [u8]) {
         for _ in 0..READ_BATCH {
-            match self.socket.try_recv_from(buf) {
-                Ok((n, source)) => self.datagram(&buf[..n], source),
+            match self.net.udp.try_recv_from(buf) {
+                Ok((n, source)) => self.input(Protocol::Udp, &buf[..n], source),
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(err) => {
                     debug!(%err, "udp receive failed");
@@ -192,26 +192,48 @@ impl Loop {
         }
     }
 
-    fn datagram(&mut self, data: &[u8], source: SocketAddr) {
+    fn tcp(&mut self, event: TcpEvent) {
+        match event {
+            TcpEvent::Opened {
+                peer,
+                writer,
+                close,
+            } => self.net.opened(peer, writer, close),
+            TcpEvent::Packet(peer, data) => self.input(Protocol::Tcp, &data, peer),
+            TcpEvent::Closed(peer) => {
+                self.net.close(peer);
+                self.routes.remove(&(Protocol::Tcp, peer));
+            }
+        }
+    }
+
+    /// One packet from `source`, to the session it belongs to. A packet no
+    /// session takes is dropped, and its ICE-TCP connection closed.
+    fn input(&mut self, proto: Protocol, data: &[u8], source: SocketAddr) {
         self.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
         self.stats
             .bytes_in
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, data) else {
+        let local = self.net.local_for(proto);
+        let input = Receive::new(proto, source, local, data)
+            .ok()
+            .map(|r| Input::Receive(Instant::now(), r));
+        let id = input
+            .as_ref()
+            .and_then(|input| match self.routes.get(&(proto, source)) {
+                Some(id) if self.sessions.contains_key(id) => Some(id.clone()),
+                _ => self.sessions.values_mut().find_map(|s| {
+                    (s.guarded(|s| s.rtc.accepts(input)) == Some(true)).then(|| s.id.clone())
+                }),
+            });
+        let (Some(id), Some(input)) = (id, input) else {
+            debug!(%source, ?proto, "a packet no session accepts");
+            if proto == Protocol::Tcp {
+                self.net.close(source);
+            }
             return;
         };
-        let input = Input::Receive(Instant::now(), receive);
-        let id = match self.routes.get(&source) {
-            Some(id) if self.sessions.contains_key(id) => Some(id.clone()),
-            _ => self.sessions.values_mut().find_map(|s| {
-                (s.guarded(|s| s.rtc.accepts(&input)) == Some(true)).then(|| s.id.clone())
-            }),
-        };
-        let Some(id) = id else {
-            debug!(%source, "a datagram no session accepts");
-            return;
-        };
-        self.routes.insert(source, id.clone());
+        self.routes.insert((proto, source), id.clone());
         let s = self.sessions.get_mut(&id).expect("found above");
         s.guarded(|s| {
             if let Err(err) = s.rtc.handle_input(input) {
@@ -249,8 +271,8 @@ impl Loop {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
-        let (socket, stats) = (&self.socket, &self.stats);
-        let over = s.guarded(|s| drain(s, socket, stats));
+        let (net, stats) = (&self.net, &self.stats);
+        let over = s.guarded(|s| drain(s, net, stats));
         if s.failed {
             self.remove(id, "the WebRTC library failed in this session");
         } else if let Some(Some(why)) = over {
@@ -339,7 +361,7 @@ impl Loop {
 
 /// Polls a session until it has nothing more to do now; `Some(reason)` when
 /// it is over.
-fn drain(s: &mut Session, socket: &UdpSocket, stats: &Stats) -> Option<&'static str> {
+fn drain(s: &mut Session, net: &Net, stats: &Stats) -> Option<&'static str> {
     loop {
         if !s.rtc.is_alive() {
             return Some("the connection closed");
@@ -353,8 +375,8 @@ fn drain(s: &mut Session, socket: &UdpSocket, stats: &Stats) -> Option<&'static 
                 stats
                     .bytes_out
                     .fetch_add(t.contents.len() as u64, Ordering::Relaxed);
-                // UDP: a full send buffer drops the datagram, as the network would.
-                let _ = socket.try_send_to(&t.contents, t.destination);
+                // A full send buffer or queue drops it, as the network would.
+                net.send(&t);
             }
             Ok(Output::Event(e)) => match e {
                 Event::Connected => {
@@ -406,5 +428,13 @@ fn drain(s: &mut Session, socket: &UdpSocket, stats: &Stats) -> Option<&'static 
                 return Some("the session failed");
             }
         }
+    }
+}
+
+/// The next ICE-TCP event, or never when ICE-TCP is off.
+async fn next_tcp(rx: &mut Option<mpsc::Receiver<TcpEvent>>) -> Option<TcpEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -212,7 +212,7 @@ pub async fn start_server_on(
     let listeners = origin::Listeners {
         rtmp: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        webrtc: std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        webrtc: webrtc::Sockets::bind("127.0.0.1:0".parse().unwrap(), true).unwrap(),
     };
     let (rtmp, http) = (
         listeners.rtmp.local_addr().unwrap(),
