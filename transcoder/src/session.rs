@@ -177,14 +177,19 @@ impl Out {
             st.resync = true;
             return;
         }
-        if keyframe
+        // The real-time feed only while someone follows it (WHEP viewers).
+        let watched = self.live.receiver_count() > 0;
+        if watched
+            && keyframe
             && let Some(c) = &st.config
             && !matches!(events.first(), Some(MediaEvent::VideoConfig(_)))
         {
             let _ = self.live.send(MediaEvent::VideoConfig(c.clone()));
         }
         for e in events {
-            let _ = self.live.send(e.clone());
+            if watched {
+                let _ = self.live.send(e.clone());
+            }
             let _ = self.tx.try_send(e);
         }
         st.last_pts = Some(pts);
