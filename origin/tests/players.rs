@@ -1,6 +1,7 @@
 //! Real players against the real server: ffmpeg as a plain HLS client, and
 //! hls.js in headless Chromium as a low-latency client, including forced
-//! quality switches. One ffmpeg publish feeds both.
+//! quality switches (one ffmpeg publish feeds both); and the watch page
+//! where there are no Media Source Extensions, on the video element's own HLS.
 
 mod common;
 
@@ -114,4 +115,42 @@ async fn ffmpeg_and_hls_js_play_the_live_stream() {
         assert_eq!(s["stallsDuring"], 0, "no stall while switching: {s}");
     }
     publisher.kill().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_page_plays_through_native_hls_without_media_source_extensions() {
+    let server = start_server(&[], |_| {}).await;
+    let base = server.base();
+    let b = create_broadcast(&base, "No MSE").await;
+    let _ffmpeg = TestSource::new("1280x720", 60.0)
+        .realtime()
+        .publish(&server.rtmp_url(&b.key));
+    let out = tokio::process::Command::new("node")
+        .arg(player_dir().join("tests/watch-native.mjs"))
+        .args([base.as_str(), b.id.as_str(), "15"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    eprintln!("native HLS: {r}");
+    assert_eq!(r["fatal"], serde_json::json!([]), "{r}");
+    assert_eq!(r["mse"], false, "MediaSource was removed: {r}");
+    assert_eq!(r["native"], true, "{r}");
+    assert_eq!(r["src"], format!("/hls/{}/master.m3u8", b.id), "{r}");
+    // Playing, in real time give or take the element's own buffering.
+    assert_eq!(r["started"], true, "{r}");
+    assert!(r["advanced"].as_f64().unwrap() > 10.0, "{r}");
+    assert_eq!(r["quality"]["disabled"], true, "{r}");
+    assert!(
+        r["latencyText"]
+            .as_str()
+            .unwrap()
+            .ends_with("s behind the newest media"),
+        "{r}"
+    );
+    assert_eq!(r["overlay"], "", "{r}");
+    drop(server);
 }

@@ -8,6 +8,8 @@ const overlay = $('overlay');
 const quality = $('quality');
 const STATUS_POLL_MS = 4000;
 let hls = null;
+/** Playing through the video element's own HLS (no Media Source Extensions: iPhone Safari). */
+let native = false;
 /** The WHEP session while in real-time mode (LL-HLS otherwise). */
 let realtime = null;
 let status = null;
@@ -21,13 +23,15 @@ function label(level) {
   return /source\.m3u8$/.test(level.url?.[0] ?? level.uri ?? '') ? 'Source' : `${level.height}p`;
 }
 
+const master = () => `/hls/${encodeURIComponent(id)}/master.m3u8`;
+
 function start() {
-  if (realtime) return;
-  if (hls || !window.Hls?.isSupported()) {
-    if (!window.Hls?.isSupported()) show('This browser cannot play the stream (no Media Source Extensions).');
+  if (realtime || hls || native) return;
+  if (!window.Hls?.isSupported()) {
+    startNative();
     return;
   }
-  hls = Live.create(video, `/hls/${encodeURIComponent(id)}/master.m3u8`);
+  hls = Live.create(video, master());
   window.player = { hls, video };
   hls.on(Hls.Events.MANIFEST_PARSED, () => {
     const levels = hls.levels.map((l, i) => [l, i]).sort((a, b) => b[0].height - a[0].height);
@@ -43,6 +47,43 @@ function start() {
   });
 }
 
+/**
+ * Without Media Source Extensions (iPhone Safari), the video element plays
+ * HLS itself. The browser picks the rendition, so the selector only says so.
+ */
+function startNative() {
+  if (!video.canPlayType('application/vnd.apple.mpegurl')) {
+    show('This browser cannot play the stream (no Media Source Extensions and no built-in HLS).');
+    return;
+  }
+  native = true;
+  quality.replaceChildren(new Option('Auto (chosen by the browser)', '-1'));
+  quality.disabled = true;
+  video.src = master();
+  video.play().catch(() => {});
+  window.player = { hls: null, video, native: true };
+}
+
+/**
+ * How far behind the element plays: behind live from the playlist's
+ * PROGRAM-DATE-TIME where the platform exposes it (Safari's getStartDate),
+ * else behind the newest media it has (the live edge, or its buffer's end).
+ */
+function nativeBehind() {
+  const start = video.getStartDate?.().getTime();
+  if (start) return [(Date.now() - start) / 1000 - video.currentTime, 'behind live'];
+  const r = video.seekable.length ? video.seekable : video.buffered;
+  return r.length ? [r.end(r.length - 1) - video.currentTime, 'behind the newest media'] : null;
+}
+
+video.addEventListener('error', () => {
+  if (!native) return;
+  show('Reconnecting…');
+  native = false;
+  video.removeAttribute('src');
+  video.load();
+  setTimeout(check, 2000);
+});
 video.addEventListener('playing', () => { stalledSince = null; if (status === 'live') show(''); });
 video.addEventListener('waiting', () => { stalledSince ??= Date.now(); });
 video.addEventListener('ended', () => show('This broadcast has ended.'));
@@ -78,6 +119,11 @@ async function goRealtime() {
     });
     hls?.destroy();
     hls = null;
+    if (native) {
+      native = false;
+      video.removeAttribute('src');
+      quality.disabled = false;
+    }
     realtime = session;
     video.srcObject = session.stream;
     video.play().catch(() => {});
@@ -95,6 +141,7 @@ $('unmute').addEventListener('click', () => {
 });
 $('jump').addEventListener('click', () => {
   if (hls?.liveSyncPosition) video.currentTime = hls.liveSyncPosition;
+  if (native && video.seekable.length) video.currentTime = video.seekable.end(video.seekable.length - 1) - 1;
   video.play().catch(() => {});
 });
 
@@ -102,6 +149,12 @@ setInterval(async () => {
   if (realtime) {
     $('latency').textContent = `Real-time · ${await realtime.delayMs()} ms buffered`;
     $('jump').hidden = true;
+    return;
+  }
+  if (native) {
+    const behind = nativeBehind();
+    $('latency').textContent = behind ? `${behind[0].toFixed(1)} s ${behind[1]}` : '';
+    $('jump').hidden = !((behind && behind[0] > 6) || video.paused);
     return;
   }
   if (!hls || hls.latency === undefined || Number.isNaN(hls.latency)) { $('latency').textContent = ''; return; }
