@@ -88,6 +88,8 @@ pub struct Metrics {
     pub webrtc_plis_sent: Counter,
     /// WHIP media dropped because a transcoder was behind (synced at scrape).
     pub webrtc_media_dropped: Counter,
+    /// Video frames packetized for WHEP viewers (synced at scrape).
+    pub webrtc_frames_packetized: Counter,
     /// NACKs sent to publishers (`in`) and received from viewers (`out`).
     pub webrtc_nacks: Family<DirectionLabel, Counter>,
 }
@@ -124,6 +126,7 @@ impl Default for Metrics {
             webrtc_bytes: Family::default(),
             webrtc_plis_sent: Counter::default(),
             webrtc_media_dropped: Counter::default(),
+            webrtc_frames_packetized: Counter::default(),
             webrtc_nacks: Family::default(),
         };
         {
@@ -234,6 +237,11 @@ impl Default for Metrics {
                 "WHIP media dropped because a transcoder was behind",
                 m.webrtc_media_dropped.clone(),
             );
+            r.register(
+                "webrtc_frames_packetized",
+                "Video frames packetized for WHEP viewers: once per frame of a watched broadcast's rendition, whatever the number of viewers",
+                m.webrtc_frames_packetized.clone(),
+            );
         }
         m
     }
@@ -279,6 +287,10 @@ impl Metrics {
             );
         }
         to(&self.webrtc_media_dropped, s.media_dropped.load(Relaxed));
+        to(
+            &self.webrtc_frames_packetized,
+            s.frames_packetized.load(Relaxed),
+        );
     }
 
     /// Counts `n` video bytes of one frame from `broadcast`'s publisher.

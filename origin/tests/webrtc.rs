@@ -325,6 +325,8 @@ async fn several_whep_viewers_get_every_frame_and_vanished_ones_are_dropped_by_i
     assert!(live, "the RTMP publish went live");
     // str0m peers as the benchmark's load generator runs them: ICE, DTLS,
     // SRTP, NACKs and receiver reports, as a browser does.
+    let packetized = metric(server.http, "origin_webrtc_frames_packetized_total").await;
+    let watching = Instant::now();
     let report = loadgen::whep::run(loadgen::whep::WhepLoadConfig {
         base: base.clone(),
         broadcast: b.id.clone(),
@@ -342,6 +344,15 @@ async fn several_whep_viewers_get_every_frame_and_vanished_ones_are_dropped_by_i
     assert_eq!(report.frames_missing, 0, "{r}");
     assert!(report.fps[0] > 20.0, "{r}");
     assert!(report.audio_pps > 40.0, "Opus from the AAC: {r}");
+    // One packetization per frame of the one rendition (a 360p source has
+    // no other), not one per viewer: about 30 a second for four viewers.
+    let packetized =
+        metric(server.http, "origin_webrtc_frames_packetized_total").await - packetized;
+    let seconds = watching.elapsed().as_secs_f64();
+    assert!(
+        packetized > 20.0 * (seconds - 2.0) && packetized < 40.0 * seconds,
+        "{packetized} frames packetized in {seconds:.1} s"
+    );
     // The viewers went silent without a DELETE: their sessions stay until
     // ICE gives up on them, then go.
     assert_eq!(metric(server.http, "origin_webrtc_viewers").await, 4.0);

@@ -1,6 +1,7 @@
 //! H.264 between WebRTC's Annex B access units and the AVCC frames and
 //! decoder configuration records the rest of the pipeline takes (pure).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -110,6 +111,45 @@ pub fn annexb(avcc: &[u8], length_size: u8, prefix: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Largest RTP payload sent to viewers: with the RTP header, header
+/// extensions and the SRTP tag, packets stay under 1,200 bytes, which every
+/// path WebRTC runs on carries.
+pub const RTP_PAYLOAD_MAX: usize = 1100;
+/// Fragmentation unit A (RFC 6184 5.8).
+const NAL_FU_A: u8 = 28;
+
+/// The RTP payloads (RFC 6184, packetization mode 1) of an Annex B access
+/// unit: a NAL unit that fits in `max` bytes goes whole, a larger one in
+/// FU-A fragments. The fan-out makes them once per frame of a rendition and
+/// every viewer's stream sends the same payloads (str0m packetizes only for
+/// the frame-level writer, and does not export its packetizer).
+pub fn rtp_payloads(annexb: &[u8], max: usize) -> Vec<Arc<[u8]>> {
+    let mut out = Vec::new();
+    for nal in nal_units(annexb) {
+        if nal.len() <= max {
+            out.push(nal.into());
+            continue;
+        }
+        let (head, body) = (nal[0], &nal[1..]);
+        let chunks: Vec<&[u8]> = body.chunks(max.max(3) - 2).collect();
+        let last = chunks.len() - 1;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let mut header = head & 0x1f;
+            if i == 0 {
+                header |= 0x80;
+            }
+            if i == last {
+                header |= 0x40;
+            }
+            let mut p = Vec::with_capacity(chunk.len() + 2);
+            p.extend_from_slice(&[(head & 0xe0) | NAL_FU_A, header]);
+            p.extend_from_slice(chunk);
+            out.push(p.into());
+        }
+    }
+    out
+}
+
 /// Turns a WebRTC publisher's access units into media events: a
 /// [`MediaEvent::VideoConfig`] from in-band SPS and PPS (first, and whenever
 /// they change), then AVCC frames. Frames before the first configuration, or
@@ -186,6 +226,36 @@ impl Assembler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_units_go_in_fu_a_fragments_that_reassemble() {
+        let sps = [0x67, 0x64, 0x00, 0x1f, 0xac];
+        let pps = [0x68, 0xee, 0x3c, 0x80];
+        let mut idr = vec![0x65];
+        idr.extend((0..2999u32).map(|i| (i % 251) as u8));
+        let mut au = Vec::new();
+        for nal in [&sps[..], &pps[..], &idr[..]] {
+            au.extend_from_slice(&[0, 0, 0, 1]);
+            au.extend_from_slice(nal);
+        }
+        let p = rtp_payloads(&au, 1100);
+        // Two parameter sets whole, then 2999 bytes in 1098-byte fragments.
+        assert_eq!(p.len(), 2 + 3);
+        assert_eq!((&*p[0], &*p[1]), (&sps[..], &pps[..]));
+        assert!(p.iter().all(|x| x.len() <= 1100));
+        let fragments = &p[2..];
+        // NRI kept, type 28; start and end bits on the first and last.
+        assert!(fragments.iter().all(|f| f[0] == 0x60 | 28));
+        assert_eq!(fragments[0][1], 0x80 | 5);
+        assert_eq!(fragments[1][1], 5);
+        assert_eq!(fragments[2][1], 0x40 | 5);
+        let mut back = vec![(fragments[0][0] & 0xe0) | (fragments[0][1] & 0x1f)];
+        for f in fragments {
+            back.extend_from_slice(&f[2..]);
+        }
+        assert_eq!(back, idr);
+        assert!(rtp_payloads(&[], 1100).is_empty());
+    }
 
     /// A real 64x64 Constrained Baseline SPS and PPS (x264 through ffmpeg).
     const SPS: &[u8] = &[

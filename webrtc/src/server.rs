@@ -153,7 +153,7 @@ impl Webrtc {
         let offer = h264_offer(offer)?;
         self.room()?;
         let live = self.live.claim(broadcast).ok_or(OfferError::AlreadyLive)?;
-        let (rtc, answer) = self.accept(offer)?;
+        let (rtc, answer) = self.accept(offer, false)?;
         let seat = self.seat(None)?;
         let (id, tag) = (session_id(), session_id()[..12].to_owned());
         let (tx, media) = mpsc::channel(self.config.media_channel_capacity);
@@ -204,7 +204,8 @@ impl Webrtc {
         let feeds = self.feeds_of(broadcast)?;
         let rendition = self.rendition(&feeds, rendition)?;
         self.room()?;
-        let (rtc, answer) = self.accept(offer)?;
+        // Viewers are sent RTP made once per frame for all of them.
+        let (rtc, answer) = self.accept(offer, true)?;
         let seat = self.seat(Some(&broadcast.into()))?;
         let (id, tag) = (session_id(), session_id()[..12].to_owned());
         let session = new_session(
@@ -322,9 +323,11 @@ impl Webrtc {
     }
 
     /// A peer connection answering `offer`: ICE lite, H.264 and Opus, a host
-    /// candidate per advertised address.
-    fn accept(&self, offer: SdpOffer) -> Result<(Rtc, SdpAnswer), OfferError> {
+    /// candidate per advertised address; in str0m's RTP mode (for viewers,
+    /// sent RTP payloads made once per frame) when `rtp_mode`.
+    fn accept(&self, offer: SdpOffer, rtp_mode: bool) -> Result<(Rtc, SdpAnswer), OfferError> {
         let mut rtc = Rtc::builder()
+            .set_rtp_mode(rtp_mode)
             .set_ice_lite(true)
             // Per-media counters (NACKs) once a second, for the metrics.
             .set_stats_interval(Some(std::time::Duration::from_secs(1)))

@@ -25,6 +25,8 @@ pub struct Stats {
     pub nacks_received: AtomicU64,
     /// Media events dropped because a transcoder was behind.
     pub media_dropped: AtomicU64,
+    /// Video frames packetized for viewers (once per frame of a rendition).
+    pub frames_packetized: AtomicU64,
 }
 
 /// The places under the session limits. An offer takes its seat before its

@@ -17,7 +17,7 @@ use crate::net::{Net, TcpEvent};
 use crate::session::{Command, Role, Session};
 use crate::stats::Stats;
 use crate::timers::Timers;
-use crate::whep::{Fanout, Feeds, Frame, forward};
+use crate::whep::{Fanout, Feeds, Frame, Outgoing, forward};
 
 /// Largest datagram read; WebRTC keeps packets under 1,500 bytes.
 const DATAGRAM_BUFFER: usize = 2048;
@@ -342,6 +342,9 @@ impl Loop {
         let Some(out) = self.fanout.convert(frame) else {
             return;
         };
+        if matches!(out, Outgoing::Video { .. }) {
+            self.stats.frames_packetized.fetch_add(1, Ordering::Relaxed);
+        }
         let mut sent = Vec::new();
         for s in self.sessions.values_mut() {
             if s.connected && s.broadcast == broadcast && matches!(s.role, Role::Viewer(_)) {

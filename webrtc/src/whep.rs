@@ -2,8 +2,10 @@
 //! written to each viewer's str0m [`Rtc`] as they leave the transcoder.
 //!
 //! A broadcast's feeds are subscribed only while it has viewers. Each frame
-//! is turned into Annex B once (parameter sets before every IDR) and the
-//! same bytes go to every viewer of its rendition. A viewer starts, and
+//! is packetized once per rendition (Annex B with parameter sets before
+//! every IDR, then RTP payloads), and every viewer's stream sends the same
+//! payloads (str0m in RTP mode: each viewer adds only its own RTP header,
+//! sequence numbers and SRTP). A viewer starts, and
 //! switches rendition, at an IDR: the ladder's IDRs are aligned and come
 //! every keyframe interval, so a viewer's keyframe request (PLI) is never
 //! passed to the encoders (that would break the HLS segments); it waits for
@@ -17,12 +19,13 @@ use ingest::MediaEvent;
 use str0m::Rtc;
 use str0m::format::Codec;
 use str0m::format::PayloadParams;
-use str0m::media::{MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::rtp::RtpWrite;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::h264::{annexb, parameter_sets};
+use crate::h264::{RTP_PAYLOAD_MAX, annexb, parameter_sets, rtp_payloads};
 
 /// The name audio frames carry in [`Frame::rendition`].
 pub const AUDIO: &str = "audio";
@@ -98,8 +101,8 @@ pub enum Outgoing {
         keyframe: bool,
         /// Presentation time.
         pts: Duration,
-        /// The bytes.
-        data: Arc<[u8]>,
+        /// Its RTP payloads, in order; the last ends the frame.
+        packets: Arc<[Arc<[u8]>]>,
     },
     /// An Opus packet.
     Audio {
@@ -141,11 +144,12 @@ impl Fanout {
             Some(MediaEvent::Video(f)) => {
                 let (sets, n) = self.configs.get(&key)?;
                 let prefix: &[u8] = if f.keyframe { sets } else { &[] };
+                let packets = rtp_payloads(&annexb(&f.data, *n, prefix), RTP_PAYLOAD_MAX);
                 Some(Outgoing::Video {
                     rendition: frame.rendition,
                     keyframe: f.keyframe,
                     pts: f.pts,
-                    data: annexb(&f.data, *n, prefix).into(),
+                    packets: packets.into(),
                 })
             }
             Some(MediaEvent::Opus(a)) => Some(Outgoing::Audio {
@@ -172,8 +176,8 @@ pub struct Viewer {
     /// A rendition asked for, taken at its next IDR.
     pub switch_to: Option<Arc<str>>,
     waiting_for_idr: bool,
-    video: Option<(Mid, Pt)>,
-    audio: Option<(Mid, Pt)>,
+    video: Option<Track>,
+    audio: Option<Track>,
     /// Keyframe requests (PLI/FIR) the viewer sent.
     pub keyframe_requests: u64,
     /// Video frames sent.
@@ -197,16 +201,26 @@ impl Viewer {
 
     /// The viewer's offer added a track: remember where to send what.
     pub fn added(&mut self, rtc: &mut Rtc, mid: Mid, kind: MediaKind) {
-        let Some(w) = rtc.writer(mid) else { return };
-        let params: Vec<PayloadParams> = w.payload_params().copied().collect();
+        let Some(media) = rtc.media(mid) else { return };
+        let remote = media.remote_pts().to_vec();
+        let params: Vec<PayloadParams> = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter(|p| remote.contains(&p.pt()))
+            .copied()
+            .collect();
+        let pt = match kind {
+            MediaKind::Video => best_h264(&params),
+            MediaKind::Audio => params
+                .iter()
+                .find(|p| p.spec().codec == Codec::Opus)
+                .map(|p| p.pt()),
+        };
+        let track = pt.map(|pt| Track::new(mid, pt));
         match kind {
-            MediaKind::Video => self.video = best_h264(&params).map(|pt| (mid, pt)),
-            MediaKind::Audio => {
-                self.audio = params
-                    .iter()
-                    .find(|p| p.spec().codec == Codec::Opus)
-                    .map(|p| (mid, p.pt()))
-            }
+            MediaKind::Video => self.video = track,
+            MediaKind::Audio => self.audio = track,
         }
     }
 
@@ -226,7 +240,7 @@ impl Viewer {
                 rendition,
                 keyframe,
                 pts,
-                data,
+                packets,
             } => {
                 if *keyframe && self.switch_to.as_ref() == Some(rendition) {
                     self.rendition = self.switch_to.take().expect("checked");
@@ -236,29 +250,17 @@ impl Viewer {
                     return;
                 }
                 self.waiting_for_idr = false;
-                let Some((mid, pt)) = self.video else { return };
-                let t = MediaTime::new(
-                    (pts.as_micros() * 9 / 100) as u64,
-                    str0m::media::Frequency::NINETY_KHZ,
-                );
-                if let Some(w) = rtc.writer(mid) {
-                    match w.write(pt, Instant::now(), t, data.clone()) {
-                        Ok(()) => self.frames_sent += 1,
-                        Err(err) => debug!(%err, "video write failed"),
-                    }
+                let Some(track) = &mut self.video else { return };
+                // RTP time wraps, as it does on the wire.
+                let t = (pts.as_micros() * 9 / 100) as u32;
+                if track.write(rtc, t, packets, true) {
+                    self.frames_sent += 1;
                 }
             }
             Outgoing::Audio { pts, data } => {
-                let Some((mid, pt)) = self.audio else { return };
-                let t = MediaTime::new(
-                    (pts.as_micros() * 48 / 1000) as u64,
-                    str0m::media::Frequency::FORTY_EIGHT_KHZ,
-                );
-                if let Some(w) = rtc.writer(mid)
-                    && let Err(err) = w.write(pt, Instant::now(), t, data.clone())
-                {
-                    debug!(%err, "audio write failed");
-                }
+                let Some(track) = &mut self.audio else { return };
+                let t = (pts.as_micros() * 48 / 1000) as u32;
+                track.write(rtc, t, std::slice::from_ref(data), false);
             }
         }
     }
@@ -266,6 +268,46 @@ impl Viewer {
     /// Counts a keyframe request; the next aligned IDR answers it.
     pub fn keyframe_requested(&mut self) {
         self.keyframe_requests += 1;
+    }
+}
+
+/// One of a viewer's outgoing streams: where it goes, under which payload
+/// type, and its own sequence numbers.
+#[derive(Debug)]
+struct Track {
+    mid: Mid,
+    pt: Pt,
+    seq: u64,
+}
+
+impl Track {
+    fn new(mid: Mid, pt: Pt) -> Self {
+        // A random start (RFC 3550 5.1), below 2^15 so that the rollover
+        // counter starts at 0 and does not need signalling.
+        let mut b = [0u8; 2];
+        let _ = getrandom::fill(&mut b);
+        let seq = u64::from(u16::from_be_bytes(b) >> 1);
+        Self { mid, pt, seq }
+    }
+
+    /// Sends one frame's payloads at RTP time `time`. A video frame's last
+    /// packet carries the marker, and its packets are kept to answer NACKs.
+    /// False if the stream is not there (yet).
+    fn write(&mut self, rtc: &mut Rtc, time: u32, payloads: &[Arc<[u8]>], video: bool) -> bool {
+        let mut api = rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(self.mid, None) else {
+            debug!(mid = %self.mid, "no stream to send on yet");
+            return false;
+        };
+        let (now, last) = (Instant::now(), payloads.len().saturating_sub(1));
+        for (i, p) in payloads.iter().enumerate() {
+            let packet = RtpWrite::new(self.pt, self.seq.into(), time, now, p.clone())
+                .marker(video && i == last)
+                .nackable(video);
+            tx.write_rtp(packet);
+            self.seq += 1;
+        }
+        true
     }
 }
 
