@@ -66,22 +66,24 @@ impl Sockets {
 /// What the ICE-TCP side tells the session task.
 #[derive(Debug)]
 pub enum TcpEvent {
-    /// A connection from this peer: packets for it go to `writer`;
-    /// cancelling `close` closes it.
+    /// A connection (numbered `id`) from this peer: packets for it go to
+    /// `writer`; cancelling `close` closes it.
     Opened {
+        id: u64,
         peer: SocketAddr,
         writer: mpsc::Sender<Vec<u8>>,
         close: CancellationToken,
     },
     /// One framed packet from a peer.
     Packet(SocketAddr, Vec<u8>),
-    /// The peer's connection is gone.
-    Closed(SocketAddr),
+    /// The peer's connection `id` is gone.
+    Closed(SocketAddr, u64),
 }
 
 /// One ICE-TCP connection, as the session task holds it.
 #[derive(Debug)]
 struct TcpPeer {
+    id: u64,
     writer: mpsc::Sender<Vec<u8>>,
     close: CancellationToken,
 }
@@ -130,16 +132,27 @@ impl Net {
         }
     }
 
-    /// Takes a new connection; an older one from the same address goes.
+    /// Takes new connection `id`; an older one from the same address goes.
     pub fn opened(
         &mut self,
+        id: u64,
         peer: SocketAddr,
         writer: mpsc::Sender<Vec<u8>>,
         close: CancellationToken,
     ) {
-        if let Some(old) = self.tcp.insert(peer, TcpPeer { writer, close }) {
+        if let Some(old) = self.tcp.insert(peer, TcpPeer { id, writer, close }) {
             old.close.cancel();
         }
+    }
+
+    /// Connection `id` from `peer` ended; a newer one from the same
+    /// address stays. True if it was the one held.
+    pub fn closed(&mut self, peer: SocketAddr, id: u64) -> bool {
+        if self.tcp.get(&peer).is_some_and(|p| p.id == id) {
+            self.close(peer);
+            return true;
+        }
+        false
     }
 
     /// Closes (or forgets) the connection from `peer`.
@@ -171,6 +184,7 @@ pub fn serve_tcp(
     let (events, rx) = mpsc::channel(TCP_READ_QUEUE);
     let open = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
+        let mut next_id = 0u64;
         loop {
             let (stream, peer) = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -190,8 +204,10 @@ pub fn serve_tcp(
             let _ = stream.set_nodelay(true);
             open.fetch_add(1, Ordering::Relaxed);
             let (events, open, close) = (events.clone(), open.clone(), shutdown.child_token());
+            next_id += 1;
+            let id = next_id;
             tokio::spawn(async move {
-                connection(stream, peer, events, close).await;
+                connection(id, stream, peer, events, close).await;
                 open.fetch_sub(1, Ordering::Relaxed);
             });
         }
@@ -201,6 +217,7 @@ pub fn serve_tcp(
 
 /// Runs one connection until it closes, is closed, or idles.
 async fn connection(
+    id: u64,
     stream: TcpStream,
     peer: SocketAddr,
     events: mpsc::Sender<TcpEvent>,
@@ -209,6 +226,7 @@ async fn connection(
     let (read, mut write) = stream.into_split();
     let (writer, mut queue) = mpsc::channel::<Vec<u8>>(TCP_WRITE_QUEUE);
     let opened = TcpEvent::Opened {
+        id,
         peer,
         writer,
         close: close.clone(),
@@ -259,7 +277,7 @@ async fn connection(
     }
     close.cancel();
     let _ = writing.await;
-    let _ = events.send(TcpEvent::Closed(peer)).await;
+    let _ = events.send(TcpEvent::Closed(peer, id)).await;
 }
 
 /// One RFC 4571 frame: a 16-bit big-endian length, then that many bytes.
@@ -282,6 +300,24 @@ mod tests {
         assert_eq!(read_frame(&mut input).await.unwrap(), [9]);
         // Cut short: an error, not a hang or a short packet.
         assert!(read_frame(&mut input).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_newer_connection_from_the_same_address_outlives_the_older() {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = udp.local_addr().unwrap();
+        let mut net = Net::new(udp, local, None);
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let (w1, _r1) = mpsc::channel(1);
+        let (w2, _r2) = mpsc::channel(1);
+        let (c1, c2) = (CancellationToken::new(), CancellationToken::new());
+        net.opened(1, peer, w1, c1.clone());
+        net.opened(2, peer, w2, c2.clone());
+        assert!(c1.is_cancelled(), "the older one is closed");
+        assert!(!net.closed(peer, 1), "its end leaves the newer one");
+        assert!(!c2.is_cancelled());
+        assert!(net.closed(peer, 2));
+        assert!(c2.is_cancelled());
     }
 
     #[test]

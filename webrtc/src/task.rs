@@ -195,14 +195,16 @@ impl Loop {
     fn tcp(&mut self, event: TcpEvent) {
         match event {
             TcpEvent::Opened {
+                id,
                 peer,
                 writer,
                 close,
-            } => self.net.opened(peer, writer, close),
+            } => self.net.opened(id, peer, writer, close),
             TcpEvent::Packet(peer, data) => self.input(Protocol::Tcp, &data, peer),
-            TcpEvent::Closed(peer) => {
-                self.net.close(peer);
-                self.routes.remove(&(Protocol::Tcp, peer));
+            TcpEvent::Closed(peer, id) => {
+                if self.net.closed(peer, id) {
+                    self.routes.remove(&(Protocol::Tcp, peer));
+                }
             }
         }
     }
