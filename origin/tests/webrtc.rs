@@ -65,6 +65,29 @@ async fn send(method: &str, url: &str, ct: &str, body: &str, token: Option<&str>
     }
 }
 
+/// ffmpeg publishing a `size` test source for `seconds` over RTMP to
+/// broadcast `b`, once its multivariant playlist is up.
+async fn rtmp_live(
+    server: &TestServer,
+    b: &Created,
+    size: &str,
+    seconds: f32,
+) -> tokio::process::Child {
+    let ffmpeg = TestSource::new(size, seconds)
+        .realtime()
+        .publish(&server.rtmp_url(&b.key));
+    let base = server.base();
+    let live = eventually(Duration::from_secs(20), async || {
+        get(&format!("{base}/hls/{}/master.m3u8", b.id))
+            .await
+            .status
+            == 200
+    })
+    .await;
+    assert!(live, "the RTMP publish went live");
+    ffmpeg
+}
+
 /// How many of offers sent at once were admitted (201); every other one
 /// must be a 503 whose error names `limit`.
 async fn admitted(
@@ -312,17 +335,7 @@ async fn several_whep_viewers_get_every_frame_and_vanished_ones_are_dropped_by_i
     let server = start_server(&[], |_| {}).await;
     let base = server.base();
     let b = create_broadcast(&base, "Four real-time viewers").await;
-    let _ffmpeg = TestSource::new("640x360", 60.0)
-        .realtime()
-        .publish(&server.rtmp_url(&b.key));
-    let live = eventually(Duration::from_secs(20), async || {
-        get(&format!("{base}/hls/{}/master.m3u8", b.id))
-            .await
-            .status
-            == 200
-    })
-    .await;
-    assert!(live, "the RTMP publish went live");
+    let _ffmpeg = rtmp_live(&server, &b, "640x360", 60.0).await;
     // str0m peers as the benchmark's load generator runs them: ICE, DTLS,
     // SRTP, NACKs and receiver reports, as a browser does.
     let packetized = metric(server.http, "origin_webrtc_frames_packetized_total").await;
@@ -372,17 +385,7 @@ async fn chromium_plays_over_ice_tcp_where_udp_is_not_offered() {
     .await;
     let base = server.base();
     let b = create_broadcast(&base, "Over TCP").await;
-    let _ffmpeg = TestSource::new("640x360", 40.0)
-        .realtime()
-        .publish(&server.rtmp_url(&b.key));
-    let live = eventually(Duration::from_secs(20), async || {
-        get(&format!("{base}/hls/{}/master.m3u8", b.id))
-            .await
-            .status
-            == 200
-    })
-    .await;
-    assert!(live, "the RTMP publish went live");
+    let _ffmpeg = rtmp_live(&server, &b, "640x360", 40.0).await;
     let whep = format!("{base}/api/broadcasts/{}/whep", b.id);
     let r = send("POST", &whep, "application/sdp", &offer("h264"), None).await;
     assert_eq!(r.status, 201, "{}", r.text());
@@ -500,17 +503,7 @@ async fn ffmpeg_over_rtmp_plays_over_whep_with_audio_and_switches_renditions() {
     // Not live yet: nothing to play.
     let r = send("POST", &whep, "application/sdp", &offer("h264"), None).await;
     assert_eq!(r.status, 409, "{}", r.text());
-    let _ffmpeg = TestSource::new("1280x720", 60.0)
-        .realtime()
-        .publish(&server.rtmp_url(&rt.key));
-    let live = eventually(Duration::from_secs(20), async || {
-        get(&format!("{base}/hls/{}/master.m3u8", rt.id))
-            .await
-            .status
-            == 200
-    })
-    .await;
-    assert!(live, "the RTMP publish went live");
+    let _ffmpeg = rtmp_live(&server, &rt, "1280x720", 60.0).await;
     let r = send(
         "POST",
         &format!("{whep}?rendition=1080p"),
