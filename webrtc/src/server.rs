@@ -151,7 +151,7 @@ impl Webrtc {
         peer: SocketAddr,
     ) -> Result<Answer, OfferError> {
         let offer = h264_offer(offer)?;
-        self.room()?;
+        self.room(None)?;
         let live = self.live.claim(broadcast).ok_or(OfferError::AlreadyLive)?;
         let (rtc, answer) = self.accept(offer, false)?;
         let seat = self.seat(None)?;
@@ -203,7 +203,7 @@ impl Webrtc {
         let offer = h264_offer(offer)?;
         let feeds = self.feeds_of(broadcast)?;
         let rendition = self.rendition(&feeds, rendition)?;
-        self.room()?;
+        self.room(Some(broadcast))?;
         // Viewers are sent RTP made once per frame for all of them.
         let (rtc, answer) = self.accept(offer, true)?;
         let seat = self.seat(Some(&broadcast.into()))?;
@@ -298,28 +298,38 @@ impl Webrtc {
         }
     }
 
-    /// Refuses early, before the work of answering, when the server is full.
-    fn room(&self) -> Result<(), OfferError> {
-        let max = self.config.max_sessions;
-        if !self.stats.seats.room_for(max) {
-            return Err(OfferError::Full(max));
-        }
-        Ok(())
+    /// Refuses early, before the work of answering, when a limit is
+    /// reached (a viewer's, of `viewer_of`).
+    fn room(&self, viewer_of: Option<&str>) -> Result<(), OfferError> {
+        let (max, per) = self.limits();
+        self.stats
+            .seats
+            .room_for(viewer_of, max, per)
+            .map_err(|no| self.refusal(no))
     }
 
     /// Takes a session's place under the limits (a viewer's, of `viewer_of`).
     fn seat(&self, viewer_of: Option<&Arc<str>>) -> Result<Seat, OfferError> {
-        let (max, per) = (
-            self.config.max_sessions,
-            self.config.max_viewers_per_broadcast,
-        );
+        let (max, per) = self.limits();
         self.stats
             .seats
             .take(viewer_of, max, per)
-            .map_err(|no| match no {
-                NoSeat::Server => OfferError::Full(max),
-                NoSeat::Broadcast => OfferError::FullBroadcast(per),
-            })
+            .map_err(|no| self.refusal(no))
+    }
+
+    /// Sessions in all, and viewers per broadcast.
+    fn limits(&self) -> (usize, usize) {
+        (
+            self.config.max_sessions,
+            self.config.max_viewers_per_broadcast,
+        )
+    }
+
+    fn refusal(&self, no: NoSeat) -> OfferError {
+        match no {
+            NoSeat::Server => OfferError::Full(self.config.max_sessions),
+            NoSeat::Broadcast => OfferError::FullBroadcast(self.config.max_viewers_per_broadcast),
+        }
     }
 
     /// A peer connection answering `offer`: ICE lite, H.264 and Opus, a host

@@ -67,15 +67,9 @@ impl Seats {
         max_viewers: usize,
     ) -> Result<Seat, NoSeat> {
         let mut t = self.lock();
-        if t.sessions >= max_sessions {
-            return Err(NoSeat::Server);
-        }
+        t.check(viewer_of.map(|b| &**b), max_sessions, max_viewers)?;
         if let Some(b) = viewer_of {
-            let n = t.viewers.entry(b.clone()).or_insert(0);
-            if *n >= max_viewers {
-                return Err(NoSeat::Broadcast);
-            }
-            *n += 1;
+            *t.viewers.entry(b.clone()).or_insert(0) += 1;
         }
         t.sessions += 1;
         Ok(Seat {
@@ -94,14 +88,37 @@ impl Seats {
         self.lock().viewers.values().sum()
     }
 
-    /// Whether another session could open now: a cheap check before the
-    /// work of answering ([`Seats::take`] is what holds).
-    pub fn room_for(&self, max_sessions: usize) -> bool {
-        self.sessions() < max_sessions
+    /// Whether a session (a viewer of `viewer_of`, or a publisher) could
+    /// open now: a cheap check before the work of answering ([`Seats::take`]
+    /// is what holds).
+    pub fn room_for(
+        &self,
+        viewer_of: Option<&str>,
+        max_sessions: usize,
+        max_viewers: usize,
+    ) -> Result<(), NoSeat> {
+        self.lock().check(viewer_of, max_sessions, max_viewers)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Taken> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Taken {
+    fn check(
+        &self,
+        viewer_of: Option<&str>,
+        max_sessions: usize,
+        max_viewers: usize,
+    ) -> Result<(), NoSeat> {
+        if self.sessions >= max_sessions {
+            return Err(NoSeat::Server);
+        }
+        if viewer_of.is_some_and(|b| self.viewers.get(b).copied().unwrap_or(0) >= max_viewers) {
+            return Err(NoSeat::Broadcast);
+        }
+        Ok(())
     }
 }
 
@@ -132,8 +149,11 @@ mod tests {
         let v1 = seats.take(Some(&a), 4, 2).unwrap();
         let v2 = seats.take(Some(&a), 4, 2).unwrap();
         assert_eq!(seats.take(Some(&a), 4, 2).unwrap_err(), NoSeat::Broadcast);
+        assert_eq!(seats.room_for(Some("a"), 4, 2), Err(NoSeat::Broadcast));
+        assert_eq!(seats.room_for(Some("b"), 4, 2), Ok(()));
         let w1 = seats.take(Some(&b), 4, 2).unwrap();
         assert_eq!(seats.take(Some(&b), 4, 2).unwrap_err(), NoSeat::Server);
+        assert_eq!(seats.room_for(None, 4, 2), Err(NoSeat::Server));
         assert_eq!((seats.sessions(), seats.viewers()), (4, 3));
         drop(v1);
         let v3 = seats.take(Some(&a), 4, 2).unwrap();
