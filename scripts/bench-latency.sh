@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Glass-to-glass latency, side by side in one run: the same publisher (one
 # ffmpeg/libx264 encode of a wall-clock-stamped picture, pushed to both with
-# the tee muxer) and the same page (hls.js in headless Chromium reading the
-# stamp off every displayed frame) against our server (LL-HLS, both
-# transcodes included) and nginx-rtmp (HLS, 1-s fragments). Our stream is
-# also played by Shaka Player in its low-latency mode, as shipped (it loads
-# preload hints, which hls.js does not).
+# the tee muxer) and the same page (headless Chromium reading the stamp off
+# every displayed frame), one player after the other:
+#   ours           our LL-HLS (both transcodes included) in the watch page's
+#                  player (hls.js with player/src/live.js);
+#   hls.js         the same stream in stock hls.js from npm (`new Hls()`);
+#   shaka          the same stream in stock Shaka Player from npm (its
+#                  low-latency mode, nothing else);
+#   shaka-sequence Shaka with the one setting the README gives its users;
+#   nginx-rtmp     nginx-rtmp's HLS (1-s fragments) in the watch page's player.
 # Usage: scripts/bench-latency.sh [SECONDS]; writes target/bench/latency.{json,png}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh test
-SECS=${1:-60}
+SECS=${1:-60}; export SECS
 OUT=target/bench
 WORK=$(mktemp -d)
 mkdir -p "$OUT" "$WORK/hls"
@@ -48,8 +52,8 @@ nginx -c "$WORK/nginx.conf"
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && break; sleep 0.1; done
 curl -sf http://127.0.0.1:18080/healthz >/dev/null || { echo "origin did not start"; exit 1; }
 
-# Long enough for the three players, one after the other.
-TOTAL=$((3 * SECS + 40))
+# Long enough for the five players, one after the other.
+TOTAL=$((5 * SECS + 40))
 python3 scripts/bench/clock_source.py "$TOTAL" | ffmpeg -hide_banner -loglevel error -nostdin \
   -f rawvideo -pix_fmt yuv420p -s 1280x720 -r 30 -i - -f lavfi -i sine=frequency=440:sample_rate=48000 \
   -map 0:v -map 1:a -c:v libx264 -preset veryfast -tune zerolatency -g 30 -keyint_min 30 -sc_threshold 0 -flags +global_header \
@@ -57,41 +61,54 @@ python3 scripts/bench/clock_source.py "$TOTAL" | ffmpeg -hide_banner -loglevel e
   -f tee "[f=flv:onfail=ignore]rtmp://127.0.0.1:19350/live/bench|[f=flv:onfail=ignore]rtmp://127.0.0.1:19360/live/bench" &
 sleep 8
 
+OURS=http://127.0.0.1:18080/hls/bench/master.m3u8
 cd player
-node tests/latency.mjs http://127.0.0.1:18080/hls/bench/master.m3u8 "$SECS" --ll >"$WORK/ours.json"; cp "$WORK/ours.json" "../$OUT/latency-ours-raw.json"
-node tests/latency.mjs http://127.0.0.1:18090/hls/bench.m3u8 "$SECS" >"$WORK/nginx.json"; cp "$WORK/nginx.json" "../$OUT/latency-nginx-raw.json"
-node tests/latency.mjs http://127.0.0.1:18080/hls/bench/master.m3u8 "$SECS" --ll --shaka >"$WORK/shaka.json"; cp "$WORK/shaka.json" "../$OUT/latency-shaka-raw.json"
+run() { # NAME URL FLAGS...
+  local name=$1 url=$2; shift 2
+  node tests/latency.mjs "$url" "$SECS" "$@" >"$WORK/$name.json"
+  cp "$WORK/$name.json" "../$OUT/latency-$name-raw.json"
+}
+run ours "$OURS" --ll
+run hls.js "$OURS" --ll --stock
+run shaka "$OURS" --ll --shaka
+run shaka-sequence "$OURS" --ll --shaka --sequence-mode
+run nginx-rtmp http://127.0.0.1:18090/hls/bench.m3u8
 cd ..
 
-python3 - "$WORK/ours.json" "$WORK/nginx.json" "$WORK/shaka.json" "$OUT" <<'PY'
+python3 - "$WORK" "$OUT" <<'PY'
 import json, os, sys
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-ours, nginx, shaka = (json.load(open(a)) for a in sys.argv[1:4])
-out = sys.argv[4]
+work, out = sys.argv[1:3]
+rows = [
+    ("ours", "watch page (hls.js + live.js), LL-HLS"),
+    ("hls.js", "stock hls.js 1.7, LL-HLS"),
+    ("shaka", "stock Shaka 5.2, LL-HLS"),
+    ("shaka-sequence", "Shaka 5.2 + sequenceMode, LL-HLS"),
+    ("nginx-rtmp", "nginx-rtmp HLS 1-s, watch page"),
+]
+runs = {name: json.load(open(f"{work}/{name}.json")) for name, _ in rows}
 machine = f"{os.cpu_count()} cores, " + open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t")
-result = {"machine": machine}
-for name, r in (("ours_llhls", ours), ("nginx_rtmp_hls_1s", nginx), ("ours_llhls_shaka", shaka)):
-    result[name] = {k: r[k] for k in ("n", "p50_ms", "p95_ms", "max_ms", "waiting", "jumps", "fatal", "first_frame_ms")}
-result["ratio_p50"] = ours["p50_ms"] / nginx["p50_ms"]
+keys = ("n", "p50_ms", "p95_ms", "max_ms", "waiting", "jumps", "fatal", "first_frame_ms")
+result = {"machine": machine, "seconds_each": int(os.environ.get("SECS", 0)) or None}
+result.update({name: {k: runs[name].get(k) for k in keys} for name, _ in rows})
+result["ratio_p50_ours_nginx"] = runs["ours"]["p50_ms"] / runs["nginx-rtmp"]["p50_ms"]
 json.dump(result, open(f"{out}/latency.json", "w"), indent=2)
 plt.figure(figsize=(8, 4))
-plt.hist([s / 1000 for s in ours["samples"]], bins=60, alpha=0.7, label=f"ours, LL-HLS (p50 {ours['p50_ms']/1000:.2f} s)")
-plt.hist([s / 1000 for s in nginx["samples"]], bins=60, alpha=0.7, label=f"nginx-rtmp, HLS 1-s (p50 {nginx['p50_ms']/1000:.2f} s)")
-if shaka["samples"]:
-    plt.hist([s / 1000 for s in shaka["samples"]], bins=60, alpha=0.5, label=f"ours, LL-HLS, Shaka Player (p50 {shaka['p50_ms']/1000:.2f} s)")
-plt.xlabel("glass-to-glass latency (s), headless Chromium, loopback (hls.js unless noted)")
+for name, label in rows:
+    r = runs[name]
+    if r["samples"]:
+        plt.hist([s / 1000 for s in r["samples"]], bins=60, alpha=0.55, label=f"{label} (p50 {r['p50_ms']/1000:.2f} s)")
+plt.xlabel("glass-to-glass latency (s), headless Chromium, loopback")
 plt.ylabel("frames")
-plt.legend()
+plt.legend(fontsize=7)
 plt.tight_layout()
 plt.savefig(f"{out}/latency.png", dpi=100)
-fmt = lambda r, k: f"{r[k]/1000:6.3f}" if r[k] is not None else "   n/a"
-print(f"""
-glass-to-glass latency ({ours['n']} / {nginx['n']} frames)   p50      p95      max     stalls  jumps  first frame
-  ours (LL-HLS, 2 transcodes)   {ours['p50_ms']/1000:6.3f} s {ours['p95_ms']/1000:6.3f} s {ours['max_ms']/1000:6.3f} s   {ours['waiting']:3d}   {ours['jumps']:3d}    {ours['first_frame_ms']} ms
-  nginx-rtmp (HLS, 1-s frags)   {nginx['p50_ms']/1000:6.3f} s {nginx['p95_ms']/1000:6.3f} s {nginx['max_ms']/1000:6.3f} s   {nginx['waiting']:3d}   {nginx['jumps']:3d}    {nginx['first_frame_ms']} ms
-  ours, Shaka Player (LL mode)  {fmt(shaka, 'p50_ms')} s {fmt(shaka, 'p95_ms')} s {fmt(shaka, 'max_ms')} s   {shaka['waiting']:3d}   {shaka['jumps']:3d}    {shaka['first_frame_ms']} ms  {len(shaka['fatal'])} fatal errors
-  ratio ours/nginx (p50)        {result['ratio_p50']:.2f}
-  ({machine}; {out}/latency.json, {out}/latency.png)""")
+fmt = lambda v: f"{v/1000:6.3f} s" if v is not None else "   n/a  "
+print(f"\nglass-to-glass latency                    frames   p50       p95       max       stalls jumps first frame")
+for name, label in rows:
+    r = runs[name]
+    print(f"  {label:38s} {r['n']:6d} {fmt(r['p50_ms'])} {fmt(r['p95_ms'])} {fmt(r['max_ms'])} {r['waiting']:5d} {r['jumps']:5d}  {r['first_frame_ms']} ms  {len(r['fatal'])} fatal")
+print(f"  ratio ours/nginx-rtmp (p50)            {result['ratio_p50_ours_nginx']:.2f}\n  ({machine}; {out}/latency.json, {out}/latency.png)")
 PY

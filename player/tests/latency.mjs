@@ -2,9 +2,10 @@
 // (scripts/bench/clock_source.py) and reads the time off every displayed frame.
 // Prints one JSON line: samples, p50/p95/max, stalls, time to first frame.
 //
-// Usage: node tests/latency.mjs URL SECONDS [--ll] [--shaka] [--whep]
+// Usage: node tests/latency.mjs URL SECONDS [--ll] [--shaka|--stock] [--whep]
 //   --ll: low-latency mode; --shaka: Shaka Player (which also loads preload
-//   hints) instead of the watch page's hls.js set-up; --whep: URL is a WHEP
+//   hints) instead of the watch page's hls.js set-up; --stock: hls.js as
+//   shipped (`new Hls()`, no catch-up of ours); --whep: URL is a WHEP
 //   endpoint (/api/broadcasts/ID/whep), played with a plain RTCPeerConnection.
 import { chromium } from 'playwright-core';
 import path from 'node:path';
@@ -15,6 +16,8 @@ const seconds = Number(secondsArg ?? 60);
 const lowLatency = flags.includes('--ll');
 const shaka = flags.includes('--shaka');
 const whep = flags.includes('--whep');
+const stock = flags.includes('--stock');
+const sequenceMode = flags.includes('--sequence-mode');
 const here = path.dirname(fileURLToPath(import.meta.url));
 const modules = path.join(here, '..', 'node_modules');
 const hlsPath = path.join(modules, 'hls.js', 'dist', 'hls.min.js');
@@ -37,9 +40,9 @@ try {
     await page.addScriptTag({ path: shakaPath });
   } else {
     await page.addScriptTag({ path: hlsPath });
-    await page.addScriptTag({ path: path.join(here, '..', 'src', 'live.js') });
+    if (!stock) await page.addScriptTag({ path: path.join(here, '..', 'src', 'live.js') });
   }
-  const r = await page.evaluate(async ({ url, seconds, lowLatency, shaka, whep }) => {
+  const r = await page.evaluate(async ({ url, seconds, lowLatency, shaka, whep, stock, sequenceMode }) => {
     const video = document.getElementById('v');
     const canvas = document.getElementById('c');
     const ctx = canvas.getContext('2d', { willReadFrequently: true });
@@ -74,6 +77,7 @@ try {
       const player = new window.shaka.Player();
       await player.attach(video);
       player.configure({ streaming: { lowLatencyMode: lowLatency } });
+      if (sequenceMode) player.configure({ manifest: { hls: { sequenceMode: true } } });
       player.addEventListener('error', (e) => out.fatal.push(String(e.detail?.code)));
       player.addEventListener('adaptation', () => { out.switches = (out.switches ?? 0) + 1; });
       try {
@@ -83,6 +87,15 @@ try {
         out.fatal.push(String(e?.code ?? e));
       }
       stop = () => player.destroy();
+    } else if (stock) {
+      // hls.js as a customer's page would run it: its defaults (low-latency
+      // mode is on by default), none of our catch-up.
+      const hls = new Hls();
+      hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) out.fatal.push(d.details); else (out.errors ??= []).push(d.details); });
+      hls.loadSource(url);
+      hls.attachMedia(video);
+      hls.on(Hls.Events.MANIFEST_PARSED, () => video.play());
+      stop = () => hls.destroy();
     } else {
       // The watch page's player (src/live.js); the peer's plain HLS gets the same
       // jump to the live sync position, only without low-latency mode.
@@ -116,11 +129,11 @@ try {
     await new Promise((r) => setTimeout(r, seconds * 1000));
     await stop();
     return out;
-  }, { url, seconds, lowLatency, shaka, whep });
+  }, { url, seconds, lowLatency, shaka, whep, stock, sequenceMode });
   const s = [...r.samples].sort((a, b) => a - b);
   const q = (p) => s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : null;
-  console.log(JSON.stringify({ url, lowLatency, player: whep ? 'whep' : shaka ? 'shaka' : 'hls.js', n: s.length, p50_ms: q(0.5), p95_ms: q(0.95), max_ms: s[s.length - 1] ?? null,
-    waiting: r.waiting, jumps: r.jumps, switches: r.switches ?? null, fatal: r.fatal, first_frame_ms: r.firstFrameMs, samples: r.samples }));
+  console.log(JSON.stringify({ url, lowLatency, player: whep ? 'whep' : shaka ? 'shaka' : stock ? 'hls.js-stock' : 'hls.js', n: s.length, p50_ms: q(0.5), p95_ms: q(0.95), max_ms: s[s.length - 1] ?? null,
+    waiting: r.waiting, jumps: r.jumps, switches: r.switches ?? null, fatal: r.fatal, errors: r.errors ?? [], first_frame_ms: r.firstFrameMs, samples: r.samples }));
 } finally {
   await browser.close();
 }
