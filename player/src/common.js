@@ -51,7 +51,12 @@ export class Chat {
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const text = input.value.trim();
-      if (!text || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+      if (!text) return;
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+        // Kept in the box, to send once the chat is back.
+        this.system('Not sent: the chat is reconnecting.');
+        return;
+      }
       this.ws.send(JSON.stringify({ type: 'message', text }));
       input.value = '';
     });
@@ -63,13 +68,20 @@ export class Chat {
     const q = new URLSearchParams({ nick: this.nick, session: sessionId() });
     if (this.token) q.set('token', this.token);
     this.ws = new WebSocket(`${proto}://${location.host}/api/broadcasts/${encodeURIComponent(this.id)}/chat?${q}`);
-    this.ws.onopen = () => { this.attempt = 0; };
+    this.ws.onopen = () => {
+      // Said after the history that a join brings, which replaces the log.
+      this.reconnected = this.attempt > 0;
+      this.attempt = 0;
+    };
     this.ws.onmessage = (e) => this.receive(JSON.parse(e.data));
     this.ws.onclose = (e) => {
       if (this.closed) return;
       // 1013: the room is full; 4001: this page fell behind. Both say why.
-      if (e.reason) this.system(e.reason);
-      setTimeout(() => this.connect(), Chat.backoff(this.attempt++, e.code === 1013));
+      const wait = Chat.backoff(this.attempt++, e.code === 1013);
+      if (this.attempt === 1 || e.reason) {
+        this.system(`${e.reason || 'Chat disconnected.'} Reconnecting in ${Math.max(1, Math.round(wait / 1000))} s…`);
+      }
+      setTimeout(() => this.connect(), wait);
     };
   }
 
@@ -83,19 +95,24 @@ export class Chat {
   }
 
   receive(m) {
-    if (m.type === 'history') { this.log.replaceChildren(); m.messages.forEach((x) => this.add(x)); }
+    if (m.type === 'history') {
+      this.log.replaceChildren();
+      m.messages.forEach((x) => this.add(x));
+      if (this.reconnected) this.system('Chat reconnected.');
+      this.reconnected = false;
+    }
     else if (m.type === 'messages') m.messages.forEach((x) => this.add(x));
     else if (m.type === 'viewers') this.onViewers?.(m.count);
     else if (m.type === 'error') this.system(m.error);
   }
 
   add(m) {
-    const li = el('li', { class: m.streamer ? 'streamer' : '' },
+    const row = el('div', { class: m.streamer ? 'msg streamer' : 'msg' },
       el('span', { class: 'user', text: `${m.user}${m.streamer ? ' (streamer)' : ''}:` }), el('span', { class: 'text', text: m.text }));
-    this.scrolled(() => this.log.append(li));
+    this.scrolled(() => this.log.append(row));
   }
 
-  system(text) { this.scrolled(() => this.log.append(el('li', { class: 'system', text }))); }
+  system(text) { this.scrolled(() => this.log.append(el('div', { class: 'msg system', text }))); }
 
   scrolled(f) {
     const atBottom = this.log.scrollTop + this.log.clientHeight >= this.log.scrollHeight - 8;

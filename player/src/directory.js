@@ -4,6 +4,7 @@ const q = document.getElementById('q');
 const live = document.getElementById('live');
 const ended = document.getElementById('ended');
 const empty = document.getElementById('empty');
+const livecount = document.getElementById('livecount');
 const REFRESH_MS = 5000;
 
 function card(b) {
@@ -29,6 +30,9 @@ async function refresh() {
       api(`/api/broadcasts?status=ended&limit=12&q=${encodeURIComponent(text)}`),
     ]);
     live.replaceChildren(...l.broadcasts.map(card));
+    // The grid is redrawn every few seconds; screen readers hear only a change in how many are live.
+    const count = `${l.broadcasts.length} live ${l.broadcasts.length === 1 ? 'broadcast' : 'broadcasts'}`;
+    if (livecount.textContent !== count) livecount.textContent = count;
     ended.replaceChildren(...e.broadcasts.map(card));
     empty.hidden = l.broadcasts.length > 0;
     empty.textContent = text ? `Nobody live matches “${text}”.` : 'Nobody is live right now.';

@@ -156,7 +156,14 @@ $('end').addEventListener('click', async () => {
     setTimeout(() => { btn.dataset.armed = ''; btn.textContent = 'End broadcast'; }, 5000);
     return;
   }
-  render(await api(`/api/broadcasts/${encodeURIComponent(mine.id)}`, { method: 'PATCH', body: { status: 'ended' }, token: mine.token }));
+  $('endError').textContent = '';
+  try {
+    render(await api(`/api/broadcasts/${encodeURIComponent(mine.id)}`, { method: 'PATCH', body: { status: 'ended' }, token: mine.token }));
+  } catch (err) {
+    btn.dataset.armed = '';
+    btn.textContent = 'End broadcast';
+    $('endError').textContent = `Could not end the broadcast: ${err.message}. Try again.`;
+  }
 });
 $('new').addEventListener('click', reset);
 $('golive').addEventListener('click', goLive);

@@ -1,7 +1,10 @@
 // The web app in headless Chromium against a running server: create a
 // broadcast in the studio, publish to the key it shows with ffmpeg, find it in
 // the directory, watch it on two pages, switch quality, chat, count viewers,
-// end it. Saves screenshots of the three pages under player/screenshots/.
+// end it; every page in each of those states passes axe-core's WCAG 2.1 A/AA
+// rules, and the error states a viewer or streamer can meet are shown (chat
+// disconnected and back, an End that failed). Saves screenshots of the three
+// pages under player/screenshots/.
 //
 // Usage: node tests/webapp.mjs BASE_URL
 import { chromium } from 'playwright-core';
@@ -39,6 +42,16 @@ const until = async (f, ms, what) => {
   throw new Error(`timed out: ${what}`);
 };
 const apiGet = async (id) => (await fetch(`${base}/api/broadcasts/${id}`)).json();
+// axe-core's WCAG 2.1 A and AA rules on the page as it is now (evaluated over
+// the DevTools protocol, which the pages' CSP does not govern).
+const axeSource = fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+async function audit(p, what) {
+  if (!(await p.evaluate(() => 'axe' in window))) await p.evaluate(axeSource);
+  const violations = await p.evaluate(async () => (await window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+  })).violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`));
+  assert.deepEqual(violations, [], `${what}: WCAG 2.1 AA`);
+}
 
 try {
   step('studio: create a broadcast');
@@ -84,6 +97,9 @@ try {
   await dir.fill('#q', '');
   await until(async () => (await dir.locator(card).count()) === 1, 10000, 'back in the list');
   await dir.screenshot({ path: path.join(shots, 'directory.png'), fullPage: true });
+  await audit(dir, 'directory');
+  assert.equal(await dir.getAttribute('#live', 'aria-live'), null, 'the grid, redrawn every 5 s, is not a live region');
+  assert.equal(await dir.textContent('#livecount'), '1 live broadcast', 'a status says how many are live');
 
   step('two watch pages play; quality switch; viewer count');
   const w1 = await page();
@@ -108,14 +124,48 @@ try {
   await w1.fill('#message', 'hi from alice <b>x</b>');
   await w1.press('#message', 'Enter');
   for (const p of [w2, studio]) {
-    await until(async () => (await p.locator('#log li .text', { hasText: 'hi from alice <b>x</b>' }).count()) === 1, 10000, 'message arrives');
-    assert.equal(await p.locator('#log li .text b').count(), 0, 'chat text is text');
+    await until(async () => (await p.locator('#log .msg .text', { hasText: 'hi from alice <b>x</b>' }).count()) === 1, 10000, 'message arrives');
+    assert.equal(await p.locator('#log .msg .text b').count(), 0, 'chat text is text');
   }
   await studio.fill('#message', 'welcome!');
   await studio.press('#message', 'Enter');
-  await until(async () => (await w1.locator('#log li.streamer', { hasText: 'welcome!' }).count()) === 1, 10000, 'the streamer is marked');
+  await until(async () => (await w1.locator('#log .msg.streamer', { hasText: 'welcome!' }).count()) === 1, 10000, 'the streamer is marked');
   await w1.screenshot({ path: path.join(shots, 'watch.png') });
   await studio.screenshot({ path: path.join(shots, 'studio.png'), fullPage: true });
+  await audit(w1, 'watch page');
+  await audit(studio, 'studio, live');
+  for (const p of [w1, studio]) assert.equal(await p.getAttribute('#log', 'role'), 'log', 'the chat is a log');
+
+  step('the video can be paused with its own controls');
+  assert.equal(await w1.evaluate(() => window.player.video.controls), true);
+  await w1.evaluate(() => window.player.video.pause());
+  await new Promise((r) => setTimeout(r, 2000));
+  assert.equal(await w1.evaluate(() => window.player.video.paused), true, 'stays paused');
+  await w1.evaluate(() => window.player.video.play());
+  await until(async () => w1.evaluate(() => !window.player.video.paused), 5000, 'plays again');
+
+  step('chat: disconnected, reconnecting, back');
+  const w3 = await page();
+  const chatSockets = [];
+  await w3.routeWebSocket(/\/chat\?/, (ws) => { chatSockets.push(ws); ws.connectToServer(); });
+  await w3.goto(`${base}/watch/${id}`);
+  await w3.fill('#nick', 'carol');
+  await w3.press('#nick', 'Enter');
+  await until(async () => chatSockets.length === 1 && (await w3.locator('#log .msg.streamer').count()) >= 1, 10000, 'chat history arrives');
+  // Every notice, also those a reconnect's history replaces before a poll sees them.
+  await w3.evaluate(() => {
+    window.notices = [];
+    new MutationObserver((ms) => ms.forEach((m) => m.addedNodes.forEach((n) => {
+      if (n.classList?.contains('system')) window.notices.push(n.textContent);
+    }))).observe(document.getElementById('log'), { childList: true });
+  });
+  await chatSockets[0].close({ code: 4000, reason: '' });
+  await until(async () => w3.evaluate(() => window.notices.some((t) => /^Chat disconnected\. Reconnecting in \d+ s/.test(t))), 5000, 'the page says the chat is reconnecting');
+  await until(async () => (await w3.locator('#log .msg.system', { hasText: 'Chat reconnected.' }).count()) === 1, 10000, 'and that it is back');
+  await w3.fill('#message', 'back again');
+  await w3.press('#message', 'Enter');
+  await until(async () => (await w1.locator('#log .msg .text', { hasText: 'back again' }).count()) === 1, 10000, 'a message after the reconnect arrives');
+  await w3.context().close();
 
   await w2.context().close();
   await until(async () => (await apiGet(id)).viewer_count === 1, 10000, 'the count falls back to one');
@@ -133,12 +183,27 @@ try {
     assert.ok(Math.min(...w) < ceilings[i] * 0.1 && Math.max(...w) > ceilings[i] * 0.9, `attempt ${i}: spread`);
   });
 
+  step('an End that fails says so, and the broadcast stays live');
+  await studio.route('**/api/broadcasts/*', (r) => (r.request().method() === 'PATCH'
+    ? r.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: 'the store is unavailable' }) })
+    : r.fallback()));
+  await studio.click('#end');
+  await studio.click('#end');
+  await until(async () => /Could not end the broadcast: the store is unavailable/.test(await studio.textContent('#endError')), 5000, 'the failed End is shown');
+  assert.equal(await studio.getAttribute('#endError', 'role'), 'alert');
+  assert.equal((await apiGet(id)).status, 'live');
+  assert.equal(await studio.textContent('#end'), 'End broadcast', 'disarmed again');
+  await studio.unroute('**/api/broadcasts/*');
+
   step('the studio ends the broadcast; the watch page shows it');
   await studio.click('#end');
   await studio.click('#end');
   await until(async () => (await studio.textContent('#status')) === 'Ended', 10000, 'studio shows Ended');
   await until(async () => /ended/i.test(await w1.textContent('#overlay')) && await w1.isVisible('#overlay'), 15000, 'watch page shows ended');
   await w1.screenshot({ path: path.join(shots, 'watch-ended.png') });
+  assert.equal(await studio.textContent('#endError'), '', 'the error is gone once it worked');
+  await audit(w1, 'watch page, ended');
+  await audit(studio, 'studio, ended');
 
   step('a reload of the studio gets the broadcast back');
   await studio.reload();
