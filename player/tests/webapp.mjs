@@ -11,6 +11,7 @@ import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -169,6 +170,42 @@ try {
 
   await w2.context().close();
   await until(async () => (await apiGet(id)).viewer_count === 1, 10000, 'the count falls back to one');
+
+  step('another site embeds the player and the chat; the watch page it may not frame');
+  // A customer's page on another origin: its own little server on loopback (a
+  // page the browser made up would count as public, and Chromium's local
+  // network access checks keep public pages from framing a loopback server).
+  const site = await page();
+  const customerServer = http.createServer((req, res) => {
+    res.setHeader('content-type', 'text/html');
+    res.end(`<!doctype html><title>Customer</title><h1>Our show</h1>
+     <iframe id="player" title="Live video" src="${base}/embed/${id}" width="640" height="400"></iframe>
+     <iframe id="chat" title="Live chat" src="${base}/embed/${id}/chat" width="340" height="400"></iframe>
+     <iframe id="watch" title="Watch page" src="${base}/watch/${id}" width="640" height="400"></iframe>`);
+  });
+  await new Promise((r) => customerServer.listen(0, '127.0.0.1', r));
+  const customer = `http://127.0.0.1:${customerServer.address().port}`;
+  await site.goto(`${customer}/show`);
+  offsite.splice(0, offsite.length, ...offsite.filter((u) => !u.startsWith(customer)));
+  const frame = (suffix) => site.frames().find((f) => f.url().endsWith(suffix));
+  await until(async () => frame(`/embed/${id}`)?.evaluate(() => (window.player?.video.currentTime ?? 0) > 1).catch(() => false), 30000, 'the embedded player plays');
+  const embedded = frame(`/embed/${id}`);
+  assert.equal(await embedded.textContent('#title'), TITLE, 'the title, as text');
+  assert.equal(await embedded.isVisible('#badge'), true, 'LIVE');
+  const chatFrame = frame(`/embed/${id}/chat`);
+  await chatFrame.fill('#nick', 'dave');
+  await chatFrame.press('#nick', 'Enter');
+  await until(async () => (await chatFrame.locator('#log .msg.streamer', { hasText: 'welcome!' }).count()) === 1, 10000, 'the embedded chat has the history');
+  await chatFrame.fill('#message', 'hello from an embed');
+  await chatFrame.press('#message', 'Enter');
+  await until(async () => (await studio.locator('#log .msg .text', { hasText: 'hello from an embed' }).count()) === 1, 10000, 'the studio gets it');
+  // frame-ancestors 'none': the watch page is not rendered inside another site.
+  const watchFrame = frame(`/watch/${id}`);
+  assert.ok(!watchFrame || await watchFrame.evaluate(() => !document.getElementById('video')).catch(() => true), 'the watch page refuses to be framed');
+  await audit(embedded, 'embedded player');
+  await audit(chatFrame, 'embedded chat');
+  await site.context().close();
+  customerServer.close();
 
   step('chat reconnects with exponential back-off and full jitter');
   const waits = await w1.evaluate(async () => {
