@@ -245,7 +245,7 @@ async fn stock_hls_js_and_shaka_play_through_the_origin_and_the_edge() {
         );
         check(
             r["maxFreezeMs"].as_u64().unwrap() < MAX_FREEZE_MS,
-            "a freeze of {MAX_FREEZE_MS} ms or more",
+            &format!("a freeze of {MAX_FREEZE_MS} ms or more"),
         );
         // Every frame of the minute presented, give or take the start.
         check(

@@ -2,10 +2,11 @@
 // (scripts/bench/clock_source.py) and reads the time off every displayed frame.
 // Prints one JSON line: samples, p50/p95/max, stalls, time to first frame.
 //
-// Usage: node tests/latency.mjs URL SECONDS [--ll] [--shaka|--stock] [--whep]
+// Usage: node tests/latency.mjs URL SECONDS [--ll] [--shaka [--sequence-mode]|--stock] [--whep]
 //   --ll: low-latency mode; --shaka: Shaka Player (which also loads preload
 //   hints) instead of the watch page's hls.js set-up; --stock: hls.js as
-//   shipped (`new Hls()`, no catch-up of ours); --whep: URL is a WHEP
+//   shipped (`new Hls()`, no catch-up of ours); --sequence-mode: Shaka with
+//   `manifest.hls.sequenceMode` (the README's setting); --whep: URL is a WHEP
 //   endpoint (/api/broadcasts/ID/whep), played with a plain RTCPeerConnection.
 import { chromium } from 'playwright-core';
 import path from 'node:path';
