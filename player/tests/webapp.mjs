@@ -186,7 +186,6 @@ try {
   await new Promise((r) => customerServer.listen(0, '127.0.0.1', r));
   const customer = `http://127.0.0.1:${customerServer.address().port}`;
   await site.goto(`${customer}/show`);
-  offsite.splice(0, offsite.length, ...offsite.filter((u) => !u.startsWith(customer)));
   const frame = (suffix) => site.frames().find((f) => f.url().endsWith(suffix));
   await until(async () => frame(`/embed/${id}`)?.evaluate(() => (window.player?.video.currentTime ?? 0) > 1).catch(() => false), 30000, 'the embedded player plays');
   const embedded = frame(`/embed/${id}`);
@@ -246,7 +245,8 @@ try {
   await studio.reload();
   await studio.waitForSelector('#dashboard:not([hidden])');
   assert.equal(await studio.textContent('#btitle'), TITLE);
-  assert.deepEqual(offsite, [], 'no request to another host');
+  // Our pages ask nothing of another host (the customer's page is not ours).
+  assert.deepEqual(offsite.filter((u) => !u.startsWith(customer)), [], 'no request to another host');
   console.log(JSON.stringify({ ok: true, id }));
 } finally {
   ffmpeg?.kill('SIGKILL');
