@@ -13,6 +13,8 @@
 # Usage: [PEER=…] scripts/bench-chat.sh [RAMP_SECONDS]; writes target/bench/chat.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The servers run with this admin token, which creates broadcasts under any policy.
+export ORIGIN_ADMIN_TOKEN=bench-admin-token-0123456789
 bash scripts/deps.sh test
 RAMP=${1:-30}
 OUT=target/bench
@@ -39,7 +41,7 @@ step() {
     --data-dir "$WORK/data" >>"$OUT/chat-origin.log" 2>&1 &
   origin=$!
   for _ in $(seq 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
-  id=$(curl -sf -X POST -H 'content-type: application/json' -d '{"title":"Crowd"}' \
+  id=$(curl -sf -X POST -H 'content-type: application/json' -H "authorization: Bearer $ORIGIN_ADMIN_TOKEN" -d '{"title":"Crowd"}' \
     "$BASE/api/broadcasts" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
   idle=$(awk '/VmRSS/ {print $2}' "/proc/$origin/status")
   r=$(/usr/bin/time -o "$WORK/loadgen-time" -f "%U %S" target/release/chat-load --base "$BASE" \

@@ -15,6 +15,8 @@
 # Usage: scripts/bench-cluster.sh [SAMPLES] [CHAT] [MESSAGES]; writes target/bench/cluster.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The servers run with this admin token, which creates broadcasts under any policy.
+export ORIGIN_ADMIN_TOKEN=bench-admin-token-0123456789
 bash scripts/deps.sh test
 SAMPLES=${1:-300}
 CHAT=${2:-1000}
@@ -58,7 +60,7 @@ start_origin() {
 A=$(free_port); B=$(free_port); RA=$(free_port); RB=$(free_port)
 start_origin a "$A" "$RA" "$DB"
 start_origin b "$B" "$RB" "$DB"
-create() { curl -sf -X POST -H 'content-type: application/json' -d '{"title":"Bench"}' \
+create() { curl -sf -X POST -H 'content-type: application/json' -H "authorization: Bearer $ORIGIN_ADMIN_TOKEN" -d '{"title":"Bench"}' \
   "$1/api/broadcasts"; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 created=$(create "http://127.0.0.1:$A")

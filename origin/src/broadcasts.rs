@@ -22,6 +22,7 @@
 //! session number; a grace timer ends the broadcast only if no later publish
 //! started, so there is one timer per publish and none after a restart.
 
+use crate::webhooks::{Kind, Webhooks};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,6 +72,8 @@ pub struct Broadcasts {
     sessions: AtomicU64,
     /// Real-time (WHEP) viewers get the transcoder's feeds through it.
     realtime: std::sync::OnceLock<webrtc::Webrtc>,
+    /// Where going live and ending are posted.
+    webhooks: std::sync::OnceLock<Arc<Webhooks>>,
 }
 
 impl Broadcasts {
@@ -95,12 +98,18 @@ impl Broadcasts {
             live: Mutex::default(),
             sessions: AtomicU64::new(0),
             realtime: std::sync::OnceLock::new(),
+            webhooks: std::sync::OnceLock::new(),
         })
     }
 
     /// Serves live broadcasts' feeds to WebRTC viewers through `webrtc`.
     pub fn serve_realtime(&self, webrtc: webrtc::Webrtc) {
         let _ = self.realtime.set(webrtc);
+    }
+
+    /// Posts going live and ending to `webhooks`.
+    pub fn send_events(&self, webhooks: Arc<Webhooks>) {
+        let _ = self.webhooks.set(webhooks);
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
@@ -331,8 +340,20 @@ impl Broadcasts {
     }
 
     async fn set_status(&self, id: &str, status: Status) {
+        let before = self.store.get(id).await.ok().map(|r| r.status);
         match self.store.set_status(id, status).await {
-            Ok(_) => {}
+            Ok(r) => {
+                let kind = match status {
+                    Status::Live => Some(Kind::Live),
+                    Status::Ended => Some(Kind::Ended),
+                    Status::Ready => None,
+                };
+                if let (Some(kind), Some(hooks)) = (kind, self.webhooks.get())
+                    && before != Some(status)
+                {
+                    hooks.emit(kind, &r);
+                }
+            }
             // Static keys publish to broadcasts without a record.
             Err(StoreError::NotFound) if self.static_keys.contains(id) => {}
             Err(err) => warn!(broadcast = %id, ?status, %err, "broadcast status not recorded"),
@@ -419,6 +440,7 @@ mod tests {
     use super::*;
     use crate::hls::HlsConfig;
     use crate::store::embedded::SledStore;
+    use crate::store::record::NewBroadcast;
 
     const GRACE: Duration = Duration::from_secs(15);
 
@@ -456,9 +478,9 @@ mod tests {
     async fn a_broadcast_live_at_a_restart_ends_after_one_grace_unless_ended_sooner() {
         let dir = tempfile::tempdir().unwrap();
         let (b, store) = lifecycle(dir.path()).await;
-        let waiting = store.create("a".into(), String::new()).await.unwrap();
-        let ended_by_owner = store.create("b".into(), String::new()).await.unwrap();
-        let ready = store.create("c".into(), String::new()).await.unwrap();
+        let waiting = store.create(NewBroadcast::titled("a")).await.unwrap();
+        let ended_by_owner = store.create(NewBroadcast::titled("b")).await.unwrap();
+        let ready = store.create(NewBroadcast::titled("c")).await.unwrap();
         for c in [&waiting, &ended_by_owner] {
             store.set_status(&c.record.id, Status::Live).await.unwrap();
         }
@@ -490,7 +512,7 @@ mod tests {
         use ingest::Authorizer;
         let dir = tempfile::tempdir().unwrap();
         let (b, store) = lifecycle(dir.path()).await;
-        let c = store.create("a".into(), String::new()).await.unwrap();
+        let c = store.create(NewBroadcast::titled("a")).await.unwrap();
         let grant = b.authorize(&c.stream_key).await.unwrap();
         assert_eq!(grant.broadcast_id, c.record.id);
         assert_eq!(b.authorize("dev").await.unwrap().broadcast_id, "dev");

@@ -63,6 +63,11 @@ pub struct Cli {
     /// broadcast API; keys created through the API work as well.
     #[arg(long = "stream-key", env = "ORIGIN_STREAM_KEYS", value_delimiter = ',')]
     pub stream_keys: Vec<String>,
+    /// The operator's token (`/api/admin/`, and creating broadcasts under
+    /// any policy); at least 16 characters. Without it (and without `[access]
+    /// admin_token`), one is generated at the first start and printed once.
+    #[arg(long, env = "ORIGIN_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// Why a configuration cannot run.
@@ -89,6 +94,12 @@ pub enum ConfigError {
     /// `[webrtc]`.
     #[error("[webrtc] {0}")]
     Webrtc(#[from] webrtc::ConfigError),
+    /// `[access]`.
+    #[error("[access] {0}")]
+    Access(#[from] crate::access::config::ConfigError),
+    /// `[webhooks]`.
+    #[error("[webhooks] {0}")]
+    Webhooks(#[from] crate::webhooks::config::ConfigError),
     /// A rendition name that cannot be a URL path segment.
     #[error("[transcoder] rendition name {0:?} must be 1 to 64 characters of [A-Za-z0-9_-]")]
     RenditionName(String),
@@ -135,6 +146,10 @@ pub struct Config {
     pub cluster: crate::cluster::config::ClusterConfig,
     /// WebRTC (WHIP) settings; `listen` is a flag.
     pub webrtc: webrtc::WebrtcConfig,
+    /// Who may go live; `admin_token` also from the flag.
+    pub access: crate::access::config::AccessConfig,
+    /// Where events are posted.
+    pub webhooks: crate::webhooks::config::WebhooksConfig,
 }
 
 impl Default for Config {
@@ -154,6 +169,8 @@ impl Default for Config {
             chat: Default::default(),
             cluster: Default::default(),
             webrtc: Default::default(),
+            access: Default::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -176,6 +193,7 @@ impl Config {
         stream_keys.retain(|k| !k.trim().is_empty());
         config.stream_keys = stream_keys;
         config.database_url = cli.database_url.or(config.database_url);
+        config.access.admin_token = cli.admin_token.or(config.access.admin_token);
         config.cluster.node_id = cli.node_id.or(config.cluster.node_id);
         config.cluster.advertise_url = cli.advertise_url.or(config.cluster.advertise_url);
         config.validate()?;
@@ -206,6 +224,8 @@ impl Config {
         self.chat.validate()?;
         self.cluster.validate()?;
         self.webrtc.validate()?;
+        self.access.validate()?;
+        self.webhooks.validate()?;
         if self.rtmp_listen == self.http_listen {
             return Err(ConfigError::SameAddress);
         }
@@ -301,6 +321,17 @@ mod tests {
         assert_eq!(cc.proxy_timeout, dc.proxy_timeout);
         assert_eq!(cc.drain, dc.drain);
         assert_eq!((&cc.node_id, &cc.advertise_url), (&None, &None));
+        let (ca, da) = (&c.access, &d.access);
+        assert_eq!(ca.creation, da.creation);
+        assert_eq!(ca.creation, crate::access::config::Policy::Invite);
+        assert_eq!((&ca.admin_token, &da.admin_token), (&None, &None));
+        assert_eq!(ca.creates_per_hour, da.creates_per_hour);
+        assert_eq!(ca.create_burst, da.create_burst);
+        let (cw, dw) = (&c.webhooks, &d.webhooks);
+        assert_eq!(cw.endpoints, dw.endpoints);
+        assert_eq!(cw.queue, dw.queue);
+        assert_eq!(cw.max_attempts, dw.max_attempts);
+        assert_eq!(cw.timeout, dw.timeout);
     }
 
     #[test]
@@ -328,6 +359,29 @@ mod tests {
         assert!(format!("{err:#}").contains("--advertise-url"), "{err:#}");
         let err = Config::load(cli(&["--advertise-url", "http://a/b"])).unwrap_err();
         assert!(format!("{err:#}").contains("advertise_url"), "{err:#}");
+    }
+
+    #[test]
+    fn the_admin_token_flag_wins_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[access]\nadmin_token = \"from-the-file-0123\"\n").unwrap();
+        let file = path.to_str().unwrap();
+        let c = Config::load(cli(&["--config", file])).unwrap();
+        assert_eq!(c.access.admin_token.as_deref(), Some("from-the-file-0123"));
+        let c = Config::load(cli(&[
+            "--config",
+            file,
+            "--admin-token",
+            "from-the-flag-0123",
+        ]))
+        .unwrap();
+        assert_eq!(c.access.admin_token.as_deref(), Some("from-the-flag-0123"));
+        let err = Config::load(cli(&["--admin-token", "short"])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("[access] admin_token"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -396,6 +450,13 @@ mod tests {
             "data_dir = \"/tmp\"\n",
             "[chat]\ncount_interval_ms = 10\n",
             "[chat]\nbacklog_frames = 2\n",
+            "[access]\nadmin_token = \"short\"\n",
+            "[access]\ncreation = \"anyone\"\n",
+            "[access]\ncreates_per_hour = 0\n",
+            "[webhooks]\nendpoints = [{ url = \"ftp://h/x\", secret = \"0123456789abcdef\" }]\n",
+            "[webhooks]\nendpoints = [{ url = \"http://h/x\", secret = \"short\" }]\n",
+            "[webhooks]\nendpoints = [{ url = \"http://h/x\", secret = \"whsec_!!!!!!!!!!!!!!!!\" }]\n",
+            "[webhooks]\nmax_attempts = 0\n",
         ] {
             std::fs::write(&path, bad).unwrap();
             assert!(

@@ -17,6 +17,7 @@
 //! - [`error`]: HTTP errors and their status codes.
 //! - [`fdlimit`]: the open-file limit, raised at start.
 
+pub mod access;
 pub mod api;
 pub mod broadcasts;
 pub mod chat;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod pages;
 pub mod response;
 pub mod store;
+pub mod webhooks;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -41,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::Config;
+use crate::store::admission::Admission;
 use crate::store::{Shared, Store};
 
 /// Under the data dir: live windows kept for a restart (see [`hls::spool`]).
@@ -109,24 +112,30 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let (store, shared): (Arc<dyn Store>, Option<Arc<dyn Shared>>) = match &config.database_url {
+    type Stores = (Arc<dyn Store>, Option<Arc<dyn Shared>>, Arc<dyn Admission>);
+    let (store, shared, admission): Stores = match &config.database_url {
         Some(url) => {
             let pg = Arc::new(
                 store::postgres::PgStore::open(url)
                     .await
                     .context("opening the PostgreSQL database (--database-url)")?,
             );
-            (pg.clone(), Some(pg))
+            (pg.clone(), Some(pg.clone()), pg)
         }
-        None => (
-            Arc::new(
+        None => {
+            let sled = Arc::new(
                 store::embedded::SledStore::open(&config.data_dir).with_context(|| {
                     format!("opening the database in {}", config.data_dir.display())
                 })?,
-            ),
-            None,
-        ),
+            );
+            (sled.clone(), None, sled)
+        }
     };
+    let access = Arc::new(
+        access::Access::start(config.access.clone(), admission)
+            .await
+            .context("reading the admin token")?,
+    );
     let http_addr = listeners.http.local_addr()?;
     let node = if shared.is_some() {
         let node = config.cluster.node(http_addr)?;
@@ -174,6 +183,8 @@ pub async fn run(
         config.transcoder.clone(),
         config.stream_keys.iter().cloned().collect::<HashSet<_>>(),
     );
+    let webhooks = webhooks::Webhooks::start(&config.webhooks, metrics.clone(), shutdown.clone())?;
+    broadcasts.send_events(webhooks.clone());
     broadcasts.restore().await?;
     let chat = chat::connection::Chat::new(
         config.chat.clone(),
@@ -233,6 +244,8 @@ pub async fn run(
         // The port actually bound (tests and port 0 pick their own).
         rtmp_port: listeners.rtmp.local_addr()?.port(),
         webrtc,
+        access,
+        webhooks,
     });
     let ingest = tokio::spawn(ingest::run(
         config.ingest.clone(),

@@ -92,6 +92,16 @@ pub struct Metrics {
     pub webrtc_frames_packetized: Counter,
     /// NACKs sent to publishers (`in`) and received from viewers (`out`).
     pub webrtc_nacks: Family<DirectionLabel, Counter>,
+    /// Webhook events, by what became of them.
+    pub webhook_events: Family<WebhookLabel, Counter>,
+}
+
+/// `result` label of a webhook event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabel {
+    /// `delivered`, `retried` (a failed try that will be tried again),
+    /// `failed` (given up), `dropped` (its endpoint's queue was full).
+    pub result: &'static str,
 }
 
 /// `direction="in"` or `"out"`.
@@ -128,6 +138,7 @@ impl Default for Metrics {
             webrtc_media_dropped: Counter::default(),
             webrtc_frames_packetized: Counter::default(),
             webrtc_nacks: Family::default(),
+            webhook_events: Family::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -233,6 +244,11 @@ impl Default for Metrics {
                 m.webrtc_nacks.clone(),
             );
             r.register(
+                "webhook_events",
+                "Webhook events by result (delivered, retried, failed, dropped)",
+                m.webhook_events.clone(),
+            );
+            r.register(
                 "webrtc_media_dropped",
                 "WHIP media dropped because a transcoder was behind",
                 m.webrtc_media_dropped.clone(),
@@ -248,6 +264,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// One webhook event's `result`.
+    pub fn count_webhook(&self, result: &'static str) {
+        self.webhook_events
+            .get_or_create(&WebhookLabel { result })
+            .inc();
+    }
+
     /// The text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -56,7 +56,7 @@ async fn create(base: &str, title: &str, description: &str) -> Value {
         "POST",
         &format!("{base}/api/broadcasts"),
         Some(json!({"title": title, "description": description})),
-        None,
+        Some(ADMIN_TOKEN),
     )
     .await;
     assert_eq!(s, 201, "{v}");

@@ -77,3 +77,68 @@ async fn the_binary_takes_a_publisher_and_stops_on_sigterm() {
 
     server.stop(Duration::from_secs(10)).await;
 }
+
+/// Every file under `dir`.
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_admin_token_is_logged_once_kept_hashed_and_works_after_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let start = async || {
+        Binary::start(free_addr(), free_addr(), |c| {
+            c.env("ORIGIN_DATA_DIR", data.path())
+                .env_remove("ORIGIN_ADMIN_TOKEN");
+        })
+        .await
+    };
+    let mut first = start().await;
+    assert!(first.wait_for_log("generated the admin token adm_").await);
+    let log = first.log();
+    let at = log.find("admin token adm_").unwrap() + "admin token ".len();
+    let token: String = log[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    assert_eq!(token.len(), 4 + 48, "{token}");
+    let create = |base: String, token: String| async move {
+        request_json_as(
+            "POST",
+            &format!("{base}/api/broadcasts"),
+            r#"{"title":"t"}"#,
+            Some(&token),
+        )
+        .await
+        .status
+    };
+    assert_eq!(create(first.base(), token.clone()).await, 201);
+    first.stop(Duration::from_secs(10)).await;
+    for f in files(data.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the token is not stored: {}",
+            f.display()
+        );
+    }
+    let mut second = start().await;
+    assert!(
+        second
+            .wait_for_log("admin token: the one generated at the first start")
+            .await
+    );
+    assert!(!second.log().contains("admin token adm_"), "shown once");
+    assert_eq!(create(second.base(), token).await, 201, "and kept");
+    assert_eq!(create(second.base(), "adm_0".repeat(10)).await, 403);
+    second.stop(Duration::from_secs(10)).await;
+}

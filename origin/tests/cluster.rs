@@ -298,10 +298,11 @@ async fn two_origins_behind_the_edge_play_in_hls_js_through_a_database_outage() 
         end_msn >= start_msn + 8,
         "the playlist advanced while the database was away: {start_msn} -> {end_msn}"
     );
-    let refused = request_json(
+    let refused = request_json_as(
         "POST",
         &format!("{}/api/broadcasts", b.base()),
         r#"{"title":"t"}"#,
+        Some(ADMIN_TOKEN),
     )
     .await;
     assert_eq!(refused.status, 503, "API writes wait for the database");
@@ -385,10 +386,11 @@ async fn a_stopping_origin_drains_then_closes_chat_with_1012() {
     // Not ready at once, but everything is still served.
     assert_eq!(get(&format!("{base}/readyz")).await.status, 503);
     assert_eq!(get(&format!("{base}/healthz")).await.status, 200);
-    let created = request_json(
+    let created = request_json_as(
         "POST",
         &format!("{base}/api/broadcasts"),
         r#"{"title":"d"}"#,
+        Some(ADMIN_TOKEN),
     )
     .await;
     assert_eq!(created.status, 201, "the API still answers while draining");

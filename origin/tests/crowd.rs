@@ -14,10 +14,11 @@ use loadgen::chat::{ChatLoadConfig, run};
 use serde_json::Value;
 
 async fn broadcast(base: &str) -> String {
-    let r = request_json(
+    let r = request_json_as(
         "POST",
         &format!("{base}/api/broadcasts"),
         r#"{"title":"Crowd"}"#,
+        Some(ADMIN_TOKEN),
     )
     .await;
     assert_eq!(r.status, 201);

@@ -41,6 +41,7 @@ async fn post(base: &str, title: &str) -> Value {
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     let req = hyper::Request::post(format!("{base}/api/broadcasts"))
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
         .body(http_body_util::Full::from(
             json!({ "title": title }).to_string(),
         ))

@@ -85,10 +85,11 @@ async fn slow_and_idle_clients_are_closed_while_others_are_served() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     let started = tokio::time::Instant::now();
     // A chat session opened now idles past both timeouts and still works.
-    let created = request_json(
+    let created = request_json_as(
         "POST",
         &format!("{base}/api/broadcasts"),
         r#"{"title":"t"}"#,
+        Some(ADMIN_TOKEN),
     )
     .await;
     assert_eq!(created.status, 201, "{}", created.text());
@@ -193,10 +194,11 @@ async fn the_connection_cap_refuses_with_503_and_recovers() {
     let base = server.base();
     // A WebSocket keeps its place after the upgrade: it and 39 idle
     // connections fill the cap.
-    let created = request_json(
+    let created = request_json_as(
         "POST",
         &format!("{base}/api/broadcasts"),
         r#"{"title":"t"}"#,
+        Some(ADMIN_TOKEN),
     )
     .await;
     let id = serde_json::from_slice::<serde_json::Value>(&created.body).unwrap()["id"]

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use common::*;
 
+use origin::store::admission::{Admission, Invite, Refusal};
 use origin::store::embedded::SledStore;
 use origin::store::keys::is_owner;
 use origin::store::postgres::PgStore;
-use origin::store::record::{ChatMessage, Status};
+use origin::store::record::{ChatMessage, NewBroadcast, Status, now_rfc3339, rfc3339, sha256_hex};
 use origin::store::{
     Beat, Claim, Edit, FeedEvent, MAX_CHAT_HISTORY, Node, RoomRate, Shared, Store, StoreError,
 };
@@ -27,7 +28,14 @@ fn message(text: &str) -> ChatMessage {
 /// What every store must do.
 async fn conformance(store: &dyn Store) {
     // Create, read, find by key.
-    let c = store.create("Title".into(), "Desc".into()).await.unwrap();
+    let c = store
+        .create(NewBroadcast {
+            title: "Title".into(),
+            description: "Desc".into(),
+            unlisted: false,
+        })
+        .await
+        .unwrap();
     assert_eq!(c.record.status, Status::Ready);
     assert!(c.stream_key.starts_with("live_") && c.stream_key.len() == 37);
     assert_eq!(store.stream_key(&c.record, &c.owner_token), c.stream_key);
@@ -39,7 +47,7 @@ async fn conformance(store: &dyn Store) {
     );
     assert!(store.by_key("live_nope").await.unwrap().is_none());
     assert!(matches!(store.get("nope").await, Err(StoreError::NotFound)));
-    let other = store.create("Other".into(), String::new()).await.unwrap();
+    let other = store.create(NewBroadcast::titled("Other")).await.unwrap();
     let mut ids: Vec<String> = store
         .all()
         .await
@@ -58,7 +66,7 @@ async fn conformance(store: &dyn Store) {
             &c.record.id,
             Edit {
                 title: Some("Title".into()),
-                description: None,
+                ..Default::default()
             },
         )
         .await
@@ -70,6 +78,7 @@ async fn conformance(store: &dyn Store) {
             Edit {
                 title: Some("New".into()),
                 description: Some("D2".into()),
+                unlisted: None,
             },
         )
         .await
@@ -165,7 +174,7 @@ async fn conformance(store: &dyn Store) {
         per: Duration::from_secs(60),
     });
     let quiet = store
-        .create("q".into(), String::new())
+        .create(NewBroadcast::titled("q"))
         .await
         .unwrap()
         .record
@@ -196,14 +205,134 @@ async fn conformance(store: &dyn Store) {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     store.add_chat(&quiet, message("r4"), short).await.unwrap();
+
+    // Unlisted: stored, and changeable (modified_at moves).
+    let hidden = store
+        .create(NewBroadcast {
+            title: "h".into(),
+            unlisted: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(store.get(&hidden.record.id).await.unwrap().unlisted);
+    let listed = store
+        .edit(
+            &hidden.record.id,
+            Edit {
+                unlisted: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!listed.unlisted && listed.modified_at > hidden.record.modified_at);
+
+    // Delete: the record, its key and its chat go; others stay.
+    store.delete(&c.record.id).await.unwrap();
+    assert!(matches!(
+        store.get(&c.record.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        store.by_key(&new).await.unwrap().is_none(),
+        "its key is gone"
+    );
+    assert!(
+        store
+            .chat_history(&c.record.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store.delete(&c.record.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.get(&other.record.id).await.unwrap().id,
+        other.record.id
+    );
+    assert_eq!(
+        store
+            .chat_history(&other.record.id, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     store.ping().await.unwrap();
     store.flush().await.unwrap();
+}
+
+fn invite(id: &str, code: &str, max_uses: Option<u32>, expires_at: Option<String>) -> Invite {
+    Invite {
+        id: id.into(),
+        code_hash: sha256_hex(code),
+        max_uses,
+        used: 0,
+        expires_at,
+        created_at: now_rfc3339(),
+    }
+}
+
+/// What every store must do for admission: the admin hash is set once;
+/// invites are spent by their uses and their expiry, and revoked.
+async fn admission_conformance(a: &dyn Admission) {
+    assert_eq!(a.admin_hash("first").await.unwrap(), "first");
+    assert_eq!(a.admin_hash("second").await.unwrap(), "first", "set once");
+    let now = now_rfc3339();
+    let soon = rfc3339(std::time::SystemTime::now() + Duration::from_secs(3600));
+    let past = rfc3339(std::time::SystemTime::now() - Duration::from_secs(1));
+    a.add_invite(&invite("one", "c1", Some(1), Some(soon)))
+        .await
+        .unwrap();
+    a.add_invite(&invite("any", "c2", None, None))
+        .await
+        .unwrap();
+    a.add_invite(&invite("old", "c3", None, Some(past)))
+        .await
+        .unwrap();
+    let spent = a.redeem(&sha256_hex("c1"), &now).await.unwrap().unwrap();
+    assert_eq!((spent.id.as_str(), spent.used), ("one", 1));
+    assert_eq!(
+        a.redeem(&sha256_hex("c1"), &now).await.unwrap(),
+        Err(Refusal::UsedUp)
+    );
+    for _ in 0..3 {
+        a.redeem(&sha256_hex("c2"), &now).await.unwrap().unwrap();
+    }
+    assert_eq!(
+        a.redeem(&sha256_hex("c3"), &now).await.unwrap(),
+        Err(Refusal::Expired)
+    );
+    assert_eq!(
+        a.redeem(&sha256_hex("c4"), &now).await.unwrap(),
+        Err(Refusal::Unknown)
+    );
+    let mut all = a.invites().await.unwrap();
+    all.sort_by(|x, y| x.id.cmp(&y.id));
+    let uses: Vec<(&str, u32)> = all.iter().map(|i| (i.id.as_str(), i.used)).collect();
+    assert_eq!(uses, [("any", 3), ("old", 0), ("one", 1)]);
+    assert!(a.revoke_invite("any").await.unwrap());
+    assert!(!a.revoke_invite("any").await.unwrap());
+    assert_eq!(
+        a.redeem(&sha256_hex("c2"), &now).await.unwrap(),
+        Err(Refusal::Unknown)
+    );
 }
 
 #[tokio::test]
 async fn sled_keeps_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
-    conformance(&SledStore::open(dir.path()).unwrap()).await;
+    let store = SledStore::open(dir.path()).unwrap();
+    conformance(&store).await;
+    admission_conformance(&store).await;
+    drop(store);
+    // The admin hash and the invites survive reopening.
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.admin_hash("third").await.unwrap(), "first");
+    assert_eq!(store.invites().await.unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,9 +340,25 @@ async fn postgres_keeps_the_store_contract_and_origins_share_keys() {
     let pg = TempPostgres::start();
     // Two origins start at once: one migrates, both get the same secret.
     let (a, b) = tokio::join!(PgStore::open(&pg.url), PgStore::open(&pg.url));
-    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+    let (a, b) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
     conformance(a.as_ref()).await;
-    let c = a.create("shared".into(), String::new()).await.unwrap();
+    admission_conformance(a.as_ref()).await;
+    // Two origins spend one single-use code at once: one of them gets it.
+    b.add_invite(&invite("race", "c5", Some(1), None))
+        .await
+        .unwrap();
+    let (now, hash) = (now_rfc3339(), sha256_hex("c5"));
+    let (x, y) = tokio::join!(a.redeem(&hash, &now), b.redeem(&hash, &now));
+    let mut got = [x.unwrap().is_ok(), y.unwrap().is_ok()];
+    got.sort();
+    assert_eq!(got, [false, true]);
+    assert_eq!(
+        b.admin_hash("other").await.unwrap(),
+        "first",
+        "one token for all"
+    );
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (a, b);
+    let c = a.create(NewBroadcast::titled("shared")).await.unwrap();
     let seen_by_b = b.get(&c.record.id).await.unwrap();
     assert_eq!(
         b.stream_key(&seen_by_b, &c.owner_token),
@@ -236,10 +381,11 @@ async fn while_postgres_is_down_writes_get_503_and_everything_recovers() {
     let server = start_server_on(Some(&pg.url), &[], |_| {}).await;
     let base = server.base();
     let create = async || {
-        request_json(
+        request_json_as(
             "POST",
             &format!("{base}/api/broadcasts"),
             r#"{"title":"t"}"#,
+            Some(ADMIN_TOKEN),
         )
         .await
     };
@@ -288,7 +434,7 @@ async fn postgres_keeps_who_holds_what_the_viewers_everywhere_and_the_chat_feed(
         url: format!("http://{id}:8080"),
     };
     let (na, nb) = (node("a"), node("b"));
-    let x = a.create("x".into(), String::new()).await.unwrap().record.id;
+    let x = a.create(NewBroadcast::titled("x")).await.unwrap().record.id;
 
     // Ownership: a restored window does not take a broadcast someone holds;
     // a new publish does, and the epoch goes up with every new holder.
@@ -386,7 +532,7 @@ async fn postgres_keeps_who_holds_what_the_viewers_everywhere_and_the_chat_feed(
 
     // The sweeper: a live broadcast whose holder stopped beating longer than
     // the grace ago ends, in one origin's beat only.
-    let z = a.create("z".into(), String::new()).await.unwrap().record.id;
+    let z = a.create(NewBroadcast::titled("z")).await.unwrap().record.id;
     a.set_status(&z, Status::Live).await.unwrap();
     a.claim(&z, &na, true).await.unwrap();
     let short = Duration::from_millis(500);
@@ -418,7 +564,7 @@ async fn postgres_keeps_who_holds_what_the_viewers_everywhere_and_the_chat_feed(
         max: 2,
         per: Duration::from_secs(60),
     });
-    let y = a.create("y".into(), String::new()).await.unwrap().record.id;
+    let y = a.create(NewBroadcast::titled("y")).await.unwrap().record.id;
     a.add_chat(&y, message("via a"), rate).await.unwrap();
     b.add_chat(&y, message("via b"), rate).await.unwrap();
     assert!(matches!(

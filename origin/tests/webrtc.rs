@@ -590,8 +590,9 @@ async fn the_watch_page_plays_in_real_time_and_falls_back_to_ll_hls() {
     drop(server);
 }
 
-/// The studio page (`player/tests/whip.mjs`) going live with `args`; returns
-/// the script and its first line (`{"live": true, "id": …}`).
+/// The studio page (`player/tests/whip.mjs`), opened by an invite link,
+/// going live with `args`; returns the script and its first line
+/// (`{"live": true, "id": …}`).
 async fn studio(
     base: &str,
     args: &[&str],
@@ -600,12 +601,20 @@ async fn studio(
     tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
     String,
 ) {
+    let invite = request_json_as(
+        "POST",
+        &format!("{base}/api/admin/invites"),
+        "{}",
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    let invite: serde_json::Value = serde_json::from_slice(&invite.body).unwrap();
     let mut studio = tokio::process::Command::new("node")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../player/tests/whip.mjs"
         ))
-        .arg(base)
+        .arg(invite["link"].as_str().expect("an invite link"))
         .args(args)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)

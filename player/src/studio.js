@@ -10,10 +10,21 @@ let chat = null;
 let poll = null;
 let browserLive = null;
 
+// An invite link is /studio?invite=CODE.
+let invited = new URLSearchParams(window.location.search).get('invite');
+
 async function create(e) {
   e.preventDefault();
+  $('createError').textContent = '';
+  const body = { title: $('title').value, description: $('desc').value, unlisted: $('unlisted').checked };
+  if (!$('invitefield').hidden) body.invite = $('invite').value.trim();
   try {
-    const b = await api('/api/broadcasts', { method: 'POST', body: { title: $('title').value, description: $('desc').value } });
+    const b = await api('/api/broadcasts', { method: 'POST', body });
+    // The code is spent: a reload should not offer it again.
+    if (invited) {
+      history.replaceState(null, '', window.location.pathname);
+      invited = null;
+    }
     mine = { id: b.id, token: b.owner_token };
     // The owner token stays in this browser, so a reload gets the broadcast back.
     localStorage.setItem(STORE, JSON.stringify(mine));
@@ -130,6 +141,19 @@ function reset() {
   clearInterval(poll);
   preview(false);
   $('dashboard').hidden = true;
+  showCreate();
+}
+
+// The form as the server's creation policy wants it: an invite code field
+// (filled from the link), or a note that only the operator creates.
+async function showCreate() {
+  let creation = 'open';
+  try { ({ creation } = await api('/api/access')); } catch { /* try creating; the server will say */ }
+  $('invitefield').hidden = creation !== 'invite';
+  $('invite').required = creation === 'invite';
+  if (invited) $('invite').value = invited;
+  $('adminonly').hidden = creation !== 'admin';
+  $('create').querySelector('button[type=submit]').disabled = creation === 'admin';
   $('create').hidden = false;
 }
 
@@ -172,5 +196,5 @@ $('stoplive').addEventListener('click', stopLive);
 if (mine) {
   api(`/api/broadcasts/${encodeURIComponent(mine.id)}`, { token: mine.token }).then(show).catch(reset);
 } else {
-  $('create').hidden = false;
+  showCreate();
 }

@@ -6,7 +6,10 @@
 // disconnected and back, an End that failed). Saves screenshots of the three
 // pages under player/screenshots/.
 //
-// Usage: node tests/webapp.mjs BASE_URL
+// The studio is reached the way a new streamer reaches it: first without a
+// code (asked for, a wrong one refused), then through an invite link.
+//
+// Usage: node tests/webapp.mjs BASE_URL INVITE_LINK
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
@@ -15,7 +18,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const base = process.argv[2];
+const [base, inviteLink] = process.argv.slice(2);
 const shots = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'screenshots');
 fs.mkdirSync(shots, { recursive: true });
 const step = (s) => process.stderr.write(`webapp: ${s}\n`);
@@ -55,13 +58,26 @@ async function audit(p, what) {
 }
 
 try {
-  step('studio: create a broadcast');
+  step('studio: without an invite, the code is asked for and a wrong one refused');
   const studio = await page();
   await studio.goto(`${base}/studio`);
+  await studio.waitForSelector('#invitefield:not([hidden])');
+  assert.equal(await studio.inputValue('#invite'), '');
+  await audit(studio, 'studio, asking for an invite code');
+  await studio.fill('#title', TITLE);
+  await studio.fill('#invite', 'inv_000000000000000000000000');
+  await studio.click('button[type=submit]');
+  await until(async () => /unknown or revoked invite code/.test(await studio.textContent('#createError')), 5000, 'the wrong code is refused');
+  assert.equal(await studio.isVisible('#dashboard'), false);
+  step('studio: the invite link fills the code in and creates the broadcast');
+  await studio.goto(inviteLink);
+  await studio.waitForSelector('#invitefield:not([hidden])');
+  assert.equal(await studio.inputValue('#invite'), new URL(inviteLink).searchParams.get('invite'));
   await studio.fill('#title', TITLE);
   await studio.fill('#desc', 'A test of the whole app');
   await studio.click('button[type=submit]');
   await studio.waitForSelector('#dashboard:not([hidden])');
+  assert.equal(new URL(studio.url()).search, '', 'the spent code leaves the address bar');
   assert.equal(await studio.getAttribute('#key', 'type'), 'password', 'the key is hidden until revealed');
   await studio.click('#reveal');
   assert.equal(await studio.getAttribute('#key', 'type'), 'text');

@@ -7,11 +7,13 @@
 // With --vanish, the browser is killed (SIGKILL) once live instead, as when
 // a streamer's machine loses power: {"vanished": true}.
 //
-// Usage: node tests/whip.mjs BASE_URL SECONDS [--vanish]
+// The studio is opened at STUDIO_URL (an invite link, under the default policy).
+//
+// Usage: node tests/whip.mjs STUDIO_URL SECONDS [--vanish]
 import { chromium } from 'playwright-core';
 import { execSync } from 'node:child_process';
 
-const [base, secondsArg, ...flags] = process.argv.slice(2);
+const [studioUrl, secondsArg, ...flags] = process.argv.slice(2);
 const seconds = Number(secondsArg ?? 30);
 const vanish = flags.includes('--vanish');
 
@@ -26,7 +28,7 @@ try {
   const page = await browser.newPage();
   page.on('console', (m) => process.stderr.write(`studio: ${m.text()}\n`));
   page.on('pageerror', (e) => process.stderr.write(`studio error: ${e}\n`));
-  await page.goto(`${base}/studio`);
+  await page.goto(studioUrl);
   await page.fill('#title', 'Live from a browser');
   await page.click('#create button[type=submit]');
   await page.waitForSelector('#dashboard:not([hidden])');

@@ -6,14 +6,19 @@
 //! Layout:
 //! - [`model`]: request and response types, validation, search and order (pure).
 //! - [`request`]: reading requests: bearer tokens, JSON bodies, query strings.
+//! - [`state`]: what the routes work with ([`Api`]) and the helpers they share.
 //! - [`routes`]: one function per route, and the dispatch.
+//! - [`admin`]: the operator API (invites; ending and deleting any broadcast).
 //! - [`whip`]: going live over WebRTC (RFC 9725).
 //! - [`whep`]: watching over WebRTC.
 
+pub mod admin;
 pub mod model;
 pub mod request;
 pub mod routes;
+pub mod state;
 pub mod whep;
 pub mod whip;
 
-pub use routes::{Api, handle};
+pub use routes::handle;
+pub use state::Api;

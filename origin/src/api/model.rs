@@ -44,6 +44,8 @@ pub struct View {
     pub playback_url: String,
     /// Latest thumbnail, while there is one.
     pub thumbnail_url: String,
+    /// Left out of the directory and search; playable with the link.
+    pub unlisted: bool,
     /// Only in the create response and owner-authorized reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_key: Option<String>,
@@ -61,6 +63,12 @@ pub struct Create {
     /// Description.
     #[serde(default)]
     pub description: String,
+    /// Left out of the directory and search.
+    #[serde(default)]
+    pub unlisted: bool,
+    /// An invite code (policy `invite`, without the admin token).
+    #[serde(default)]
+    pub invite: Option<String>,
 }
 
 /// `PATCH /api/broadcasts/{id}`.
@@ -73,6 +81,73 @@ pub struct Update {
     pub description: Option<String>,
     /// Only `ended` may be set.
     pub status: Option<Status>,
+    /// Listed in the directory and search, or not.
+    pub unlisted: Option<bool>,
+}
+
+/// `POST /api/admin/invites`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvite {
+    /// Broadcasts the code may create: 1 if left out, any number if `null`.
+    #[serde(default = "one_use")]
+    pub max_uses: Option<u32>,
+    /// Seconds until it expires: a week if left out, never if `null`.
+    #[serde(default = "a_week")]
+    pub expires_in_secs: Option<u64>,
+}
+
+impl Default for NewInvite {
+    fn default() -> Self {
+        NewInvite {
+            max_uses: one_use(),
+            expires_in_secs: a_week(),
+        }
+    }
+}
+
+fn one_use() -> Option<u32> {
+    Some(1)
+}
+
+fn a_week() -> Option<u64> {
+    Some(crate::access::config::DEFAULT_INVITE_EXPIRY_SECS)
+}
+
+/// An invite as the operator API shows it; `code` and `link` only when it
+/// is made.
+#[derive(Debug, Clone, Serialize)]
+pub struct InviteView {
+    /// Names it (to revoke it).
+    pub id: String,
+    /// The code, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The studio with the code filled in, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// `null`: no limit.
+    pub max_uses: Option<u32>,
+    /// Broadcasts it created.
+    pub used: u32,
+    /// `null`: never.
+    pub expires_at: Option<String>,
+    /// When it was made.
+    pub created_at: String,
+}
+
+impl From<&crate::store::admission::Invite> for InviteView {
+    fn from(i: &crate::store::admission::Invite) -> Self {
+        InviteView {
+            id: i.id.clone(),
+            code: None,
+            link: None,
+            max_uses: i.max_uses,
+            used: i.used,
+            expires_at: i.expires_at.clone(),
+            created_at: i.created_at.clone(),
+        }
+    }
 }
 
 /// Checks a title; returns it trimmed.
@@ -167,6 +242,7 @@ mod tests {
             peak_viewers: 0,
             owner_hash: String::new(),
             key_version: 0,
+            unlisted: false,
         }
     }
 

@@ -10,31 +10,18 @@ use hyper::{Method, Request, Response, StatusCode};
 use tracing::info;
 
 use super::model::{self, Create, Update, View};
-use super::request::{bearer, json_body, query};
-use super::{whep, whip};
-use crate::broadcasts::Broadcasts;
+use super::request::{json_body, query};
+use super::state::{Api, host};
+use super::{admin, whep, whip};
 use crate::chat::config::MAX_FRAME_BYTES;
-use crate::chat::connection::{self as chat, Chat, Member};
+use crate::chat::connection::{self as chat, Member};
 use crate::error::HttpError;
 use crate::hls::uris::valid_name;
 use crate::response::{body, json_of};
+use crate::store::Edit;
 use crate::store::keys::is_owner;
-use crate::store::record::{Record, Status};
-use crate::store::{Edit, Store};
-
-/// What the API works with.
-pub struct Api {
-    /// Broadcast records, stream keys and chat history.
-    pub store: Arc<dyn Store>,
-    /// Chat rooms and viewer counts.
-    pub chat: Arc<Chat>,
-    /// The lifecycle: ending broadcasts, thumbnails.
-    pub broadcasts: Arc<Broadcasts>,
-    /// RTMP port, for the `rtmp_url` shown to streamers.
-    pub rtmp_port: u16,
-    /// WebRTC sessions (WHIP publishers).
-    pub webrtc: webrtc::Webrtc,
-}
+use crate::store::record::{NewBroadcast, Record, Status};
+use crate::webhooks::Kind;
 
 type Reply = Result<Response<Full<Bytes>>, HttpError>;
 
@@ -46,8 +33,17 @@ pub async fn handle(api: &Arc<Api>, req: Request<Incoming>, peer: SocketAddr) ->
     let get = method == Method::GET || method == Method::HEAD;
     match (&method, pieces.as_slice()) {
         (_, ["openapi.json"]) if get => Ok(openapi()),
-        (&Method::POST, ["broadcasts"]) => create(api, req).await,
-        (_, ["broadcasts"]) if get => list(api, &req).await,
+        (_, ["access"]) if get => Ok(json_of(
+            StatusCode::OK,
+            &serde_json::json!({ "creation": api.access.policy().name() }),
+        )),
+        (_, ["admin", "broadcasts"]) if get => {
+            api.access.require_admin(&req)?;
+            list(api, &req, true).await
+        }
+        (_, ["admin", rest @ ..]) => admin::handle(api, req, rest).await,
+        (&Method::POST, ["broadcasts"]) => create(api, req, peer).await,
+        (_, ["broadcasts"]) if get => list(api, &req, false).await,
         (_, ["broadcasts", id]) if get => show(api, &req, id).await,
         (&Method::PATCH, ["broadcasts", id]) => edit(api, req, id).await,
         (&Method::POST, ["broadcasts", id, "rotate-key"]) => rotate_key(api, &req, id).await,
@@ -73,55 +69,6 @@ pub async fn handle(api: &Arc<Api>, req: Request<Incoming>, peer: SocketAddr) ->
     }
 }
 
-impl Api {
-    fn view(&self, r: &Record, host: &str) -> View {
-        let hostname = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        View {
-            id: r.id.clone(),
-            title: r.title.clone(),
-            description: r.description.clone(),
-            status: r.status,
-            created_at: r.created_at.clone(),
-            started_at: r.started_at.clone(),
-            ended_at: r.ended_at.clone(),
-            modified_at: r.modified_at.clone(),
-            viewer_count: self.chat.rooms.viewers(&r.id),
-            peak_viewer_count: r.peak_viewers.max(self.chat.rooms.peak(&r.id)),
-            rtmp_url: format!("rtmp://{hostname}:{}/live", self.rtmp_port),
-            playback_url: format!("/hls/{}/master.m3u8", r.id),
-            thumbnail_url: format!("/api/broadcasts/{}/thumbnail.jpg", r.id),
-            stream_key: None,
-            owner_token: None,
-        }
-    }
-
-    /// The broadcast `id` if the request carries its owner token (404, 401
-    /// or 403 otherwise), and the token.
-    async fn require_owner<B>(
-        &self,
-        req: &Request<B>,
-        id: &str,
-    ) -> Result<(Record, String), HttpError> {
-        let r = self.store.get(id).await?;
-        let token = bearer(req)?;
-        if !is_owner(&r, token) {
-            return Err(HttpError::Forbidden(
-                "not the owner of this broadcast".into(),
-            ));
-        }
-        Ok((r, token.to_owned()))
-    }
-}
-
-/// The Host header, for the URLs a view shows.
-fn host<B>(req: &Request<B>) -> String {
-    req.headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_owned()
-}
-
 fn openapi() -> Response<Full<Bytes>> {
     body(
         "application/json",
@@ -130,22 +77,37 @@ fn openapi() -> Response<Full<Bytes>> {
     )
 }
 
-/// `POST /api/broadcasts`: the only time the owner token is shown.
-async fn create(api: &Api, req: Request<Incoming>) -> Reply {
+/// `POST /api/broadcasts`: the only time the owner token is shown. Checked
+/// before admission, so that a malformed request spends no invite use.
+async fn create(api: &Api, req: Request<Incoming>, peer: SocketAddr) -> Reply {
     let host = host(&req);
+    let mut head = Request::new(());
+    *head.headers_mut() = req.headers().clone();
     let c: Create = json_body(req).await?;
     let title = model::title(&c.title).map_err(HttpError::BadRequest)?;
     let description = model::description(&c.description).map_err(HttpError::BadRequest)?;
-    let created = api.store.create(title, description).await?;
-    info!(broadcast = %created.record.id, "broadcast created");
+    let admitted = api
+        .access
+        .admit(&head, peer.ip(), c.invite.as_deref())
+        .await?;
+    let created = api
+        .store
+        .create(NewBroadcast {
+            title,
+            description,
+            unlisted: c.unlisted,
+        })
+        .await?;
+    info!(broadcast = %created.record.id, ?admitted, unlisted = c.unlisted, "broadcast created");
     let mut v = api.view(&created.record, &host);
     v.stream_key = Some(created.stream_key);
     v.owner_token = Some(created.owner_token);
     Ok(json_of(StatusCode::CREATED, &v))
 }
 
-/// `GET /api/broadcasts?status=&q=&limit=&cursor=`: live first, then the newest.
-async fn list<B>(api: &Api, req: &Request<B>) -> Reply {
+/// `GET /api/broadcasts?status=&q=&limit=&cursor=`: live first, then the
+/// newest; unlisted ones only for the operator (`/api/admin/broadcasts`).
+async fn list<B>(api: &Api, req: &Request<B>, unlisted: bool) -> Reply {
     let q = query(req);
     let limit = match q.get("limit") {
         Some(l) => l
@@ -176,6 +138,7 @@ async fn list<B>(api: &Api, req: &Request<B>) -> Reply {
         .all()
         .await?
         .into_iter()
+        .filter(|r| unlisted || !r.unlisted)
         .filter(|r| status.is_none_or(|s| r.status == s))
         .filter(|r| model::matches(r, text))
         .collect();
@@ -221,6 +184,7 @@ async fn edit(api: &Api, req: Request<Incoming>, id: &str) -> Reply {
             .map(model::description)
             .transpose()
             .map_err(HttpError::BadRequest)?,
+        unlisted: u.unlisted,
     };
     let ending = match u.status {
         None => false,
@@ -231,7 +195,11 @@ async fn edit(api: &Api, req: Request<Incoming>, id: &str) -> Reply {
             )));
         }
     };
+    let before = api.store.get(id).await?;
     let mut r = api.store.edit(id, edit).await?;
+    if r.title != before.title {
+        api.webhooks.emit(Kind::TitleChanged, &r);
+    }
     if ending {
         api.broadcasts.end(id).await;
         r = api.store.get(id).await?;

@@ -448,6 +448,7 @@ impl Rooms {
 mod tests {
     use super::*;
     use crate::store::embedded::SledStore;
+    use crate::store::record::NewBroadcast;
 
     fn rooms(dir: &std::path::Path, config: ChatConfig) -> (Arc<Rooms>, Arc<dyn Store>) {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
@@ -670,7 +671,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (rooms, store) = rooms(dir.path(), ChatConfig::default());
         let id = store
-            .create("t".into(), String::new())
+            .create(NewBroadcast::titled("t"))
             .await
             .unwrap()
             .record

@@ -3,14 +3,15 @@
 //!
 //! Trees: `broadcasts` (id -> JSON record), `keys` (SHA-256 of a stream key ->
 //! id), `chat` (id `/` message id -> JSON message), `meta` (the secret stream
-//! keys are derived with; see [`super::keys`]).
+//! keys are derived with; see [`super::keys`]; and the admin token's hash),
+//! `invites` (see [`super::admission`]).
 
 use std::path::Path;
 
 use tokio::sync::Mutex;
 
 use super::keys::{self, SECRET_BYTES, random_bytes, random_hex};
-use super::record::{ChatMessage, Record, Status, now_rfc3339, sha256_hex};
+use super::record::{ChatMessage, NewBroadcast, Record, Status, now_rfc3339, sha256_hex};
 use super::{Created, Edit, MAX_CHAT_HISTORY, RoomRate, Store, StoreError};
 
 impl From<sled::Error> for StoreError {
@@ -24,13 +25,14 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Broadcasts and chat history in sled.
 pub struct SledStore {
-    db: sled::Db,
+    pub(super) db: sled::Db,
     broadcasts: sled::Tree,
     keys: sled::Tree,
     chat: sled::Tree,
+    pub(super) invites: sled::Tree,
     secret: Vec<u8>,
     /// Serializes read-modify-write changes.
-    writes: Mutex<()>,
+    pub(super) writes: Mutex<()>,
 }
 
 impl SledStore {
@@ -66,6 +68,7 @@ impl SledStore {
             broadcasts: db.open_tree("broadcasts")?,
             keys: db.open_tree("keys")?,
             chat: db.open_tree("chat")?,
+            invites: db.open_tree("invites")?,
             db,
             secret,
             writes: Mutex::new(()),
@@ -112,7 +115,7 @@ impl SledStore {
 
 #[async_trait::async_trait]
 impl Store for SledStore {
-    async fn create(&self, title: String, description: String) -> Result<Created, StoreError> {
+    async fn create(&self, new: NewBroadcast) -> Result<Created, StoreError> {
         let _w = self.writes.lock().await;
         let id = loop {
             let id = random_hex(6)?;
@@ -121,7 +124,7 @@ impl Store for SledStore {
             }
         };
         let owner_token = random_hex(32)?;
-        let record = Record::new_ready(id.clone(), title, description, &owner_token);
+        let record = Record::new_ready(id.clone(), new, &owner_token);
         let stream_key = self.stream_key(&record, &owner_token);
         self.keys.insert(sha256_hex(&stream_key), id.as_bytes())?;
         self.broadcasts.insert(&id, serde_json::to_vec(&record)?)?;
@@ -166,6 +169,10 @@ impl Store for SledStore {
             if let Some(d) = edit.description {
                 changed |= r.description != d;
                 r.description = d;
+            }
+            if let Some(u) = edit.unlisted {
+                changed |= r.unlisted != u;
+                r.unlisted = u;
             }
             if changed {
                 r.modified_at = now_rfc3339();
@@ -216,6 +223,25 @@ impl Store for SledStore {
         self.broadcasts.insert(&r.id, serde_json::to_vec(&r)?)?;
         self.db.flush_async().await?;
         Ok(new)
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let _w = self.writes.lock().await;
+        self.read(id)?;
+        // The key's hash cannot be derived without the owner token: look
+        // for the entry naming the broadcast.
+        for entry in self.keys.iter() {
+            let (hash, owner) = entry?;
+            if owner == id.as_bytes() {
+                self.keys.remove(hash)?;
+            }
+        }
+        for k in self.chat.scan_prefix(format!("{id}/")).keys() {
+            self.chat.remove(k?)?;
+        }
+        self.broadcasts.remove(id)?;
+        self.db.flush_async().await?;
+        Ok(())
     }
 
     fn stream_key(&self, r: &Record, owner_token: &str) -> String {
@@ -306,7 +332,13 @@ mod tests {
             record: r,
             owner_token: owner,
             stream_key: key,
-        } = store.create("t".into(), String::new()).await.unwrap();
+        } = store
+            .create(NewBroadcast {
+                title: "t".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert!(key.starts_with("live_") && key.len() == 37);
         assert_eq!(store.stream_key(&r, &owner), key);
         assert_eq!(store.by_key(&key).await.unwrap().unwrap().id, r.id);

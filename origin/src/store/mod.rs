@@ -14,6 +14,7 @@
 //!   live window, each origin's viewers, and the chat feed every origin
 //!   follows.
 
+pub mod admission;
 pub mod embedded;
 pub mod keys;
 pub mod postgres;
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use self::record::{ChatMessage, Record, Status};
+use self::record::{ChatMessage, NewBroadcast, Record, Status};
 
 /// Chat messages kept per broadcast; older ones are pruned.
 pub const MAX_CHAT_HISTORY: usize = 1000;
@@ -91,13 +92,14 @@ pub struct Edit {
     pub title: Option<String>,
     /// New description (already validated).
     pub description: Option<String>,
+    pub unlisted: Option<bool>,
 }
 
 /// Where broadcasts and chat history are kept.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
     /// Creates a broadcast (status `ready`) with a fresh owner token and key.
-    async fn create(&self, title: String, description: String) -> Result<Created, StoreError>;
+    async fn create(&self, new: NewBroadcast) -> Result<Created, StoreError>;
 
     /// One broadcast.
     async fn get(&self, id: &str) -> Result<Record, StoreError>;
@@ -120,6 +122,9 @@ pub trait Store: Send + Sync {
 
     /// Replaces the stream key; the old one stops working at once.
     async fn rotate_key(&self, id: &str, owner_token: &str) -> Result<String, StoreError>;
+
+    /// Forgets broadcast `id`, its stream key and its chat history.
+    async fn delete(&self, id: &str) -> Result<(), StoreError>;
 
     /// The stream key of `r` for the holder of `owner_token` (derived with
     /// the installation's secret; see [`keys`]).

@@ -43,16 +43,19 @@ pub struct Record {
     pub owner_hash: String,
     /// Stream key generation (bumped by rotation).
     pub key_version: u32,
+    /// Left out of the directory and search; playable by anyone with the link.
+    #[serde(default)]
+    pub unlisted: bool,
 }
 
 impl Record {
     /// A new broadcast, `ready`, owned by the holder of `owner_token`.
-    pub fn new_ready(id: String, title: String, description: String, owner_token: &str) -> Record {
+    pub fn new_ready(id: String, new: NewBroadcast, owner_token: &str) -> Record {
         let now = now_rfc3339();
         Record {
             id,
-            title,
-            description,
+            title: new.title,
+            description: new.description,
             status: Status::Ready,
             created_at: now.clone(),
             started_at: None,
@@ -61,11 +64,33 @@ impl Record {
             peak_viewers: 0,
             owner_hash: sha256_hex(owner_token),
             key_version: 0,
+            unlisted: new.unlisted,
         }
     }
 }
 
 /// A chat message as stored and sent.
+/// What a new broadcast starts with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewBroadcast {
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Left out of the directory and search.
+    pub unlisted: bool,
+}
+
+impl NewBroadcast {
+    /// Listed, with `title` and no description.
+    pub fn titled(title: &str) -> NewBroadcast {
+        NewBroadcast {
+            title: title.to_owned(),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// Always `message`.

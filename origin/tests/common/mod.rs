@@ -44,6 +44,7 @@ impl Binary {
             .env("ORIGIN_WEBRTC_LISTEN", "127.0.0.1:0")
             .env("ORIGIN_HTTP_LISTEN", http.to_string())
             .env("RUST_LOG", "info")
+            .env("ORIGIN_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
         configure(&mut cmd);
@@ -90,6 +91,11 @@ impl Binary {
             }
         }
         true
+    }
+
+    /// What it has logged so far (as far as [`Binary::wait_for_log`] read).
+    pub fn log(&self) -> &str {
+        &self.seen
     }
 
     /// Sends `signal` (`TERM`, `KILL`).
@@ -153,6 +159,10 @@ macro_rules! on_both_stores {
     };
 }
 
+/// The admin token every test server runs with (`--admin-token`): tests
+/// create broadcasts with it, whatever the creation policy.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// A server started in-process with `origin::run` on loopback ports.
 pub struct TestServer {
     pub rtmp: SocketAddr,
@@ -199,6 +209,8 @@ pub async fn start_server_on(
         data.path().display().to_string(),
         "--player-dir".into(),
         concat!(env!("CARGO_MANIFEST_DIR"), "/../player").into(),
+        "--admin-token".into(),
+        ADMIN_TOKEN.into(),
     ];
     for k in keys {
         args.push("--stream-key".into());
@@ -334,7 +346,13 @@ pub struct Created {
 /// Creates a broadcast titled `title` through `base`'s API.
 pub async fn create_broadcast(base: &str, title: &str) -> Created {
     let body = serde_json::json!({ "title": title }).to_string();
-    let r = request_json("POST", &format!("{base}/api/broadcasts"), &body).await;
+    let r = request_json_as(
+        "POST",
+        &format!("{base}/api/broadcasts"),
+        &body,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let s = |k: &str| v[k].as_str().unwrap().to_owned();
@@ -558,6 +576,21 @@ pub async fn metric(origin: SocketAddr, name: &str) -> f64 {
         .filter(|l| {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Like [`metric`], only the series whose labels contain `label` (e.g.
+/// `result="delivered"`).
+pub async fn metric_labeled(origin: SocketAddr, name: &str, label: &str) -> f64 {
+    get(&format!("http://{origin}/metrics"))
+        .await
+        .text()
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') && rest.contains(label))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

@@ -23,7 +23,7 @@ mod shared;
 use self::rows::{COLUMNS, chat_message, record, status_name};
 
 use super::keys::{self, SECRET_BYTES, random_bytes, random_hex};
-use super::record::{ChatMessage, Record, Status, now_rfc3339, sha256_hex};
+use super::record::{ChatMessage, NewBroadcast, Record, Status, now_rfc3339, sha256_hex};
 use super::{Created, Edit, MAX_CHAT_HISTORY, RoomRate, Store, StoreError};
 
 mod embedded {
@@ -57,7 +57,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 
 /// Broadcasts and chat history in PostgreSQL.
 pub struct PgStore {
-    pool: Pool,
+    pub(in crate::store) pool: Pool,
     secret: Vec<u8>,
     /// For the chat feed's own connection.
     config: tokio_postgres::Config,
@@ -146,22 +146,18 @@ impl PgStore {
 
 #[async_trait::async_trait]
 impl Store for PgStore {
-    async fn create(&self, title: String, description: String) -> Result<Created, StoreError> {
+    async fn create(&self, new: NewBroadcast) -> Result<Created, StoreError> {
         let mut client = self.pool.get().await?;
         let owner_token = random_hex(32)?;
         loop {
-            let record = Record::new_ready(
-                random_hex(6)?,
-                title.clone(),
-                description.clone(),
-                &owner_token,
-            );
+            let record = Record::new_ready(random_hex(6)?, new.clone(), &owner_token);
             let stream_key = self.stream_key(&record, &owner_token);
             let tx = client.transaction().await?;
             let inserted = tx
                 .execute(
                     "INSERT INTO broadcasts (id, title, description, status, created_at, \
-                     modified_at, owner_hash) VALUES ($1, $2, $3, 'ready', $4, $4, $5) \
+                     modified_at, owner_hash, unlisted) \
+                     VALUES ($1, $2, $3, 'ready', $4, $4, $5, $6) \
                      ON CONFLICT (id) DO NOTHING",
                     &[
                         &record.id,
@@ -169,6 +165,7 @@ impl Store for PgStore {
                         &record.description,
                         &record.created_at,
                         &record.owner_hash,
+                        &record.unlisted,
                     ],
                 )
                 .await?;
@@ -228,11 +225,19 @@ impl Store for PgStore {
             &format!(
                 "UPDATE broadcasts SET title = COALESCE($2, title), \
                  description = COALESCE($3, description), \
+                 unlisted = COALESCE($5, unlisted), \
                  modified_at = CASE WHEN ($2 IS NOT NULL AND $2 <> title) \
-                   OR ($3 IS NOT NULL AND $3 <> description) THEN $4 ELSE modified_at END \
+                   OR ($3 IS NOT NULL AND $3 <> description) \
+                   OR ($5 IS NOT NULL AND $5 <> unlisted) THEN $4 ELSE modified_at END \
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
-            &[&id, &edit.title, &edit.description, &now_rfc3339()],
+            &[
+                &id,
+                &edit.title,
+                &edit.description,
+                &now_rfc3339(),
+                &edit.unlisted,
+            ],
         )
         .await
     }
@@ -302,6 +307,27 @@ impl Store for PgStore {
         .await?;
         tx.commit().await?;
         Ok(new)
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        for table in ["stream_keys", "chat_messages", "window_counters"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE broadcast_id = $1"),
+                &[&id],
+            )
+            .await?;
+        }
+        if tx
+            .execute("DELETE FROM broadcasts WHERE id = $1", &[&id])
+            .await?
+            == 0
+        {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     fn stream_key(&self, r: &Record, owner_token: &str) -> String {
