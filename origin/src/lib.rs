@@ -6,9 +6,12 @@
 //! - [`config`]: flags, environment and the TOML file.
 //! - [`broadcasts`]: the broadcast lifecycle (publish, live, grace, ended).
 //! - [`hls`]: CMAF packaging, live windows and LL-HLS serving.
-//! - [`store`]: broadcasts, stream keys and chat history (sled, or PostgreSQL).
+//! - [`store`]: broadcasts, stream keys, chat history, invites (sled, or PostgreSQL).
 //! - [`cluster`]: several origins as one service (with PostgreSQL).
 //! - [`api`]: the broadcast API under `/api`.
+//! - [`access`]: who may go live (admin token, invites, creation policy and rate).
+//! - [`health`]: stream health for the streamer (what arrives, viewers' delay).
+//! - [`webhooks`]: signed event posts (live, ended, title changed).
 //! - [`chat`]: chat rooms and viewer counts.
 //! - [`http`]: the HTTP server, its limits and the router.
 //! - [`pages`]: the web pages and their assets.
@@ -25,6 +28,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fdlimit;
+pub mod health;
 pub mod hls;
 pub mod http;
 pub mod metrics;

@@ -1,4 +1,4 @@
-import { api, Chat } from './common.js';
+import { api, Chat, el } from './common.js';
 import { publish } from './whip.js';
 
 const $ = (x) => document.getElementById(x);
@@ -58,9 +58,36 @@ function render(b) {
   preview(b.status === 'live');
 }
 
+// Stream health, while live: what arrives from the encoder, what the
+// transcoder makes of it, and warnings in plain words.
+function renderHealth(h) {
+  const i = h.ingest;
+  const put = (id, text) => { $(id).textContent = text; };
+  put('h-bitrate', i ? `${Math.round(i.bitrate_kbps)} kbit/s` : '–');
+  put('h-fps', i ? `${i.fps.toFixed(1)} fps` : '–');
+  put('h-keyframes', i?.keyframe_interval_secs != null ? `${i.keyframe_interval_secs.toFixed(1)} s` : '–');
+  put('h-size', i?.width ? `${i.width}×${i.height}` : '–');
+  put('h-codecs', i ? [i.video_codec, i.audio_codec].filter(Boolean).join(', ') + (i.encoder ? ` (${i.encoder})` : '') : '–');
+  put('h-dropped', String(h.transcode.dropped_frames));
+  put('h-load', `${Math.round(h.transcode.realtime_factor * 100)} % of a core`);
+  put('h-viewers', String(h.viewers));
+  put('h-latency', h.latency.p50_secs != null ? `${h.latency.p50_secs.toFixed(1)} s (median of ${h.latency.reports})` : '–');
+  $('h-warnings').replaceChildren(...h.warnings.map((w) => el('li', { text: w })));
+}
+
+async function refreshHealth(live) {
+  $('health').hidden = !live;
+  if (!live) return;
+  try {
+    renderHealth(await api(`/api/broadcasts/${encodeURIComponent(mine.id)}/health`, { token: mine.token }));
+  } catch { /* the next poll tries again */ }
+}
+
 async function refresh() {
   try {
-    render(await api(`/api/broadcasts/${encodeURIComponent(mine.id)}`, { token: mine.token }));
+    const b = await api(`/api/broadcasts/${encodeURIComponent(mine.id)}`, { token: mine.token });
+    render(b);
+    await refreshHealth(b.status === 'live');
   } catch (err) {
     if (err.message === 'not found' || err.message.startsWith('not the owner')) reset();
   }

@@ -1,4 +1,4 @@
-import { api, Chat, askNickname } from './common.js';
+import { api, Chat, askNickname, sessionId } from './common.js';
 import { play as playRealtime } from './whep.js';
 
 const id = decodeURIComponent(location.pathname.split('/')[2] || '');
@@ -7,6 +7,8 @@ const video = $('video');
 const overlay = $('overlay');
 const quality = $('quality');
 const STATUS_POLL_MS = 4000;
+/** How often the page tells the server how far behind live it plays (the streamer's health panel). */
+const LATENCY_REPORT_MS = 5000;
 let hls = null;
 /** Playing through the video element's own HLS (no Media Source Extensions: iPhone Safari). */
 let native = false;
@@ -162,6 +164,20 @@ setInterval(async () => {
   $('jump').hidden = !(hls.latency > (hls.targetLatency ?? 1) + 2 || video.paused);
   if (stalledSince && Date.now() - stalledSince > 2000 && status === 'live') show('Reconnecting… (the stream is restarting)');
 }, 1000);
+
+// The delay this viewer sees, for the streamer's health panel: from the
+// playing picture's PROGRAM-DATE-TIME where hls.js has it, else its own
+// estimate. Only the origin holding the publish takes it; failures are ignored.
+setInterval(() => {
+  if (!hls || realtime || status !== 'live' || video.paused) return;
+  const date = hls.playingDate;
+  const secs = date ? (Date.now() - date.getTime()) / 1000 : hls.latency;
+  if (!Number.isFinite(secs) || secs < 0 || secs > 120) return;
+  fetch(`/api/broadcasts/${encodeURIComponent(id)}/latency`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, keepalive: true,
+    body: JSON.stringify({ session: sessionId(), secs }),
+  }).catch(() => {});
+}, LATENCY_REPORT_MS);
 
 async function check() {
   try {

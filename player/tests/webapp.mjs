@@ -22,6 +22,8 @@ const [base, inviteLink] = process.argv.slice(2);
 const shots = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'screenshots');
 fs.mkdirSync(shots, { recursive: true });
 const step = (s) => process.stderr.write(`webapp: ${s}\n`);
+// ffmpeg's video bitrate (CBR); the studio's health panel must show it within 20 %.
+const BITRATE_KBPS = 1500;
 const TITLE = '<script>window.pwned=1</script> 오늘의 방송 & <b>bold</b>';
 
 const browser = await chromium.launch({
@@ -93,6 +95,7 @@ try {
   ffmpeg = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-re',
     '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
     '-t', '120', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '60',
+    '-b:v', `${BITRATE_KBPS}k`, '-minrate', `${BITRATE_KBPS}k`, '-maxrate', `${BITRATE_KBPS}k`, '-bufsize', `${BITRATE_KBPS}k`,
     '-c:a', 'aac', '-f', 'flv', `${server}/${key}`], { stdio: 'inherit' });
   await until(async () => (await studio.textContent('#status')) === 'LIVE', 30000, 'studio shows LIVE');
 
@@ -147,6 +150,22 @@ try {
   await studio.fill('#message', 'welcome!');
   await studio.press('#message', 'Enter');
   await until(async () => (await w1.locator('#log .msg.streamer', { hasText: 'welcome!' }).count()) === 1, 10000, 'the streamer is marked');
+
+  step("the studio's stream health: ffmpeg's bitrate, its keyframes, and the viewers' delay");
+  await studio.waitForSelector('#health:not([hidden])');
+  let shown = null;
+  await until(async () => {
+    shown = parseFloat(await studio.textContent('#h-bitrate'));
+    return Math.abs(shown - BITRATE_KBPS) <= BITRATE_KBPS * 0.2;
+  }, 20000, `the panel shows ffmpeg's ${BITRATE_KBPS} kbit/s within 20 % (last shown: ${shown})`);
+  step(`health: ${shown} kbit/s shown for ${BITRATE_KBPS}`);
+  assert.equal(await studio.textContent('#h-fps'), '30.0 fps', "the source's rate, by its timestamps");
+  assert.equal(await studio.textContent('#h-keyframes'), '2.0 s', 'ffmpeg -g 60 at 30 fps');
+  assert.equal(await studio.textContent('#h-size'), '1280×720');
+  assert.match(await studio.textContent('#h-codecs'), /^avc1\.[0-9a-f]{6}, mp4a\.40\.2/);
+  assert.equal(await studio.textContent('#h-viewers'), '2');
+  await until(async () => /^\d+\.\d s \(median of 2\)$/.test(await studio.textContent('#h-latency')), 15000, "both viewers' delay is reported");
+  assert.equal(await studio.locator('#h-warnings li').count(), 0, 'a good setup gets no warning');
   await w1.screenshot({ path: path.join(shots, 'watch.png') });
   await studio.screenshot({ path: path.join(shots, 'studio.png'), fullPage: true });
   await audit(w1, 'watch page');

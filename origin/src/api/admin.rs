@@ -129,6 +129,8 @@ mod tests {
             serde_json::from_str(include_str!("openapi.json")).expect("valid JSON");
         for (path, method) in [
             ("/api/access", "get"),
+            ("/api/broadcasts/{id}/health", "get"),
+            ("/api/broadcasts/{id}/latency", "post"),
             ("/api/admin/invites", "post"),
             ("/api/admin/invites", "get"),
             ("/api/admin/invites/{id}", "delete"),

@@ -48,6 +48,8 @@ pub async fn handle(api: &Arc<Api>, req: Request<Incoming>, peer: SocketAddr) ->
         (&Method::PATCH, ["broadcasts", id]) => edit(api, req, id).await,
         (&Method::POST, ["broadcasts", id, "rotate-key"]) => rotate_key(api, &req, id).await,
         (_, ["broadcasts", id, "thumbnail.jpg"]) if get => thumbnail(api, id),
+        (_, ["broadcasts", id, "health"]) if get => health(api, &req, id).await,
+        (&Method::POST, ["broadcasts", id, "latency"]) => latency(api, req, id).await,
         (&Method::GET, ["broadcasts", id, "chat"]) => join_chat(api, req, id).await,
         (&Method::POST, ["broadcasts", id, "whip"]) => {
             whip::offer(&api.broadcasts, &api.webrtc, req, id, peer).await
@@ -215,6 +217,70 @@ async fn rotate_key<B>(api: &Api, req: &Request<B>, id: &str) -> Reply {
         StatusCode::OK,
         &serde_json::json!({ "stream_key": key }),
     ))
+}
+
+/// `GET /api/broadcasts/{id}/health`: for its owner, what arrives from the
+/// publisher (on the origin holding the publish; `null` elsewhere and while
+/// nothing is published), the transcoder's numbers, viewers, the latency
+/// viewers report, and warnings in plain words.
+async fn health<B>(api: &Api, req: &Request<B>, id: &str) -> Reply {
+    let (r, _) = api.require_owner(req, id).await?;
+    let now = std::time::Instant::now();
+    let ingest = api.broadcasts.health.ingest_now(id, now);
+    let (transcode, top_kbps) = api.broadcasts.transcode_health(id);
+    let (latency, reports) = api.broadcasts.health.latency(id, now);
+    let warnings = ingest
+        .as_ref()
+        .map(|i| crate::health::warnings(i, &transcode, top_kbps))
+        .unwrap_or_default();
+    Ok(json_of(
+        StatusCode::OK,
+        &serde_json::json!({
+            "status": r.status,
+            "ingest": ingest,
+            "transcode": transcode,
+            "viewers": api.chat.rooms.viewers(id),
+            "latency": { "p50_secs": latency, "reports": reports },
+            "warnings": warnings,
+        }),
+    ))
+}
+
+/// `POST /api/broadcasts/{id}/latency {"session", "secs"}`: a viewer's page
+/// says how far behind the publisher it plays (no credentials, as for
+/// watching; one report per session counts, for [`crate::health::REPORT_TTL`]).
+/// Only the origin holding the publish takes them (409 elsewhere), so that
+/// nothing is kept for broadcasts that are not published.
+async fn latency(api: &Api, req: Request<Incoming>, id: &str) -> Reply {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Report {
+        session: String,
+        secs: f64,
+    }
+    let r: Report = json_body(req).await?;
+    if !valid_name(&r.session) {
+        return Err(HttpError::BadRequest(
+            "session must be 1..64 characters of [A-Za-z0-9_-]".into(),
+        ));
+    }
+    if !(0.0..=crate::health::MAX_LATENCY_SECS).contains(&r.secs) {
+        return Err(HttpError::BadRequest(format!(
+            "secs must be 0..={}",
+            crate::health::MAX_LATENCY_SECS
+        )));
+    }
+    let now = std::time::Instant::now();
+    if !api
+        .broadcasts
+        .health
+        .report_latency(id, &r.session, r.secs, now)
+    {
+        return Err(HttpError::Conflict(
+            "not published on this origin; reports go to the origin holding the publish".into(),
+        ));
+    }
+    Ok(json_of(StatusCode::OK, &serde_json::json!({})))
 }
 
 /// `GET /api/broadcasts/{id}/thumbnail.jpg`: the latest, while live.

@@ -21,30 +21,34 @@
 //! is told (package this publish, end these playlists). Each publish gets a
 //! session number; a grace timer ends the broadcast only if no later publish
 //! started, so there is one timer per publish and none after a restart.
+//! Going live and ending are posted to the webhooks; [`media`] carries a
+//! publish's media to its transcoder, counting and measuring it.
 
-use crate::webhooks::{Kind, Webhooks};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ingest::{Grant, MediaEvent, Publish, Refusal};
+use ingest::{Grant, Publish, Refusal};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
+mod media;
+
+use self::media::{forward, sample_usage};
 use crate::cluster::{Claimed, Cluster};
+use crate::health::{Health, TranscodeHealth};
 use crate::hls::Hls;
 use crate::metrics::{BroadcastLabel, Metrics};
 use crate::store::record::Status;
 use crate::store::{Store, StoreError};
+use crate::webhooks::{Kind, Webhooks};
 
 /// Media events between a publish and its transcoder: the hop that lets
 /// ending a broadcast disconnect its publisher.
 const FORWARD_CAPACITY: usize = 64;
-/// How often a transcode's real-time factor is measured.
-const USAGE_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Where a broadcast that is not over stands.
 struct Live {
@@ -74,6 +78,8 @@ pub struct Broadcasts {
     realtime: std::sync::OnceLock<webrtc::Webrtc>,
     /// Where going live and ending are posted.
     webhooks: std::sync::OnceLock<Arc<Webhooks>>,
+    /// What arrives from each publisher, and what viewers report.
+    pub health: Arc<Health>,
 }
 
 impl Broadcasts {
@@ -99,12 +105,34 @@ impl Broadcasts {
             sessions: AtomicU64::new(0),
             realtime: std::sync::OnceLock::new(),
             webhooks: std::sync::OnceLock::new(),
+            health: Arc::default(),
         })
     }
 
     /// Serves live broadcasts' feeds to WebRTC viewers through `webrtc`.
     pub fn serve_realtime(&self, webrtc: webrtc::Webrtc) {
         let _ = self.realtime.set(webrtc);
+    }
+
+    /// The transcoder's side of `id`'s health, from the metrics, and the
+    /// ladder's top bitrate.
+    pub fn transcode_health(&self, id: &str) -> (TranscodeHealth, u32) {
+        let l = BroadcastLabel {
+            broadcast: id.to_owned(),
+        };
+        let health = TranscodeHealth {
+            dropped_frames: (self.metrics.transcode_dropped_frames.get(&l)).map_or(0, |c| c.get()),
+            realtime_factor: (self.metrics.transcode_realtime_factor.get(&l))
+                .map_or(0.0, |g| g.get()),
+        };
+        let top = self
+            .transcoder
+            .renditions
+            .iter()
+            .map(|r| r.bitrate_kbps)
+            .max()
+            .unwrap_or(0);
+        (health, top)
     }
 
     /// Posts going live and ending to `webhooks`.
@@ -188,13 +216,21 @@ impl Broadcasts {
         let session = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         let cancel = CancellationToken::new();
         let (tx, input) = mpsc::channel(FORWARD_CAPACITY);
-        tokio::spawn(forward(
-            publish.media,
-            tx,
-            cancel.clone(),
-            self.metrics.clone(),
-            id.clone(),
-        ));
+        tokio::spawn({
+            let (metrics, health, id) = (self.metrics.clone(), self.health.clone(), id.clone());
+            let forwarding = forward(
+                publish.media,
+                tx,
+                cancel.clone(),
+                metrics,
+                health.clone(),
+                id.clone(),
+            );
+            async move {
+                forwarding.await;
+                health.ended(&id);
+            }
+        });
         let transcode =
             match transcoder::start(self.transcoder.clone(), input, publish.keyframes).await {
                 Ok(t) => t,
@@ -388,51 +424,6 @@ impl ingest::Authorizer for Broadcasts {
             }
         }
     }
-}
-
-/// Passes a publish's media to its transcoder, counting video frames, until
-/// the publisher leaves or `cancel` (then ingest sees its consumer gone and
-/// closes the publisher's connection).
-async fn forward(
-    mut media: mpsc::Receiver<MediaEvent>,
-    tx: mpsc::Sender<MediaEvent>,
-    cancel: CancellationToken,
-    metrics: Arc<Metrics>,
-    id: String,
-) {
-    loop {
-        let event = tokio::select! {
-            _ = cancel.cancelled() => return,
-            e = media.recv() => match e { Some(e) => e, None => return },
-        };
-        if let MediaEvent::Video(f) = &event {
-            metrics.video_frame(&id, f.data.len());
-        }
-        if tx.send(event).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Keeps `origin_transcode_realtime_factor` for one transcode up to date
-/// while it runs.
-async fn sample_usage(usage: transcoder::usage::Usage, metrics: Arc<Metrics>, broadcast: String) {
-    let label = BroadcastLabel { broadcast };
-    let mut last = (usage.cpu_seconds(), usage.media_seconds());
-    while !usage.is_done() {
-        tokio::time::sleep(USAGE_SAMPLE_INTERVAL).await;
-        let now = (usage.cpu_seconds(), usage.media_seconds());
-        let media = now.1 - last.1;
-        // CPU time falls when a restarted pipeline's threads exit; skip that sample.
-        if media > 0.0 && now.0 >= last.0 {
-            metrics
-                .transcode_realtime_factor
-                .get_or_create(&label)
-                .set((now.0 - last.0) / media);
-        }
-        last = now;
-    }
-    metrics.transcode_realtime_factor.remove(&label);
 }
 
 #[cfg(test)]
