@@ -1,5 +1,6 @@
 -- Running it in public: invite codes, the generated admin token's hash (in
--- `meta`, key 'admin_hash') and unlisted broadcasts. Only adds (see V1).
+-- `meta`, key 'admin_hash'), unlisted broadcasts and blocked chat terms.
+-- Only adds (see V1).
 CREATE TABLE invites (
     -- SHA-256 of the code; the code itself is shown once and never stored.
     code_hash TEXT PRIMARY KEY,
@@ -13,3 +14,6 @@ CREATE TABLE invites (
 );
 
 ALTER TABLE broadcasts ADD COLUMN unlisted BOOLEAN NOT NULL DEFAULT false;
+
+-- Terms the broadcast's chat refuses: a JSON array of strings.
+ALTER TABLE broadcasts ADD COLUMN blocked_terms TEXT NOT NULL DEFAULT '[]';

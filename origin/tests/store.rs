@@ -79,6 +79,7 @@ async fn conformance(store: &dyn Store) {
                 title: Some("New".into()),
                 description: Some("D2".into()),
                 unlisted: None,
+                blocked_terms: Some(vec!["스팸".into(), "Spam".into()]),
             },
         )
         .await
@@ -86,6 +87,11 @@ async fn conformance(store: &dyn Store) {
     assert_eq!(
         (edited.title.as_str(), edited.description.as_str()),
         ("New", "D2")
+    );
+    assert_eq!(edited.blocked_terms, ["스팸", "Spam"]);
+    assert_eq!(
+        store.get(&c.record.id).await.unwrap().blocked_terms,
+        ["스팸", "Spam"]
     );
     assert!(edited.modified_at > c.record.modified_at);
     assert!(matches!(

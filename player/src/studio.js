@@ -100,6 +100,7 @@ function show(b) {
   $('key').value = b.stream_key ?? '';
   $('whipurl').textContent = new URL(`/api/broadcasts/${encodeURIComponent(b.id)}/whip`, window.location.href).href;
   $('watchlink').href = `/watch/${encodeURIComponent(b.id)}`;
+  if (b.blocked_terms) $('terms').value = b.blocked_terms.join('\n');
   render(b);
   chat ??= new Chat({ id: b.id, nick: 'host', token: mine.token, log: $('log'), form: $('chatform'), input: $('message'),
     onViewers: (n) => { $('viewers').textContent = `${n} watching`; } });
@@ -217,6 +218,17 @@ $('end').addEventListener('click', async () => {
   }
 });
 $('new').addEventListener('click', reset);
+$('termsform').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  $('termsstate').textContent = 'Saving…';
+  try {
+    const b = await api(`/api/broadcasts/${encodeURIComponent(mine.id)}`, { method: 'PATCH', body: { blocked_terms: $('terms').value.split('\n') }, token: mine.token });
+    $('terms').value = b.blocked_terms.join('\n');
+    $('termsstate').textContent = `Saved: ${b.blocked_terms.length} blocked`;
+  } catch (err) {
+    $('termsstate').textContent = `Not saved: ${err.message}`;
+  }
+});
 $('golive').addEventListener('click', goLive);
 $('stoplive').addEventListener('click', stopLive);
 

@@ -166,6 +166,19 @@ try {
   assert.equal(await studio.textContent('#h-viewers'), '2');
   await until(async () => /^\d+\.\d s \(median of 2\)$/.test(await studio.textContent('#h-latency')), 15000, "both viewers' delay is reported");
   assert.equal(await studio.locator('#h-warnings li').count(), 0, 'a good setup gets no warning');
+
+  step('blocked terms from the studio: the sender is told, the room sees nothing');
+  await studio.fill('#terms', 'Spam\n바보');
+  await studio.click('#termsform button[type=submit]');
+  await until(async () => (await studio.textContent('#termsstate')) === 'Saved: 2 blocked', 5000, 'the terms are saved');
+  await new Promise((r) => setTimeout(r, 5500)); // the room reads its list every 5 s
+  await w2.fill('#message', '너 바보야');
+  await w2.press('#message', 'Enter');
+  await until(async () => (await w2.locator('#log .system', { hasText: 'contains a term blocked' }).count()) === 1, 10000, 'the sender is told');
+  await w2.fill('#message', 'after the blocked one');
+  await w2.press('#message', 'Enter');
+  await until(async () => (await w1.locator('#log .msg .text', { hasText: 'after the blocked one' }).count()) === 1, 10000, 'the next message arrives');
+  assert.equal(await w1.locator('#log .msg .text', { hasText: '바보' }).count(), 0, 'the blocked one never did');
   await w1.screenshot({ path: path.join(shots, 'watch.png') });
   await studio.screenshot({ path: path.join(shots, 'studio.png'), fullPage: true });
   await audit(w1, 'watch page');

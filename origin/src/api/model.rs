@@ -52,6 +52,9 @@ pub struct View {
     /// Only in the create response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner_token: Option<String>,
+    /// Only in owner-authorized reads and edits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_terms: Option<Vec<String>>,
 }
 
 /// `POST /api/broadcasts`.
@@ -83,6 +86,8 @@ pub struct Update {
     pub status: Option<Status>,
     /// Listed in the directory and search, or not.
     pub unlisted: Option<bool>,
+    /// Terms the chat refuses (replaces the list).
+    pub blocked_terms: Option<Vec<String>>,
 }
 
 /// `POST /api/admin/invites`.
@@ -243,6 +248,7 @@ mod tests {
             owner_hash: String::new(),
             key_version: 0,
             unlisted: false,
+            blocked_terms: Vec::new(),
         }
     }
 

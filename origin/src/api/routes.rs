@@ -162,6 +162,7 @@ async fn show<B>(api: &Api, req: &Request<B>, id: &str) -> Reply {
         let (r, token) = api.require_owner(req, id).await?;
         let mut v = api.view(&r, &host(req));
         v.stream_key = Some(api.store.stream_key(&r, &token));
+        v.blocked_terms = Some(r.blocked_terms.clone());
         return Ok(json_of(StatusCode::OK, &v));
     }
     let r = api.store.get(id).await?;
@@ -170,7 +171,7 @@ async fn show<B>(api: &Api, req: &Request<B>, id: &str) -> Reply {
 
 /// `PATCH /api/broadcasts/{id}`: title, description, or `"status": "ended"`.
 async fn edit(api: &Api, req: Request<Incoming>, id: &str) -> Reply {
-    api.require_owner(&req, id).await?;
+    let (before, _) = api.require_owner(&req, id).await?;
     let host = host(&req);
     let u: Update = json_body(req).await?;
     let edit = Edit {
@@ -187,6 +188,12 @@ async fn edit(api: &Api, req: Request<Incoming>, id: &str) -> Reply {
             .transpose()
             .map_err(HttpError::BadRequest)?,
         unlisted: u.unlisted,
+        blocked_terms: u
+            .blocked_terms
+            .as_deref()
+            .map(crate::chat::terms::validate)
+            .transpose()
+            .map_err(HttpError::BadRequest)?,
     };
     let ending = match u.status {
         None => false,
@@ -197,7 +204,6 @@ async fn edit(api: &Api, req: Request<Incoming>, id: &str) -> Reply {
             )));
         }
     };
-    let before = api.store.get(id).await?;
     let mut r = api.store.edit(id, edit).await?;
     if r.title != before.title {
         api.webhooks.emit(Kind::TitleChanged, &r);
@@ -206,7 +212,9 @@ async fn edit(api: &Api, req: Request<Incoming>, id: &str) -> Reply {
         api.broadcasts.end(id).await;
         r = api.store.get(id).await?;
     }
-    Ok(json_of(StatusCode::OK, &api.view(&r, &host)))
+    let mut v = api.view(&r, &host);
+    v.blocked_terms = Some(r.blocked_terms.clone());
+    Ok(json_of(StatusCode::OK, &v))
 }
 
 /// `POST /api/broadcasts/{id}/rotate-key`: the old key stops working.

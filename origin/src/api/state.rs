@@ -55,6 +55,7 @@ impl Api {
             unlisted: r.unlisted,
             stream_key: None,
             owner_token: None,
+            blocked_terms: None,
         }
     }
 

@@ -253,6 +253,16 @@ impl Sender<'_> {
         if body.chars().any(|c| c.is_control() && c != '\n') {
             return Err("message contains control characters".into());
         }
+        if !self.member.streamer {
+            let terms = self
+                .room
+                .terms
+                .get(self.chat.store.as_ref(), self.broadcast)
+                .await;
+            if super::terms::blocked(body, &terms) {
+                return Err(super::terms::REFUSED.into());
+            }
+        }
         let config = &self.chat.config;
         let viewers = self.chat.rooms.viewers(self.broadcast);
         let slow_mode = !self.member.streamer && viewers as usize > config.slow_mode_above;

@@ -16,3 +16,4 @@
 pub mod config;
 pub mod connection;
 pub mod rooms;
+pub mod terms;

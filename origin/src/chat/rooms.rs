@@ -108,6 +108,8 @@ pub struct Room {
     loaded: OnceCell<()>,
     /// The room's own message rate.
     pub bucket: Mutex<Bucket>,
+    /// Terms its chat refuses, as last read.
+    pub terms: super::terms::Terms,
 }
 
 impl Room {
@@ -126,6 +128,7 @@ impl Room {
             }),
             loaded: OnceCell::new(),
             bucket: Mutex::new(Bucket::new(rate, 2.0 * rate)),
+            terms: Default::default(),
         }
     }
 

@@ -174,6 +174,10 @@ impl Store for SledStore {
                 changed |= r.unlisted != u;
                 r.unlisted = u;
             }
+            if let Some(t) = edit.blocked_terms {
+                changed |= r.blocked_terms != t;
+                r.blocked_terms = t;
+            }
             if changed {
                 r.modified_at = now_rfc3339();
             }

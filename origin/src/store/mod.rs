@@ -93,6 +93,7 @@ pub struct Edit {
     /// New description (already validated).
     pub description: Option<String>,
     pub unlisted: Option<bool>,
+    pub blocked_terms: Option<Vec<String>>,
 }
 
 /// Where broadcasts and chat history are kept.

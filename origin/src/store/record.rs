@@ -46,6 +46,9 @@ pub struct Record {
     /// Left out of the directory and search; playable by anyone with the link.
     #[serde(default)]
     pub unlisted: bool,
+    /// Terms its chat refuses (see `chat::terms`).
+    #[serde(default)]
+    pub blocked_terms: Vec<String>,
 }
 
 impl Record {
@@ -65,6 +68,7 @@ impl Record {
             owner_hash: sha256_hex(owner_token),
             key_version: 0,
             unlisted: new.unlisted,
+            blocked_terms: Vec::new(),
         }
     }
 }

@@ -12,19 +12,21 @@
 //! - [`shared`]: window ownership and viewer counts across origins.
 //! - [`feed`]: the chat feed (`LISTEN`/`NOTIFY`).
 //! - `rows`: rows as records and chat messages.
+//! - `chat`: chat messages: rate-checked, stored and announced in one statement.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+mod chat;
 pub mod feed;
 mod rows;
 mod shared;
 
-use self::rows::{COLUMNS, chat_message, record, status_name};
+use self::rows::{COLUMNS, record, status_name};
 
 use super::keys::{self, SECRET_BYTES, random_bytes, random_hex};
 use super::record::{ChatMessage, NewBroadcast, Record, Status, now_rfc3339, sha256_hex};
-use super::{Created, Edit, MAX_CHAT_HISTORY, RoomRate, Store, StoreError};
+use super::{Created, Edit, RoomRate, Store, StoreError};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -220,15 +222,22 @@ impl Store for PgStore {
     }
 
     async fn edit(&self, id: &str, edit: Edit) -> Result<Record, StoreError> {
+        let terms = edit
+            .blocked_terms
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
         // modified_at moves only when a value really changes.
         self.one_with(
             &format!(
                 "UPDATE broadcasts SET title = COALESCE($2, title), \
                  description = COALESCE($3, description), \
                  unlisted = COALESCE($5, unlisted), \
+                 blocked_terms = COALESCE($6, blocked_terms), \
                  modified_at = CASE WHEN ($2 IS NOT NULL AND $2 <> title) \
                    OR ($3 IS NOT NULL AND $3 <> description) \
-                   OR ($5 IS NOT NULL AND $5 <> unlisted) THEN $4 ELSE modified_at END \
+                   OR ($5 IS NOT NULL AND $5 <> unlisted) \
+                   OR ($6 IS NOT NULL AND $6 <> blocked_terms) THEN $4 ELSE modified_at END \
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
             &[
@@ -237,6 +246,7 @@ impl Store for PgStore {
                 &edit.description,
                 &now_rfc3339(),
                 &edit.unlisted,
+                &terms,
             ],
         )
         .await
@@ -344,55 +354,7 @@ impl Store for PgStore {
         m: ChatMessage,
         rate: Option<RoomRate>,
     ) -> Result<ChatMessage, StoreError> {
-        let client = self.pool.get().await?;
-        // Checked, stored and published in one statement: the room's recent
-        // messages are counted (at most `max` rows, by the index), and the
-        // notification goes out when the insert commits, to every origin's
-        // feed (see [`feed`]). Without a rate, the count is of nothing.
-        let (max, since) = match rate {
-            Some(r) => (i64::from(r.max), r.window_start()),
-            None => (0, String::new()),
-        };
-        let insert = client
-            .prepare_cached(
-                "WITH recent AS (SELECT count(*) AS n FROM (SELECT at FROM chat_messages \
-                 WHERE broadcast_id = $1 ORDER BY id DESC LIMIT $7) r WHERE r.at > $8), \
-                 m AS (INSERT INTO chat_messages (broadcast_id, user_name, text, at, streamer) \
-                 SELECT $1, $2, $3, $4, $5 FROM recent WHERE $7 = 0 OR recent.n < $7 \
-                 RETURNING id, user_name, text, at, streamer) \
-                 SELECT m.*, pg_notify($6, json_build_object('broadcast', $1::text, \
-                 'type', 'message', 'id', m.id, 'user', m.user_name, 'text', m.text, \
-                 'at', m.at, 'streamer', m.streamer)::text)::text AS notified FROM m",
-            )
-            .await?;
-        let row = client
-            .query_opt(
-                &insert,
-                &[
-                    &broadcast,
-                    &m.user,
-                    &m.text,
-                    &m.at,
-                    &m.streamer,
-                    &feed::CHANNEL,
-                    &max,
-                    &since,
-                ],
-            )
-            .await?
-            .ok_or(StoreError::RoomBusy)?;
-        let stored = chat_message(&row)?;
-        if stored.id.is_multiple_of(100) {
-            client
-                .execute(
-                    "DELETE FROM chat_messages WHERE broadcast_id = $1 AND id <= \
-                     (SELECT id FROM chat_messages WHERE broadcast_id = $1 \
-                      ORDER BY id DESC OFFSET $2 LIMIT 1)",
-                    &[&broadcast, &(MAX_CHAT_HISTORY as i64)],
-                )
-                .await?;
-        }
-        Ok(stored)
+        self.insert_chat(broadcast, m, rate).await
     }
 
     async fn chat_history(
@@ -400,19 +362,7 @@ impl Store for PgStore {
         broadcast: &str,
         n: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        let client = self.pool.get().await?;
-        let mut v: Vec<ChatMessage> = client
-            .query(
-                "SELECT id, user_name, text, at, streamer FROM chat_messages \
-                 WHERE broadcast_id = $1 ORDER BY id DESC LIMIT $2",
-                &[&broadcast, &(n as i64)],
-            )
-            .await?
-            .iter()
-            .map(chat_message)
-            .collect::<Result<_, _>>()?;
-        v.reverse();
-        Ok(v)
+        self.recent_chat(broadcast, n).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
