@@ -47,6 +47,8 @@ const until = async (f, ms, what) => {
   while (Date.now() < end) { if (await f()) return; await new Promise((r) => setTimeout(r, 250)); }
   throw new Error(`timed out: ${what}`);
 };
+// Sends a chat message from page (or frame) `p`.
+const say = async (p, text) => { await p.fill('#message', text); await p.press('#message', 'Enter'); };
 const apiGet = async (id) => (await fetch(`${base}/api/broadcasts/${id}`)).json();
 // axe-core's WCAG 2.1 A and AA rules on the page as it is now (evaluated over
 // the DevTools protocol, which the pages' CSP does not govern).
@@ -141,14 +143,12 @@ try {
   assert.match(await w1.textContent('#latency'), /behind live/);
 
   step('chat between the watch pages and the studio');
-  await w1.fill('#message', 'hi from alice <b>x</b>');
-  await w1.press('#message', 'Enter');
+  await say(w1, 'hi from alice <b>x</b>');
   for (const p of [w2, studio]) {
     await until(async () => (await p.locator('#log .msg .text', { hasText: 'hi from alice <b>x</b>' }).count()) === 1, 10000, 'message arrives');
     assert.equal(await p.locator('#log .msg .text b').count(), 0, 'chat text is text');
   }
-  await studio.fill('#message', 'welcome!');
-  await studio.press('#message', 'Enter');
+  await say(studio, 'welcome!');
   await until(async () => (await w1.locator('#log .msg.streamer', { hasText: 'welcome!' }).count()) === 1, 10000, 'the streamer is marked');
 
   step("the studio's stream health: ffmpeg's bitrate, its keyframes, and the viewers' delay");
@@ -172,11 +172,9 @@ try {
   await studio.click('#termsform button[type=submit]');
   await until(async () => (await studio.textContent('#termsstate')) === 'Saved: 2 blocked', 5000, 'the terms are saved');
   await new Promise((r) => setTimeout(r, 5500)); // the room reads its list every 5 s
-  await w2.fill('#message', '너 바보야');
-  await w2.press('#message', 'Enter');
+  await say(w2, '너 바보야');
   await until(async () => (await w2.locator('#log .system', { hasText: 'contains a term blocked' }).count()) === 1, 10000, 'the sender is told');
-  await w2.fill('#message', 'after the blocked one');
-  await w2.press('#message', 'Enter');
+  await say(w2, 'after the blocked one');
   await until(async () => (await w1.locator('#log .msg .text', { hasText: 'after the blocked one' }).count()) === 1, 10000, 'the next message arrives');
   assert.equal(await w1.locator('#log .msg .text', { hasText: '바보' }).count(), 0, 'the blocked one never did');
   await w1.screenshot({ path: path.join(shots, 'watch.png') });
@@ -211,8 +209,7 @@ try {
   await chatSockets[0].close({ code: 4000, reason: '' });
   await until(async () => w3.evaluate(() => window.notices.some((t) => /^Chat disconnected\. Reconnecting in \d+ s/.test(t))), 5000, 'the page says the chat is reconnecting');
   await until(async () => (await w3.locator('#log .msg.system', { hasText: 'Chat reconnected.' }).count()) === 1, 10000, 'and that it is back');
-  await w3.fill('#message', 'back again');
-  await w3.press('#message', 'Enter');
+  await say(w3, 'back again');
   await until(async () => (await w1.locator('#log .msg .text', { hasText: 'back again' }).count()) === 1, 10000, 'a message after the reconnect arrives');
   await w3.context().close();
 
@@ -243,8 +240,7 @@ try {
   await chatFrame.fill('#nick', 'dave');
   await chatFrame.press('#nick', 'Enter');
   await until(async () => (await chatFrame.locator('#log .msg.streamer', { hasText: 'welcome!' }).count()) === 1, 10000, 'the embedded chat has the history');
-  await chatFrame.fill('#message', 'hello from an embed');
-  await chatFrame.press('#message', 'Enter');
+  await say(chatFrame, 'hello from an embed');
   await until(async () => (await studio.locator('#log .msg .text', { hasText: 'hello from an embed' }).count()) === 1, 10000, 'the studio gets it');
   // frame-ancestors 'none': the watch page is not rendered inside another site.
   const watchFrame = frame(`/watch/${id}`);

@@ -9,6 +9,7 @@
 //! - [`postgres`]: a throwaway PostgreSQL server.
 
 pub mod ffmpeg;
+pub mod files;
 pub mod logs;
 pub mod postgres;
 pub mod rtmp;

@@ -357,25 +357,10 @@ mod tests {
         assert_eq!(store.by_key(&new).await.unwrap().unwrap().id, r.id);
         drop(store);
         // Nothing on disk contains the key itself.
-        let mut found = false;
-        for entry in walk(dir.path()) {
-            let bytes = std::fs::read(entry).unwrap();
-            found |= bytes.windows(new.len()).any(|w| w == new.as_bytes());
-        }
-        assert!(!found, "the stream key is not stored");
-    }
-
-    fn walk(p: &Path) -> Vec<std::path::PathBuf> {
-        let mut out = vec![];
-        for e in std::fs::read_dir(p).unwrap() {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-        out
+        assert!(
+            testkit::files::containing(dir.path(), new.as_bytes()).is_empty(),
+            "the stream key is not stored"
+        );
     }
 
     #[tokio::test]

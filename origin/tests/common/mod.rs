@@ -569,28 +569,21 @@ pub fn resolve(base: &str, uri: &str) -> String {
 
 /// Sum of a metric's samples (all label sets).
 pub async fn metric(origin: SocketAddr, name: &str) -> f64 {
-    get(&format!("http://{origin}/metrics"))
-        .await
-        .text()
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_labeled(origin, name, "").await
 }
 
 /// Like [`metric`], only the series whose labels contain `label` (e.g.
-/// `result="delivered"`).
+/// `result="delivered"`; `""`: all of them).
 pub async fn metric_labeled(origin: SocketAddr, name: &str, label: &str) -> f64 {
     get(&format!("http://{origin}/metrics"))
         .await
         .text()
         .lines()
         .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') && rest.contains(label))
+            l.strip_prefix(name).is_some_and(|rest| {
+                (rest.starts_with('{') && rest.contains(label))
+                    || (rest.starts_with(' ') && label.is_empty())
+            })
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
