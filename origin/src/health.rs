@@ -92,7 +92,13 @@ impl Health {
     /// Notes one event of `broadcast`'s publish, arriving `now`.
     pub fn on_media(&self, broadcast: &str, event: &MediaEvent, now: Instant) {
         let mut all = self.ingest();
-        let i = all.entry(broadcast.to_owned()).or_default();
+        // Per frame: no allocation once the broadcast has its entry.
+        if !all.contains_key(broadcast) {
+            all.insert(broadcast.to_owned(), Ingest::default());
+        }
+        let Some(i) = all.get_mut(broadcast) else {
+            return;
+        };
         match event {
             MediaEvent::Video(f) => {
                 i.since.get_or_insert(now);
