@@ -95,7 +95,7 @@ async fn stock_hls_js_and_shaka_play_through_the_origin_and_the_edge() {
         let summary = serde_json::json!({"when": when, "player": r["player"], "url": r["url"],
             "waiting": r["waiting"], "jumps": r["jumps"], "maxFreezeMs": r["maxFreezeMs"],
             "played": r["played"], "frames": r["frames"], "latencyP50": r["latencyP50"],
-            "firstFrameMs": r["firstFrameMs"], "errors": r["errors"]});
+            "firstFrameMs": r["firstFrameMs"], "fatal": r["fatal"], "errors": r["errors"]});
         eprintln!("{summary}");
         let mut check = |ok: bool, what: &str| {
             if !ok {
