@@ -48,6 +48,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::store::admission::Admission;
+use crate::store::moderation::Moderation;
 use crate::store::{Shared, Store};
 
 /// Under the data dir: live windows kept for a restart (see [`hls::spool`]).
@@ -116,15 +117,20 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let metrics = Arc::new(metrics::Metrics::default());
-    type Stores = (Arc<dyn Store>, Option<Arc<dyn Shared>>, Arc<dyn Admission>);
-    let (store, shared, admission): Stores = match &config.database_url {
+    type Stores = (
+        Arc<dyn Store>,
+        Option<Arc<dyn Shared>>,
+        Arc<dyn Admission>,
+        Arc<dyn Moderation>,
+    );
+    let (store, shared, admission, moderation): Stores = match &config.database_url {
         Some(url) => {
             let pg = Arc::new(
                 store::postgres::PgStore::open(url)
                     .await
                     .context("opening the PostgreSQL database (--database-url)")?,
             );
-            (pg.clone(), Some(pg.clone()), pg)
+            (pg.clone(), Some(pg.clone()), pg.clone(), pg)
         }
         None => {
             let sled = Arc::new(
@@ -132,7 +138,7 @@ pub async fn run(
                     format!("opening the database in {}", config.data_dir.display())
                 })?,
             );
-            (sled.clone(), None, sled)
+            (sled.clone(), None, sled.clone(), sled)
         }
     };
     let access = Arc::new(
@@ -193,6 +199,7 @@ pub async fn run(
     let chat = chat::connection::Chat::new(
         config.chat.clone(),
         store.clone(),
+        moderation,
         metrics.clone(),
         shared.is_some(),
         shutdown.clone(),

@@ -28,3 +28,12 @@ pub fn body(content_type: &str, cache: &str, body: Bytes) -> Response<Full<Bytes
         .body(Full::new(body))
         .expect("valid response")
 }
+
+/// 204, not cached.
+pub fn no_content() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header("cache-control", "no-store")
+        .body(Full::default())
+        .expect("a valid response")
+}

@@ -15,7 +15,7 @@ use super::model::{InviteView, NewInvite};
 use super::request::json_body;
 use super::state::{Api, host};
 use crate::error::HttpError;
-use crate::response::json_of;
+use crate::response::{json_of, no_content};
 use crate::store::record::Status;
 
 /// Longest expiry an invite may be given.
@@ -40,14 +40,6 @@ pub async fn handle(api: &Api, req: Request<Incoming>, pieces: &[&str]) -> Reply
         | (_, ["broadcasts", _]) => Err(HttpError::MethodNotAllowed),
         _ => Err(HttpError::NotFound),
     }
-}
-
-fn no_content() -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .header("cache-control", "no-store")
-        .body(Full::default())
-        .expect("a valid response")
 }
 
 /// `POST /api/admin/invites`: the code and the studio link, this once.
@@ -131,6 +123,11 @@ mod tests {
             ("/api/access", "get"),
             ("/api/broadcasts/{id}/health", "get"),
             ("/api/broadcasts/{id}/latency", "post"),
+            ("/api/broadcasts/{id}/moderation", "post"),
+            ("/api/broadcasts/{id}/moderation", "get"),
+            ("/api/broadcasts/{id}/moderators", "post"),
+            ("/api/broadcasts/{id}/moderators", "get"),
+            ("/api/broadcasts/{id}/moderators/{moderator}", "delete"),
             ("/api/admin/invites", "post"),
             ("/api/admin/invites", "get"),
             ("/api/admin/invites/{id}", "delete"),

@@ -9,11 +9,13 @@
 //! - [`state`]: what the routes work with ([`Api`]) and the helpers they share.
 //! - [`routes`]: one function per route, and the dispatch.
 //! - [`admin`]: the operator API (invites; ending and deleting any broadcast).
+//! - [`moderation`]: chat moderation (actions, moderators).
 //! - [`whip`]: going live over WebRTC (RFC 9725).
 //! - [`whep`]: watching over WebRTC.
 
 pub mod admin;
 pub mod model;
+pub mod moderation;
 pub mod request;
 pub mod routes;
 pub mod state;

@@ -12,7 +12,7 @@ use tracing::info;
 use super::model::{self, Create, Update, View};
 use super::request::{json_body, query};
 use super::state::{Api, host};
-use super::{admin, whep, whip};
+use super::{admin, moderation, whep, whip};
 use crate::chat::config::MAX_FRAME_BYTES;
 use crate::chat::connection::{self as chat, Member};
 use crate::error::HttpError;
@@ -20,7 +20,7 @@ use crate::hls::uris::valid_name;
 use crate::response::{body, json_of};
 use crate::store::Edit;
 use crate::store::keys::is_owner;
-use crate::store::record::{NewBroadcast, Record, Status};
+use crate::store::record::{Author, NewBroadcast, Record, Status, sha256_hex};
 use crate::webhooks::Kind;
 
 type Reply = Result<Response<Full<Bytes>>, HttpError>;
@@ -50,7 +50,13 @@ pub async fn handle(api: &Arc<Api>, req: Request<Incoming>, peer: SocketAddr) ->
         (_, ["broadcasts", id, "thumbnail.jpg"]) if get => thumbnail(api, id),
         (_, ["broadcasts", id, "health"]) if get => health(api, &req, id).await,
         (&Method::POST, ["broadcasts", id, "latency"]) => latency(api, req, id).await,
-        (&Method::GET, ["broadcasts", id, "chat"]) => join_chat(api, req, id).await,
+        (&Method::GET, ["broadcasts", id, "chat"]) => join_chat(api, req, id, peer).await,
+        (_, ["broadcasts", id, rest @ ("moderation" | "moderators"), ..]) => {
+            let pieces: Vec<&str> = std::iter::once(*rest)
+                .chain(pieces[3..].iter().copied())
+                .collect();
+            moderation::handle(api, req, id, &pieces).await
+        }
         (&Method::POST, ["broadcasts", id, "whip"]) => {
             whip::offer(&api.broadcasts, &api.webrtc, req, id, peer).await
         }
@@ -298,21 +304,25 @@ fn thumbnail(api: &Api, id: &str) -> Reply {
 }
 
 /// `GET /api/broadcasts/{id}/chat?nick=&session=[&token=]`: the chat
-/// WebSocket; the owner's token marks the streamer (not counted as a viewer).
-async fn join_chat(api: &Api, mut req: Request<Incoming>, id: &str) -> Reply {
+/// WebSocket; the owner's token marks the streamer (not counted as a
+/// viewer), a moderator's token a moderator.
+async fn join_chat(api: &Api, mut req: Request<Incoming>, id: &str, peer: SocketAddr) -> Reply {
     let r = api.store.get(id).await?;
     if !hyper_tungstenite::is_upgrade_request(&req) {
         return Err(HttpError::BadRequest("this is a WebSocket endpoint".into()));
     }
     let q = query(&req);
-    let streamer = match q.get("token") {
-        Some(t) if is_owner(&r, t) => true,
-        Some(_) => {
-            return Err(HttpError::Forbidden(
-                "not the owner of this broadcast".into(),
-            ));
-        }
-        None => false,
+    let (streamer, moderator) = match q.get("token") {
+        Some(t) if is_owner(&r, t) => (true, None),
+        Some(t) => match api.chat.moderation_now(id).await?.moderator(&sha256_hex(t)) {
+            Some(m) => (false, Some(m.name.clone())),
+            None => {
+                return Err(HttpError::Forbidden(
+                    "neither the owner nor a moderator of this broadcast".into(),
+                ));
+            }
+        },
+        None => (false, None),
     };
     let user = chat::nickname(q.get("nick").map(String::as_str).unwrap_or(""))
         .map_err(HttpError::BadRequest)?;
@@ -326,7 +336,11 @@ async fn join_chat(api: &Api, mut req: Request<Incoming>, id: &str) -> Reply {
     let member = Member {
         user,
         streamer,
-        session,
+        moderator,
+        author: Author {
+            session,
+            addr: peer.ip().to_string(),
+        },
     };
     let config = hyper_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))

@@ -22,7 +22,8 @@ use super::config::{
 };
 use super::rooms::{Bucket, Presence, Room, RoomFull, Rooms, viewers_frame};
 use crate::metrics::{BroadcastLabel, ChatCloseLabel, Metrics};
-use crate::store::record::ChatMessage;
+use crate::store::moderation::{Moderation, State};
+use crate::store::record::{Author, ChatMessage, now_rfc3339};
 use crate::store::{Store, StoreError};
 
 /// Close code for a client that fell more than the backlog behind.
@@ -39,6 +40,8 @@ pub struct Chat {
     /// Settings.
     pub config: Arc<ChatConfig>,
     store: Arc<dyn Store>,
+    /// Moderation actions and messages' senders.
+    pub moderation: Arc<dyn Moderation>,
     metrics: Arc<Metrics>,
     /// Messages reach the rooms through the store's feed (several origins),
     /// not straight from the connection that accepted them.
@@ -53,6 +56,7 @@ impl Chat {
     pub fn new(
         config: ChatConfig,
         store: Arc<dyn Store>,
+        moderation: Arc<dyn Moderation>,
         metrics: Arc<Metrics>,
         fed: bool,
         stop: CancellationToken,
@@ -62,10 +66,36 @@ impl Chat {
             rooms: Rooms::new(config.clone(), store.clone()),
             config,
             store,
+            moderation,
             metrics,
             fed,
             stop,
         })
+    }
+
+    /// The moderation state of the chat of `room`, as it last read it.
+    pub async fn moderation_state(&self, room: &Room) -> Arc<State> {
+        room.moderation
+            .get(async { Ok(State::of(&self.moderation.actions(&room.id).await?)) })
+            .await
+    }
+
+    /// The moderation state of `broadcast`'s chat, read now.
+    pub async fn moderation_now(&self, broadcast: &str) -> Result<State, StoreError> {
+        Ok(State::of(&self.moderation.actions(broadcast).await?))
+    }
+
+    /// An action just taken through this origin: to its room at once when
+    /// there is no feed (a shared database's feed brings it to every
+    /// origin's room, this one's included; until it does, this origin's
+    /// room reads its state again at the next send, so that the one who
+    /// acted is never contradicted here).
+    pub fn announce(&self, broadcast: &str, action: &crate::store::moderation::Action) {
+        if self.fed {
+            self.rooms.stale(broadcast);
+        } else {
+            self.rooms.moderate(broadcast, action);
+        }
     }
 
     fn closed(&self, reason: &'static str) {
@@ -82,8 +112,12 @@ pub struct Member {
     pub user: String,
     /// The broadcast's owner (not counted as a viewer, exempt from slow mode).
     pub streamer: bool,
-    /// The page's session id; distinct sessions are the viewer count.
-    pub session: String,
+    /// The name of the moderator whose token it joined with (exempt from
+    /// slow mode, time-outs and bans, like the streamer).
+    pub moderator: Option<String>,
+    /// The page's session id and the client's address: what time-outs and
+    /// bans hold against. Distinct sessions are the viewer count.
+    pub author: Author,
 }
 
 /// Checks a nickname: 1 to 24 letters, digits, spaces, `_`, `-` or `.`, any script.
@@ -253,11 +287,26 @@ impl Sender<'_> {
         if body.chars().any(|c| c.is_control() && c != '\n') {
             return Err("message contains control characters".into());
         }
+        let exempt = self.member.streamer || self.member.moderator.is_some();
+        if !exempt {
+            let state = self.chat.moderation_state(self.room).await;
+            if let Some(refused) = state.refusal(&self.member.author, &now_rfc3339()) {
+                return Err(refused);
+            }
+            let slow = Duration::from_secs(state.slow_mode_secs.into());
+            if last_sent.is_some_and(|t| t.elapsed() < slow) {
+                return Err(format!(
+                    "slow mode: one message per {} s",
+                    state.slow_mode_secs
+                ));
+            }
+        }
         if !self.member.streamer {
+            let store = self.chat.store.as_ref();
             let terms = self
                 .room
                 .terms
-                .get(self.chat.store.as_ref(), self.broadcast)
+                .get(super::terms::read(store, self.broadcast))
                 .await;
             if super::terms::blocked(body, &terms) {
                 return Err(super::terms::REFUSED.into());
@@ -265,7 +314,7 @@ impl Sender<'_> {
         }
         let config = &self.chat.config;
         let viewers = self.chat.rooms.viewers(self.broadcast);
-        let slow_mode = !self.member.streamer && viewers as usize > config.slow_mode_above;
+        let slow_mode = !exempt && viewers as usize > config.slow_mode_above;
         if slow_mode && last_sent.is_some_and(|t| t.elapsed() < config.slow_mode_interval) {
             return Err(format!(
                 "slow mode: one message per {} s in a room this size",
@@ -294,7 +343,10 @@ impl Sender<'_> {
             .store
             .add_chat(
                 self.broadcast,
-                ChatMessage::new(&self.member.user, body, self.member.streamer),
+                ChatMessage {
+                    author: Some(self.member.author.clone()),
+                    ..ChatMessage::new(&self.member.user, body, self.member.streamer)
+                },
                 Some(config.room_rate()),
             )
             .await
@@ -321,7 +373,7 @@ impl Sender<'_> {
 
 /// Enters `member` into the room of `broadcast`; the answer goes to [`serve`].
 pub fn join(chat: &Arc<Chat>, broadcast: &str, member: &Member) -> Result<Presence, RoomFull> {
-    let session = (!member.streamer).then_some(member.session.as_str());
+    let session = (!member.streamer).then_some(member.author.session.as_str());
     chat.rooms.enter(broadcast, session)
 }
 

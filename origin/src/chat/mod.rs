@@ -10,10 +10,15 @@
 //!
 //! Layout:
 //! - [`config`]: room size, intervals, rates, with their defaults.
-//! - [`rooms`]: members, counts, history, and each room's batching task.
+//! - [`rooms`]: members, counts, history, and each room's batching task;
+//!   [`meters`]: its token bucket and sliding minimum (pure).
 //! - [`connection`]: one client: join, frames out, messages in, close codes.
+//! - [`terms`]: blocked terms; [`cached`]: what a room reads from the store
+//!   and keeps for a while (its terms, its moderation state).
 
+pub mod cached;
 pub mod config;
 pub mod connection;
+pub mod meters;
 pub mod rooms;
 pub mod terms;

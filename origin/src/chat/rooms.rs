@@ -11,13 +11,17 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper_tungstenite::tungstenite::Message;
 use tokio::sync::{OnceCell, broadcast, mpsc};
 use tracing::{debug, warn};
 
+use super::cached::Cached;
 use super::config::{ChatConfig, HISTORY_ON_JOIN};
+pub use super::meters::Bucket;
+use super::meters::SlidingMin;
+use crate::store::moderation::{Action, State, What};
 use crate::store::record::ChatMessage;
 use crate::store::{FeedEvent, Store};
 
@@ -61,40 +65,6 @@ impl History {
     }
 }
 
-/// A token bucket.
-pub struct Bucket {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    /// Full, refilling at `rate` per second up to `burst`.
-    pub fn new(rate: f64, burst: f64) -> Bucket {
-        Bucket {
-            tokens: burst,
-            rate,
-            burst,
-            at: Instant::now(),
-        }
-    }
-
-    /// Takes a token if there is one.
-    pub fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// One room.
 pub struct Room {
     /// The broadcast.
@@ -108,8 +78,10 @@ pub struct Room {
     loaded: OnceCell<()>,
     /// The room's own message rate.
     pub bucket: Mutex<Bucket>,
-    /// Terms its chat refuses, as last read.
-    pub terms: super::terms::Terms,
+    /// Terms its chat refuses, normalized, as last read.
+    pub terms: Cached<Vec<String>>,
+    /// Its moderation state, as last read.
+    pub moderation: Cached<State>,
 }
 
 impl Room {
@@ -128,7 +100,38 @@ impl Room {
             }),
             loaded: OnceCell::new(),
             bucket: Mutex::new(Bucket::new(rate, 2.0 * rate)),
-            terms: Default::default(),
+            terms: Cached::default(),
+            moderation: Cached::default(),
+        }
+    }
+
+    /// A moderation action taken (here or through another origin): a
+    /// deleted message goes from the history and from every page at once
+    /// (or never goes out, if it has not yet); anything else is read again
+    /// at the next send, and a change of slow mode is announced.
+    pub fn apply(&self, action: &Action) {
+        match &action.what {
+            What::Delete { message, .. } => {
+                lock(&self.pending).retain(|m| m.id != *message);
+                let mut h = lock(&self.history);
+                h.ring.retain(|m| m.id != *message);
+                h.frame = History::frame_of(&h.ring);
+                let _ = self.fanout.send(Message::text(
+                    serde_json::json!({"type": "deleted", "ids": [message]}).to_string(),
+                ));
+            }
+            What::SlowMode { seconds } => {
+                self.moderation.invalidate();
+                let text = match seconds {
+                    0 => "Slow mode is off.".to_string(),
+                    s => format!("Slow mode is on: one message per {s} s."),
+                };
+                let _ = self.fanout.send(Message::text(
+                    serde_json::json!({"type": "notice", "text": text, "slow_mode_secs": seconds})
+                        .to_string(),
+                ));
+            }
+            _ => self.moderation.invalidate(),
         }
     }
 
@@ -226,27 +229,6 @@ impl Drop for Presence {
 #[error("this chat room is full ({0} sessions)")]
 pub struct RoomFull(pub usize);
 
-/// The least of the values pushed within a window (a monotonic queue:
-/// O(1) per push, amortized).
-#[derive(Default)]
-struct SlidingMin {
-    queue: VecDeque<(tokio::time::Instant, u64)>,
-}
-
-impl SlidingMin {
-    /// Adds `v` at `now`; the least value pushed within `window` of `now`.
-    fn push(&mut self, now: tokio::time::Instant, v: u64, window: Duration) -> u64 {
-        while self.queue.back().is_some_and(|b| b.1 >= v) {
-            self.queue.pop_back();
-        }
-        self.queue.push_back((now, v));
-        while self.queue.front().is_some_and(|f| now - f.0 > window) {
-            self.queue.pop_front();
-        }
-        self.queue.front().map_or(v, |f| f.1)
-    }
-}
-
 /// Every room.
 pub struct Rooms {
     map: Mutex<HashMap<String, Arc<Room>>>,
@@ -296,6 +278,21 @@ impl Rooms {
         }
     }
 
+    /// A moderation action, to this origin's room of `broadcast` (see [`Room::apply`]).
+    pub fn moderate(&self, broadcast: &str, action: &Action) {
+        let room = lock(&self.map).get(broadcast).cloned();
+        if let Some(room) = room {
+            room.apply(action);
+        }
+    }
+
+    /// `broadcast`'s room reads its moderation state again at the next send.
+    pub fn stale(&self, broadcast: &str) {
+        if let Some(room) = lock(&self.map).get(broadcast) {
+            room.moderation.invalidate();
+        }
+    }
+
     /// Delivers the chat feed (every origin's messages) until it ends;
     /// whenever the feed starts listening (at first, and after it was lost),
     /// fills each room's gap from the store.
@@ -303,6 +300,7 @@ impl Rooms {
         while let Some(event) = feed.recv().await {
             match event {
                 FeedEvent::Message(broadcast, m) => self.deliver(&broadcast, m),
+                FeedEvent::Moderation(broadcast, a) => self.moderate(&broadcast, &a),
                 FeedEvent::Resumed => self.fill_gaps().await,
             }
         }
@@ -311,6 +309,8 @@ impl Rooms {
     async fn fill_gaps(&self) {
         let rooms: Vec<Arc<Room>> = lock(&self.map).values().cloned().collect();
         for room in rooms {
+            // Actions taken while nobody listened are read at the next send.
+            room.moderation.invalidate();
             match self.store.chat_history(&room.id, HISTORY_ON_JOIN).await {
                 Ok(recent) => {
                     let newest = lock(&room.history).ring.back().map(|m| m.id);
@@ -652,24 +652,6 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_count_counts_toward_the_peak_only_once_it_held() {
-        let mut m = SlidingMin::default();
-        let t = tokio::time::Instant::now();
-        let w = Duration::from_secs(5);
-        let at = |s: u64| t + Duration::from_millis(s);
-        assert_eq!(m.push(at(0), 200, w), 200);
-        // A dead origin's 100 still reported while its viewers came here.
-        assert_eq!(m.push(at(1000), 300, w), 200);
-        assert_eq!(m.push(at(4000), 300, w), 200);
-        // Its report expired.
-        assert_eq!(m.push(at(5500), 200, w), 200);
-        // A real rise counts once it held for the window.
-        assert_eq!(m.push(at(6000), 250, w), 200);
-        assert_eq!(m.push(at(10_000), 250, w), 200);
-        assert_eq!(m.push(at(11_001), 250, w), 250);
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn an_emptied_room_saves_its_peak_and_closes() {
         let dir = tempfile::tempdir().unwrap();
         let (rooms, store) = rooms(dir.path(), ChatConfig::default());
@@ -693,11 +675,5 @@ mod tests {
         assert_eq!(store.get(&id).await.unwrap().peak_viewers, 3);
         assert_eq!(rooms.peak(&id), 0, "the room is gone");
         assert!(rooms.all_viewers().is_empty());
-    }
-
-    #[test]
-    fn the_bucket_allows_a_burst_then_the_rate() {
-        let mut b = Bucket::new(1.0, 5.0);
-        assert_eq!((0..20).filter(|_| b.take()).count(), 5);
     }
 }

@@ -3,22 +3,17 @@
 //! lowercasing, on both sides, so that case, full-width letters, half-width
 //! or decomposed Hangul do not get a term through. The sender alone is told;
 //! the room sees nothing. Each room reads its list from the store at most
-//! every [`REFRESH`], so a change holds on every origin within that.
+//! every [`super::cached::REFRESH`], so a change holds on every origin
+//! within that.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use tokio::sync::Mutex;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Terms per broadcast.
 pub const MAX_TERMS: usize = 200;
 /// Longest term, in characters.
 pub const MAX_TERM_CHARS: usize = 50;
-/// How often a room reads its list again.
-pub const REFRESH: Duration = Duration::from_secs(5);
 /// What the sender of a refused message is told.
 pub const REFUSED: &str = "not sent: your message contains a term blocked in this chat";
 
@@ -60,29 +55,10 @@ pub fn blocked(body: &str, normalized: &[String]) -> bool {
     normalized.iter().any(|t| body.contains(t.as_str()))
 }
 
-/// A room's list, normalized, as last read.
-#[derive(Debug, Default)]
-pub struct Terms {
-    cached: Mutex<Option<(Instant, Arc<Vec<String>>)>>,
-}
-
-impl Terms {
-    /// `broadcast`'s normalized terms, read again when older than
-    /// [`REFRESH`]; a store that does not answer leaves the last list.
-    pub async fn get(&self, store: &dyn Store, broadcast: &str) -> Arc<Vec<String>> {
-        let mut cached = self.cached.lock().await;
-        if let Some((at, terms)) = cached.as_ref()
-            && at.elapsed() < REFRESH
-        {
-            return terms.clone();
-        }
-        let terms = match store.get(broadcast).await {
-            Ok(r) => Arc::new(r.blocked_terms.iter().map(|t| normalize(t)).collect()),
-            Err(_) => cached.as_ref().map(|(_, t)| t.clone()).unwrap_or_default(),
-        };
-        *cached = Some((Instant::now(), terms.clone()));
-        terms
-    }
+/// `broadcast`'s terms, normalized, as the store has them now.
+pub async fn read(store: &dyn Store, broadcast: &str) -> Result<Vec<String>, StoreError> {
+    let r = store.get(broadcast).await?;
+    Ok(r.blocked_terms.iter().map(|t| normalize(t)).collect())
 }
 
 #[cfg(test)]

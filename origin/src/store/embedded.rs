@@ -4,14 +4,15 @@
 //! Trees: `broadcasts` (id -> JSON record), `keys` (SHA-256 of a stream key ->
 //! id), `chat` (id `/` message id -> JSON message), `meta` (the secret stream
 //! keys are derived with; see [`super::keys`]; and the admin token's hash),
-//! `invites` (see [`super::admission`]).
+//! `invites` (see [`super::admission`]), `moderation` (id `/` action id ->
+//! JSON action; see [`super::moderation`]).
 
 use std::path::Path;
 
 use tokio::sync::Mutex;
 
 use super::keys::{self, SECRET_BYTES, random_bytes, random_hex};
-use super::record::{ChatMessage, NewBroadcast, Record, Status, now_rfc3339, sha256_hex};
+use super::record::{Author, ChatMessage, NewBroadcast, Record, Status, now_rfc3339, sha256_hex};
 use super::{Created, Edit, MAX_CHAT_HISTORY, RoomRate, Store, StoreError};
 
 impl From<sled::Error> for StoreError {
@@ -28,11 +29,48 @@ pub struct SledStore {
     pub(super) db: sled::Db,
     broadcasts: sled::Tree,
     keys: sled::Tree,
-    chat: sled::Tree,
+    pub(super) chat: sled::Tree,
     pub(super) invites: sled::Tree,
+    pub(super) actions: sled::Tree,
     secret: Vec<u8>,
     /// Serializes read-modify-write changes.
     pub(super) writes: Mutex<()>,
+}
+
+/// A chat message as sled keeps it: with its sender (rows written before
+/// moderation have none).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Kept {
+    #[serde(flatten)]
+    message: ChatMessage,
+    #[serde(default)]
+    author: Option<Author>,
+}
+
+impl From<&ChatMessage> for Kept {
+    fn from(m: &ChatMessage) -> Kept {
+        Kept {
+            message: m.clone(),
+            author: m.author.clone(),
+        }
+    }
+}
+
+impl From<Kept> for ChatMessage {
+    fn from(k: Kept) -> ChatMessage {
+        ChatMessage {
+            author: k.author,
+            ..k.message
+        }
+    }
+}
+
+/// `{broadcast}/` then `id` big-endian: a broadcast's entries in id order.
+pub(super) fn entry_key(broadcast: &str, id: u64) -> Vec<u8> {
+    let mut key = broadcast.as_bytes().to_vec();
+    key.push(b'/');
+    key.extend_from_slice(&id.to_be_bytes());
+    key
 }
 
 impl SledStore {
@@ -69,6 +107,7 @@ impl SledStore {
             keys: db.open_tree("keys")?,
             chat: db.open_tree("chat")?,
             invites: db.open_tree("invites")?,
+            actions: db.open_tree("moderation")?,
             db,
             secret,
             writes: Mutex::new(()),
@@ -240,8 +279,10 @@ impl Store for SledStore {
                 self.keys.remove(hash)?;
             }
         }
-        for k in self.chat.scan_prefix(format!("{id}/")).keys() {
-            self.chat.remove(k?)?;
+        for tree in [&self.chat, &self.actions] {
+            for k in tree.scan_prefix(format!("{id}/")).keys() {
+                tree.remove(k?)?;
+            }
         }
         self.broadcasts.remove(id)?;
         self.db.flush_async().await?;
@@ -283,10 +324,10 @@ impl Store for SledStore {
             }
         }
         m.id = self.db.generate_id()?;
-        let mut key = broadcast.as_bytes().to_vec();
-        key.push(b'/');
-        key.extend_from_slice(&m.id.to_be_bytes());
-        self.chat.insert(key, serde_json::to_vec(&m)?)?;
+        self.chat.insert(
+            entry_key(broadcast, m.id),
+            serde_json::to_vec(&Kept::from(&m))?,
+        )?;
         if m.id.is_multiple_of(100) {
             self.prune_chat(broadcast)?;
         }
@@ -306,7 +347,7 @@ impl Store for SledStore {
             .values()
             .rev()
             .take(n)
-            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .map(|v| Ok(serde_json::from_slice::<Kept>(&v?)?.into()))
             .collect::<Result<_, StoreError>>()?;
         v.reverse();
         Ok(v)

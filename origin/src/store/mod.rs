@@ -17,6 +17,7 @@
 pub mod admission;
 pub mod embedded;
 pub mod keys;
+pub mod moderation;
 pub mod postgres;
 pub mod record;
 
@@ -205,6 +206,8 @@ pub struct Claim {
 pub enum FeedEvent {
     /// A message stored by any origin, in the order they were stored.
     Message(String, ChatMessage),
+    /// A moderation action taken through any origin.
+    Moderation(String, record::Action),
     /// The feed is listening (again): messages stored before may be
     /// missing (fill the gap from the table).
     Resumed,

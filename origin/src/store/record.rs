@@ -110,6 +110,19 @@ pub struct ChatMessage {
     pub at: String,
     /// Sent by the broadcast's owner.
     pub streamer: bool,
+    /// Who sent it, for time-outs and bans: kept by the store, never sent
+    /// to clients.
+    #[serde(skip)]
+    pub author: Option<Author>,
+}
+
+/// A message's sender as moderation targets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    /// The page's session id.
+    pub session: String,
+    /// The client's address.
+    pub addr: String,
 }
 
 impl ChatMessage {
@@ -122,7 +135,75 @@ impl ChatMessage {
             text: text.to_owned(),
             at: now_rfc3339(),
             streamer,
+            author: None,
         }
+    }
+}
+
+/// One moderation action, as stored and (without its secrets, see
+/// [`Action::public`]) as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    /// Increasing; given by the store.
+    pub id: u64,
+    /// RFC 3339 (fixed width, UTC); given by the store.
+    pub at: String,
+    /// Who: `owner`, or the moderator's name.
+    pub by: String,
+    /// What.
+    #[serde(flatten)]
+    pub what: What,
+}
+
+/// What an action does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum What {
+    /// Message `message` (by `user`) is removed for everyone and from history.
+    Delete { message: u64, user: String },
+    /// The sender of `message` may not send until `until`.
+    Timeout {
+        message: u64,
+        user: String,
+        minutes: u32,
+        until: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<Author>,
+    },
+    /// The sender of `message`, by session and by address, may not send
+    /// in this chat again (until lifted).
+    Ban {
+        message: u64,
+        user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<Author>,
+    },
+    /// Ends the time-out or ban of action `target`.
+    Lift { target: u64 },
+    /// One message per `seconds` per session; 0 turns it off.
+    SlowMode { seconds: u32 },
+    /// The owner appoints a moderator; only the hash of its token is kept.
+    Appoint {
+        moderator: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_hash: Option<String>,
+    },
+    /// The owner dismisses moderator `moderator`.
+    Dismiss { moderator: String },
+}
+
+impl Action {
+    /// Without what only the server may know: the sender's session and
+    /// address, a moderator's token hash (pure).
+    pub fn public(&self) -> Action {
+        let mut a = self.clone();
+        match &mut a.what {
+            What::Timeout { author, .. } | What::Ban { author, .. } => *author = None,
+            What::Appoint { token_hash, .. } => *token_hash = None,
+            _ => {}
+        }
+        a
     }
 }
 

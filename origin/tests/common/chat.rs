@@ -32,18 +32,39 @@ impl std::ops::DerefMut for Ws {
 }
 
 pub async fn chat(base: &str, id: &str, nick: &str, session: &str, token: Option<&str>) -> Ws {
+    chat_from(base, id, nick, session, token, [127, 0, 0, 1])
+        .await
+        .expect("websocket connects")
+}
+
+/// Joins from loopback address `from` (time-outs and bans hold against a
+/// client's address, so clients that must be told apart come from
+/// different ones); the server's refusal, if it refuses.
+pub async fn chat_from(
+    base: &str,
+    id: &str,
+    nick: &str,
+    session: &str,
+    token: Option<&str>,
+    from: [u8; 4],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let ws_base = base.replace("http://", "ws://");
     let mut url = format!("{ws_base}/api/broadcasts/{id}/chat?nick={nick}&session={session}");
     if let Some(t) = token {
         url.push_str(&format!("&token={t}"));
     }
-    Ws {
-        inner: tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connects")
-            .0,
+    let server: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind((std::net::Ipv4Addr::from(from), 0).into())
+        .unwrap();
+    let tcp = socket.connect(server).await.unwrap();
+    let (inner, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await?;
+    Ok(Ws {
+        inner,
         queue: Default::default(),
-    }
+    })
 }
 
 /// Next JSON frame of `kind`, skipping others (bounded); each message of a

@@ -27,8 +27,8 @@ impl PgStore {
             .prepare_cached(
                 "WITH recent AS (SELECT count(*) AS n FROM (SELECT at FROM chat_messages \
                  WHERE broadcast_id = $1 ORDER BY id DESC LIMIT $7) r WHERE r.at > $8), \
-                 m AS (INSERT INTO chat_messages (broadcast_id, user_name, text, at, streamer) \
-                 SELECT $1, $2, $3, $4, $5 FROM recent WHERE $7 = 0 OR recent.n < $7 \
+                 m AS (INSERT INTO chat_messages (broadcast_id, user_name, text, at, streamer, \
+                 session_id, client_addr) SELECT $1, $2, $3, $4, $5, $9, $10 FROM recent WHERE $7 = 0 OR recent.n < $7 \
                  RETURNING id, user_name, text, at, streamer) \
                  SELECT m.*, pg_notify($6, json_build_object('broadcast', $1::text, \
                  'type', 'message', 'id', m.id, 'user', m.user_name, 'text', m.text, \
@@ -47,11 +47,16 @@ impl PgStore {
                     &feed::CHANNEL,
                     &max,
                     &since,
+                    &m.author.as_ref().map(|a| a.session.as_str()),
+                    &m.author.as_ref().map(|a| a.addr.as_str()),
                 ],
             )
             .await?
             .ok_or(StoreError::RoomBusy)?;
-        let stored = chat_message(&row)?;
+        let stored = ChatMessage {
+            author: m.author,
+            ..chat_message(&row)?
+        };
         if stored.id.is_multiple_of(100) {
             client
                 .execute(

@@ -1,6 +1,6 @@
 //! The chat feed: every origin holds one connection that `LISTEN`s on the
-//! `chat` channel, to which each stored message is notified in the same
-//! statement that inserts it (so a message is stored and published in one
+//! `chat` channel, to which each stored message (and each moderation action)
+//! is notified in the same statement (transaction) that inserts it (so a message is stored and published in one
 //! step, and the feed's order is the commit order, the same on every
 //! origin). A lost connection is reopened with back-off, and every time
 //! `LISTEN` takes (the first time included) is reported, so that the chat
@@ -15,6 +15,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tracing::{debug, info, warn};
 
 use crate::store::FeedEvent;
+use crate::store::moderation::Action;
 use crate::store::record::ChatMessage;
 
 /// The channel messages are notified on.
@@ -26,12 +27,31 @@ const RETRY_MIN: Duration = Duration::from_millis(250);
 /// Longest wait between two reopening attempts.
 const RETRY_MAX: Duration = Duration::from_secs(4);
 
-/// A notification's payload, as the insert builds it.
+/// A message's notification, as the insert builds it.
 #[derive(Deserialize)]
-struct Payload {
+struct Posted {
     broadcast: String,
     #[serde(flatten)]
     message: ChatMessage,
+}
+
+/// A moderation action's notification (see `store::moderation`).
+#[derive(Deserialize)]
+struct Moderated {
+    broadcast: String,
+    action: Action,
+}
+
+/// What a notification's payload says, by its `type`.
+fn event(payload: &str) -> Result<FeedEvent, serde_json::Error> {
+    let v: serde_json::Value = serde_json::from_str(payload)?;
+    Ok(if v["type"] == "moderation" {
+        let m: Moderated = serde_json::from_value(v)?;
+        FeedEvent::Moderation(m.broadcast, m.action)
+    } else {
+        let p: Posted = serde_json::from_value(v)?;
+        FeedEvent::Message(p.broadcast, p.message)
+    })
 }
 
 /// Starts the listener; it stops when the receiver is dropped.
@@ -99,13 +119,9 @@ async fn listen(
         return Ok(());
     }
     while let Some(n) = notes.recv().await {
-        match serde_json::from_str::<Payload>(n.payload()) {
-            Ok(p) => {
-                if tx
-                    .send(FeedEvent::Message(p.broadcast, p.message))
-                    .await
-                    .is_err()
-                {
+        match event(n.payload()) {
+            Ok(e) => {
+                if tx.send(e).await.is_err() {
                     return Ok(());
                 }
             }

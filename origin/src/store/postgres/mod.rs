@@ -19,7 +19,7 @@ use tokio_postgres::NoTls;
 
 mod chat;
 pub mod feed;
-mod rows;
+pub(in crate::store) mod rows;
 mod shared;
 
 use self::rows::{COLUMNS, record, status_name};
@@ -322,7 +322,12 @@ impl Store for PgStore {
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        for table in ["stream_keys", "chat_messages", "window_counters"] {
+        for table in [
+            "stream_keys",
+            "chat_messages",
+            "window_counters",
+            "moderation_actions",
+        ] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE broadcast_id = $1"),
                 &[&id],

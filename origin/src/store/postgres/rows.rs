@@ -3,7 +3,7 @@
 use tokio_postgres::Row;
 
 use crate::store::StoreError;
-use crate::store::record::{ChatMessage, Record, Status};
+use crate::store::record::{Author, ChatMessage, Record, Status};
 
 /// The columns of a broadcast, as [`record`] reads them.
 pub const COLUMNS: &str = "id, title, description, status, created_at, started_at, ended_at, \
@@ -52,5 +52,13 @@ pub fn chat_message(row: &Row) -> Result<ChatMessage, StoreError> {
         text: row.try_get("text")?,
         at: row.try_get("at")?,
         streamer: row.try_get("streamer")?,
+        // Only where the query selects them (a message looked up for moderation).
+        author: match (
+            row.try_get::<_, Option<String>>("session_id"),
+            row.try_get::<_, Option<String>>("client_addr"),
+        ) {
+            (Ok(Some(session)), Ok(Some(addr))) => Some(Author { session, addr }),
+            _ => None,
+        },
     })
 }
