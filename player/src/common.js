@@ -104,11 +104,19 @@ export class Chat {
     else if (m.type === 'messages') m.messages.forEach((x) => this.add(x));
     else if (m.type === 'viewers') this.onViewers?.(m.count);
     else if (m.type === 'error') this.system(m.error);
+    else if (m.type === 'notice') {
+      this.system(m.text);
+      if (m.slow_mode_secs !== undefined) this.onSlowMode?.(m.slow_mode_secs);
+    }
+    else if (m.type === 'deleted') {
+      for (const id of m.ids) this.log.querySelector(`[data-id="${Number(id)}"]`)?.remove();
+    }
   }
 
   add(m) {
-    const row = el('div', { class: m.streamer ? 'msg streamer' : 'msg' },
+    const row = el('div', { class: m.streamer ? 'msg streamer' : 'msg', 'data-id': m.id },
       el('span', { class: 'user', text: `${m.user}${m.streamer ? ' (streamer)' : ''}:` }), el('span', { class: 'text', text: m.text }));
+    if (this.controls) row.append(this.controls(m));
     this.scrolled(() => this.log.append(row));
   }
 
@@ -121,6 +129,78 @@ export class Chat {
   }
 
   close() { this.closed = true; this.ws?.close(); }
+}
+
+/** Slow-mode choices, in seconds (0: off). */
+const SLOW_MODES = [0, 10, 30, 60, 120];
+/** A time-out from a page's button, in minutes. */
+const TIMEOUT_MINUTES = 10;
+
+/**
+ * Moderation from a page, for the owner's token or a moderator's: buttons on
+ * each message (delete; time out or ban its sender) and a slow-mode choice
+ * in `bar`. What a button did, or why it failed, is said in the chat.
+ * Call it before the chat's history arrives (right after `new Chat`).
+ */
+export async function moderate(chat, bar, id, token) {
+  const path = `/api/broadcasts/${encodeURIComponent(id)}/moderation`;
+  const act = async (body, done) => {
+    try {
+      await api(path, { method: 'POST', body, token });
+      if (done) chat.system(done);
+    } catch (err) {
+      chat.system(`Not done: ${err.message}`);
+    }
+  };
+  chat.controls = (m) => {
+    const button = (text, label, body, done) => el('button', { type: 'button', class: 'mod secondary', text, 'aria-label': `${label} (${m.user})`, onclick: () => act(body, done) });
+    const tools = el('span', { class: 'modtools' },
+      button('Delete', 'Delete this message', { action: 'delete', message: m.id }));
+    if (!m.streamer) {
+      tools.append(
+        button('Time out', `Time out for ${TIMEOUT_MINUTES} minutes`, { action: 'timeout', message: m.id, minutes: TIMEOUT_MINUTES }, `${m.user} is timed out for ${TIMEOUT_MINUTES} minutes.`),
+        button('Ban', 'Ban from this chat', { action: 'ban', message: m.id }, `${m.user} is banned from this chat.`));
+    }
+    return tools;
+  };
+  const slow = el('select', { id: 'slowmode', onchange: () => act({ action: 'slow_mode', seconds: Number(slow.value) }) },
+    ...SLOW_MODES.map((s) => el('option', { value: s, text: s ? `one message per ${s} s` : 'off' })));
+  bar.replaceChildren(el('label', { for: 'slowmode', text: 'Slow mode' }), slow);
+  bar.hidden = false;
+  // What is in force, and then every change, whoever made it.
+  chat.onSlowMode = (secs) => {
+    if (!SLOW_MODES.includes(secs) && !slow.querySelector(`option[value="${secs}"]`)) {
+      slow.append(el('option', { value: secs, text: `one message per ${secs} s` }));
+    }
+    slow.value = String(secs);
+  };
+  chat.onSlowMode((await api(path, { token })).slow_mode_secs);
+}
+
+/**
+ * The token this page moderates broadcast `id`'s chat with, if any: the
+ * owner's (the studio in this browser made it) or a moderator's (from a
+ * `?mod=` link, taken out of the address bar and remembered), once the
+ * server confirms it still moderates.
+ */
+export async function moderatorToken(id) {
+  const params = new URLSearchParams(location.search);
+  const link = params.get('mod');
+  if (link) {
+    localStorage.setItem(`mod:${id}`, link);
+    params.delete('mod');
+    history.replaceState(null, '', `${location.pathname}${params.size ? `?${params}` : ''}`);
+  }
+  const studio = JSON.parse(localStorage.getItem('studio') || 'null');
+  const token = studio?.id === id ? studio.token : localStorage.getItem(`mod:${id}`);
+  if (!token) return null;
+  try {
+    await api(`/api/broadcasts/${encodeURIComponent(id)}/moderation`, { token });
+    return token;
+  } catch {
+    localStorage.removeItem(`mod:${id}`);
+    return null;
+  }
 }
 
 /**

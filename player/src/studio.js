@@ -1,4 +1,4 @@
-import { api, Chat, el } from './common.js';
+import { api, Chat, el, moderate } from './common.js';
 import { publish } from './whip.js';
 
 const $ = (x) => document.getElementById(x);
@@ -102,8 +102,12 @@ function show(b) {
   $('watchlink').href = `/watch/${encodeURIComponent(b.id)}`;
   if (b.blocked_terms) $('terms').value = b.blocked_terms.join('\n');
   render(b);
-  chat ??= new Chat({ id: b.id, nick: 'host', token: mine.token, log: $('log'), form: $('chatform'), input: $('message'),
-    onViewers: (n) => { $('viewers').textContent = `${n} watching`; } });
+  if (!chat) {
+    chat = new Chat({ id: b.id, nick: 'host', token: mine.token, log: $('log'), form: $('chatform'), input: $('message'),
+      onViewers: (n) => { $('viewers').textContent = `${n} watching`; } });
+    moderate(chat, $('modbar'), b.id, mine.token).catch((err) => chat.system(`Moderation unavailable: ${err.message}`));
+    listModerators().catch((err) => { $('modstate').textContent = `Moderators not listed: ${err.message}`; });
+  }
   clearInterval(poll);
   poll = setInterval(refresh, POLL_MS);
 }
@@ -166,6 +170,9 @@ function reset() {
   mine = null;
   chat?.close();
   chat = null;
+  $('modbar').hidden = true;
+  $('mods').replaceChildren();
+  $('modlink').hidden = true;
   clearInterval(poll);
   preview(false);
   $('dashboard').hidden = true;
@@ -228,6 +235,35 @@ $('termsform').addEventListener('submit', async (e) => {
   } catch (err) {
     $('termsstate').textContent = `Not saved: ${err.message}`;
   }
+});
+// Moderators: appointed by name, each with a link shown once; dismissed here.
+const moderatorsPath = () => `/api/broadcasts/${encodeURIComponent(mine.id)}/moderators`;
+async function listModerators() {
+  const { moderators } = await api(moderatorsPath(), { token: mine.token });
+  $('mods').replaceChildren(...moderators.map((m) => el('li', {}, `${m.name} `,
+    el('button', { type: 'button', class: 'mod secondary', text: 'Dismiss', 'aria-label': `Dismiss ${m.name}`, onclick: () => dismiss(m) }))));
+}
+async function dismiss(m) {
+  try {
+    await api(`${moderatorsPath()}/${encodeURIComponent(m.id)}`, { method: 'DELETE', token: mine.token });
+    $('modstate').textContent = `${m.name} is no longer a moderator.`;
+  } catch (err) {
+    $('modstate').textContent = `Not dismissed: ${err.message}`;
+  }
+  listModerators().catch(() => {});
+}
+$('modsform').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  try {
+    const m = await api(moderatorsPath(), { method: 'POST', body: { name: $('modname').value }, token: mine.token });
+    $('modlink').value = new URL(m.watch_url, window.location.href).href;
+    $('modlink').hidden = false;
+    $('modstate').textContent = `Send ${m.name} this link; it is shown once.`;
+    $('modname').value = '';
+  } catch (err) {
+    $('modstate').textContent = `Not appointed: ${err.message}`;
+  }
+  listModerators().catch(() => {});
 });
 $('golive').addEventListener('click', goLive);
 $('stoplive').addEventListener('click', stopLive);

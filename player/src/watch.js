@@ -1,4 +1,4 @@
-import { api, Chat, askNickname, sessionId } from './common.js';
+import { api, Chat, askNickname, moderate, moderatorToken, sessionId } from './common.js';
 import { play as playRealtime } from './whep.js';
 
 const id = decodeURIComponent(location.pathname.split('/')[2] || '');
@@ -200,6 +200,8 @@ async function check() {
 
 check();
 setInterval(check, STATUS_POLL_MS);
-askNickname($('nickform'), $('nick')).then((nick) => {
-  window.chat = new Chat({ id, nick, log: $('log'), form: $('chatform'), input: $('message'), onViewers: setViewers });
+askNickname($('nickform'), $('nick')).then(async (nick) => {
+  const token = await moderatorToken(id);
+  window.chat = new Chat({ id, nick, token, log: $('log'), form: $('chatform'), input: $('message'), onViewers: setViewers });
+  if (token) moderate(window.chat, $('modbar'), id, token).catch((err) => window.chat.system(`Moderation unavailable: ${err.message}`));
 });

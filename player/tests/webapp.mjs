@@ -183,6 +183,67 @@ try {
   await audit(studio, 'studio, live');
   for (const p of [w1, studio]) assert.equal(await p.getAttribute('#log', 'role'), 'log', 'the chat is a log');
 
+  step("moderation from the owner's watch page: a deleted message vanishes for everyone; a timed-out viewer is told");
+  // The studio's browser: its watch page finds the owner's token.
+  const owner = await studio.context().newPage();
+  await owner.goto(`${base}/watch/${id}`);
+  await owner.fill('#nick', 'owner');
+  await owner.press('#nick', 'Enter');
+  await owner.waitForSelector('#modbar:not([hidden])');
+  await say(w2, 'delete me please');
+  const row = (p, text) => p.locator('#log .msg', { hasText: text });
+  await until(async () => (await row(w1, 'delete me please').count()) === 1, 10000, 'the message arrives');
+  assert.equal(await w1.locator('#log .modtools').count(), 0, 'a viewer gets no moderation buttons');
+  assert.equal(await w1.isHidden('#modbar'), true, 'nor the moderation bar');
+  await until(async () => (await row(owner, 'delete me please').count()) === 1, 10000, 'the owner sees it');
+  await row(owner, 'delete me please').getByRole('button', { name: /^Delete this message/ }).click();
+  for (const p of [w1, w2, owner, studio]) {
+    await until(async () => (await row(p, 'delete me please').count()) === 0, 10000, 'the deleted message vanishes');
+  }
+  await say(w2, 'time me out');
+  await until(async () => (await row(owner, 'time me out').count()) === 1, 10000, 'the owner sees it');
+  await row(owner, 'time me out').getByRole('button', { name: /^Time out/ }).click();
+  await until(async () => (await owner.locator('#log .system', { hasText: 'bob is timed out for 10 minutes' }).count()) === 1, 10000, 'the owner is told');
+  await say(w2, 'can I still talk?');
+  await until(async () => (await w2.locator('#log .system', { hasText: 'you are timed out of this chat until' }).count()) === 1, 10000, 'the timed-out viewer is told');
+  await say(studio, 'after the time-out');
+  await until(async () => (await row(w1, 'after the time-out').count()) === 1, 10000, 'the next message arrives');
+  assert.equal(await row(w1, 'can I still talk?').count(), 0, 'the refused one never did');
+  await audit(owner, 'watch page, moderating');
+  await owner.screenshot({ path: path.join(shots, 'watch-moderating.png') });
+  // Every page here shares 127.0.0.1, and a time-out holds against the
+  // address too: lifted, so that the others may talk again.
+  const token = await studio.evaluate(() => JSON.parse(localStorage.getItem('studio')).token);
+  const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const moderation = `${base}/api/broadcasts/${id}/moderation`;
+  const { in_force: inForce } = await (await fetch(moderation, { headers: auth })).json();
+  assert.equal(inForce.length, 1, 'one time-out in force');
+  const lifted = await fetch(moderation, { method: 'POST', headers: auth, body: JSON.stringify({ action: 'lift', target: inForce[0] }) });
+  assert.equal(lifted.status, 201);
+  await owner.close();
+
+  step("the studio appoints a moderator; the link signs a watch page in; slow mode reaches the viewers");
+  await studio.fill('#modname', 'mia');
+  await studio.click('#modsform button[type=submit]');
+  await studio.waitForSelector('#modlink:not([hidden])');
+  const modLink = await studio.inputValue('#modlink');
+  assert.match(modLink, new RegExp(`/watch/${id}\\?mod=mod_[0-9a-f]{32}$`));
+  await until(async () => (await studio.locator('#mods li', { hasText: 'mia' }).count()) === 1, 5000, 'the studio lists her');
+  const mia = await page();
+  await mia.goto(modLink);
+  await mia.fill('#nick', 'mia');
+  await mia.press('#nick', 'Enter');
+  await mia.waitForSelector('#modbar:not([hidden])');
+  assert.equal(new URL(mia.url()).search, '', 'the token is taken out of the address bar');
+  await mia.selectOption('#slowmode', '30');
+  await until(async () => (await w1.locator('#log .system', { hasText: 'Slow mode is on: one message per 30 s.' }).count()) === 1, 10000, 'viewers are told');
+  await until(async () => (await studio.inputValue('#slowmode')) === '30', 10000, "the studio's bar follows");
+  await mia.selectOption('#slowmode', '0');
+  await until(async () => (await w1.locator('#log .system', { hasText: 'Slow mode is off.' }).count()) === 1, 10000, 'and that it is off');
+  await studio.locator('#mods li', { hasText: 'mia' }).getByRole('button', { name: 'Dismiss mia' }).click();
+  await until(async () => (await studio.locator('#mods li').count()) === 0, 5000, 'dismissed');
+  await mia.close();
+
   step('the video can be paused with its own controls');
   assert.equal(await w1.evaluate(() => window.player.video.controls), true);
   await w1.evaluate(() => window.player.video.pause());
