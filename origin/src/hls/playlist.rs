@@ -195,7 +195,11 @@ pub struct Variant {
 }
 
 /// Renders the multivariant playlist with m3u8-rs. Audio is muxed into every
-/// variant, so there is no EXT-X-MEDIA audio group.
+/// variant, so there is no EXT-X-MEDIA audio group. `CLOSED-CAPTIONS=NONE`
+/// says there are no captions in the video (RFC 8216bis 4.4.6.2): without
+/// it, Shaka Player fetches segments at load to look for some, and 5.2.12
+/// picked the unfinished last segment of a playlist that had only one or
+/// two complete ones, which has no URI, and failed to load (a TypeError).
 pub fn render_multivariant(variants: &[Variant]) -> String {
     let pl = m3u8_rs::MasterPlaylist {
         version: Some(9),
@@ -212,6 +216,7 @@ pub fn render_multivariant(variants: &[Variant]) -> String {
                     height: u64::from(v.resolution.1),
                 }),
                 frame_rate: Some((v.frame_rate * 1000.0).round() / 1000.0),
+                closed_captions: Some(m3u8_rs::ClosedCaptionGroupId::None),
                 ..Default::default()
             })
             .collect(),
@@ -380,6 +385,8 @@ mod tests {
         assert_eq!(v.average_bandwidth, Some(2_900_000));
         assert_eq!(v.codecs.as_deref(), Some("avc1.64001f,mp4a.40.2"));
         assert_eq!(v.frame_rate, Some(30.0));
+        assert_eq!(v.closed_captions, Some(m3u8_rs::ClosedCaptionGroupId::None));
         assert!(text.contains("RESOLUTION=1280x720"));
+        assert!(text.contains(",CLOSED-CAPTIONS=NONE"), "unquoted: {text}");
     }
 }
