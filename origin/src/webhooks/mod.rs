@@ -74,6 +74,27 @@ pub struct Event {
     pub broadcast: Broadcast,
 }
 
+impl Event {
+    /// `kind` happening to `r` now, with a fresh id.
+    pub fn of(kind: Kind, r: &Record) -> Result<Event, getrandom::Error> {
+        Ok(Event {
+            id: format!("evt_{}", random_hex(12)?),
+            kind: kind.name(),
+            at: now_rfc3339(),
+            broadcast: Broadcast {
+                id: r.id.clone(),
+                title: r.title.clone(),
+                description: r.description.clone(),
+                status: r.status,
+                started_at: r.started_at.clone(),
+                ended_at: r.ended_at.clone(),
+                unlisted: r.unlisted,
+                playback_url: format!("/hls/{}/master.m3u8", r.id),
+            },
+        })
+    }
+}
+
 /// A broadcast in an event: its public fields.
 #[derive(Debug, Clone, Serialize)]
 pub struct Broadcast {
@@ -159,22 +180,10 @@ impl Webhooks {
         if self.queues.is_empty() {
             return;
         }
-        let Ok(id) = random_hex(12) else { return };
-        let event = Arc::new(Event {
-            id: format!("evt_{id}"),
-            kind: kind.name(),
-            at: now_rfc3339(),
-            broadcast: Broadcast {
-                id: r.id.clone(),
-                title: r.title.clone(),
-                description: r.description.clone(),
-                status: r.status,
-                started_at: r.started_at.clone(),
-                ended_at: r.ended_at.clone(),
-                unlisted: r.unlisted,
-                playback_url: format!("/hls/{}/master.m3u8", r.id),
-            },
-        });
+        let Ok(event) = Event::of(kind, r) else {
+            return;
+        };
+        let event = Arc::new(event);
         for (url, tx) in &self.queues {
             if tx.try_send(event.clone()).is_err() {
                 self.metrics.count_webhook("dropped");
@@ -269,6 +278,31 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_every_event_and_field() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../api/openapi.json")).unwrap();
+        let schema = &doc["components"]["schemas"]["WebhookEvent"]["properties"];
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let r = Record::new_ready("b".into(), Default::default(), "owner");
+        for kind in [Kind::Live, Kind::Ended, Kind::TitleChanged] {
+            let hook = &doc["webhooks"][kind.name()]["post"];
+            assert!(hook.is_object(), "{}", kind.name());
+            let event = serde_json::to_value(Event::of(kind, &r).unwrap()).unwrap();
+            assert_eq!(keys(&event), keys(schema));
+            assert_eq!(
+                keys(&event["broadcast"]),
+                keys(&schema["broadcast"]["properties"])
+            );
+            let kinds = schema["type"]["enum"].as_array().unwrap();
+            assert!(kinds.contains(&serde_json::json!(kind.name())));
+        }
+    }
 
     #[test]
     fn the_signature_is_standard_webhooks_v1() {
