@@ -108,6 +108,18 @@ async fn act(base: &str, id: &str, body: Value, token: &str) -> (u16, Value) {
     call(base, "POST", id, "moderation", body, Some(token)).await
 }
 
+/// Slow mode set to `seconds` with `token`: the status.
+async fn slow_mode(base: &str, id: &str, seconds: u32, token: &str) -> u16 {
+    act(
+        base,
+        id,
+        json!({"action": "slow_mode", "seconds": seconds}),
+        token,
+    )
+    .await
+    .0
+}
+
 /// Says `text` as `from` and returns its id, as `to` receives it.
 async fn said(from: &mut Ws, to: &mut Ws, text: &str) -> u64 {
     say(from, text).await;
@@ -226,16 +238,7 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
         403
     );
     assert_eq!(
-        call(
-            &base,
-            "POST",
-            &other.id,
-            "moderation",
-            json!({"action": "slow_mode", "seconds": 5}),
-            Some(&mia)
-        )
-        .await
-        .0,
+        slow_mode(&base, &other.id, 5, &mia).await,
         403,
         "another broadcast's"
     );
@@ -351,28 +354,8 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
     );
 
     // Slow mode, announced; moderators and the streamer are exempt.
-    assert_eq!(
-        act(
-            &base,
-            id,
-            json!({"action": "slow_mode", "seconds": 3601}),
-            owner
-        )
-        .await
-        .0,
-        400
-    );
-    assert_eq!(
-        act(
-            &base,
-            id,
-            json!({"action": "slow_mode", "seconds": 60}),
-            &mia
-        )
-        .await
-        .0,
-        201
-    );
+    assert_eq!(slow_mode(&base, id, 3601, owner).await, 400);
+    assert_eq!(slow_mode(&base, id, 60, &mia).await, 201);
     assert_eq!(
         next_of(&mut bob, "notice").await["text"],
         "Slow mode is on: one message per 60 s."
@@ -432,17 +415,7 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
         .0,
         204
     );
-    assert_eq!(
-        act(
-            &base,
-            id,
-            json!({"action": "slow_mode", "seconds": 0}),
-            &mia
-        )
-        .await
-        .0,
-        403
-    );
+    assert_eq!(slow_mode(&base, id, 0, &mia).await, 403);
     assert!(
         chat_from(&base, id, "mia", "s-mia-2", Some(&mia), [127, 0, 0, 1])
             .await

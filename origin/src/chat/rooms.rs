@@ -112,13 +112,13 @@ impl Room {
     pub fn apply(&self, action: &Action) {
         match &action.what {
             What::Delete { message, .. } => {
-                lock(&self.pending).retain(|m| m.id != *message);
                 let mut h = lock(&self.history);
+                lock(&self.pending).retain(|m| m.id != *message);
                 h.ring.retain(|m| m.id != *message);
                 h.frame = History::frame_of(&h.ring);
-                let _ = self.fanout.send(Message::text(
-                    serde_json::json!({"type": "deleted", "ids": [message]}).to_string(),
-                ));
+                let _ = self.fanout.send(Message::text(format!(
+                    "{{\"type\":\"deleted\",\"ids\":[{message}]}}"
+                )));
             }
             What::SlowMode { seconds } => {
                 self.moderation.invalidate();
@@ -126,10 +126,10 @@ impl Room {
                     0 => "Slow mode is off.".to_string(),
                     s => format!("Slow mode is on: one message per {s} s."),
                 };
-                let _ = self.fanout.send(Message::text(
-                    serde_json::json!({"type": "notice", "text": text, "slow_mode_secs": seconds})
-                        .to_string(),
-                ));
+                let text = serde_json::to_string(&text).expect("a string");
+                let _ = self.fanout.send(Message::text(format!(
+                    "{{\"type\":\"notice\",\"text\":{text},\"slow_mode_secs\":{seconds}}}"
+                )));
             }
             _ => self.moderation.invalidate(),
         }
@@ -172,13 +172,16 @@ impl Room {
     /// Sends the messages accepted since the last call as one frame, and
     /// keeps them in the history.
     fn flush(&self) {
+        // Under the history lock, taken before the batch: a joiner gets this
+        // batch either in its history frame or on its receiver, never both
+        // and never neither; and a deletion ([`Room::apply`], which takes
+        // the same locks in the same order) finds a message either pending
+        // or in the history, never on its way between them.
+        let mut h = lock(&self.history);
         let batch = std::mem::take(&mut *lock(&self.pending));
         if batch.is_empty() {
             return;
         }
-        // Under the history lock: a joiner gets this batch either in its
-        // history frame or on its receiver, never both and never neither.
-        let mut h = lock(&self.history);
         // Already in the history (read from the store at the first join).
         let batch: Vec<ChatMessage> = batch
             .into_iter()
@@ -469,6 +472,43 @@ mod tests {
             id: IDS.fetch_add(1, Ordering::Relaxed),
             ..ChatMessage::new("u", text, false)
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_message_leaves_the_history_and_a_pending_one_never_goes_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rooms, store) = rooms(dir.path(), ChatConfig::default());
+        let p = rooms.enter("b", Some("s0")).unwrap();
+        let (_, mut rx) = p.room.subscribe(store.as_ref()).await;
+        let delete = |m: &ChatMessage| Action {
+            id: 1,
+            at: String::new(),
+            by: "owner".into(),
+            what: What::Delete {
+                message: m.id,
+                user: "u".into(),
+            },
+        };
+        let (sent, pending) = (message("sent"), message("pending"));
+        rooms.deliver("b", sent.clone());
+        tokio::time::sleep(DEFAULT_BATCH * 2).await;
+        rooms.deliver("b", pending.clone());
+        rooms.moderate("b", &delete(&pending));
+        rooms.moderate("b", &delete(&sent));
+        tokio::time::sleep(DEFAULT_BATCH * 2).await;
+        let frames: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(text)
+            .collect();
+        assert!(
+            frames.iter().all(|f| !f.contains("\"pending\"")),
+            "{frames:?}"
+        );
+        assert!(
+            frames.contains(&format!("{{\"type\":\"deleted\",\"ids\":[{}]}}", sent.id)),
+            "{frames:?}"
+        );
+        let (history, _) = p.room.subscribe(store.as_ref()).await;
+        assert!(!text(history).contains("\"sent\""));
     }
 
     #[tokio::test(start_paused = true)]
