@@ -132,15 +132,18 @@ async fn said(from: &mut Ws, to: &mut Ws, text: &str) -> u64 {
 }
 
 /// A refusal the sender is told of, and that `room` does not receive (the
-/// next message it gets is what `host`, exempt from everything, says next).
-async fn refused(from: &mut Ws, room: &mut Ws, host: &mut Ws, text: &str, why: &str) {
+/// next message it gets is what the host, exempt from everything, says
+/// next, from a connection of its own: `(base, broadcast, owner token)`).
+async fn refused(from: &mut Ws, room: &mut Ws, host: (&str, &str, &str), text: &str, why: &str) {
     say(from, text).await;
     let e = next_of(from, "error").await;
     assert!(
         e["error"].as_str().unwrap().contains(why),
         "{e} for {text:?}"
     );
-    say(host, &format!("after {text}")).await;
+    let (base, id, token) = host;
+    let mut host = chat(base, id, "host", "s-host", Some(token)).await;
+    say(&mut host, &format!("after {text}")).await;
     assert_ne!(
         next_of(room, "message").await["text"],
         text,
@@ -310,7 +313,7 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
     refused(
         &mut alice,
         &mut bob,
-        &mut host,
+        (&base, id, owner),
         "am I still here?",
         "timed out",
     )
@@ -318,7 +321,14 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
     let mut alice2 = chat_from(&base, id, "alice2", "s-alice-2", None, ALICE)
         .await
         .unwrap();
-    refused(&mut alice2, &mut bob, &mut host, "a new tab", "timed out").await;
+    refused(
+        &mut alice2,
+        &mut bob,
+        (&base, id, owner),
+        "a new tab",
+        "timed out",
+    )
+    .await;
     let (s, st) = call(&base, "GET", id, "moderation", Value::Null, Some(&mia)).await;
     assert_eq!((s, &st["in_force"]), (200, &json!([timeout["id"]])), "{st}");
     let (s, _) = act(
@@ -336,11 +346,25 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
     let third = said(&mut alice, &mut bob, "third").await;
     let (s, ban) = act(&base, id, json!({"action": "ban", "message": third}), owner).await;
     assert_eq!((s, &ban["by"]), (201, &json!("owner")), "{ban}");
-    refused(&mut alice2, &mut bob, &mut host, "still me", "banned").await;
+    refused(
+        &mut alice2,
+        &mut bob,
+        (&base, id, owner),
+        "still me",
+        "banned",
+    )
+    .await;
     let mut moved = chat_from(&base, id, "alice", "s-alice", None, CAROL)
         .await
         .unwrap();
-    refused(&mut moved, &mut bob, &mut host, "from elsewhere", "banned").await;
+    refused(
+        &mut moved,
+        &mut bob,
+        (&base, id, owner),
+        "from elsewhere",
+        "banned",
+    )
+    .await;
     let mut carol = chat_from(&base, id, "carol", "s-carol", None, CAROL)
         .await
         .unwrap();
@@ -368,7 +392,7 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
     refused(
         &mut dave,
         &mut bob,
-        &mut host,
+        (&base, id, owner),
         "two",
         "slow mode: one message per 60 s",
     )
@@ -399,7 +423,8 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
         assert!(!text.contains(secret), "{secret} in {text}");
     }
 
-    // Dismissed: the token stops working, for the API and for joining.
+    // Dismissed: the token stops working, for the API, for joining, and
+    // for the page she has open.
     let (_, list) = call(&base, "GET", id, "moderators", Value::Null, Some(owner)).await;
     let mid = list["moderators"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -421,6 +446,15 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
             .await
             .is_err()
     );
+    // Her page, still open, is held like anyone's now (slow mode is on).
+    refused(
+        &mut mod_page,
+        &mut bob,
+        (&base, id, owner),
+        "still exempt?",
+        "slow mode",
+    )
+    .await;
 
     // A restart keeps all of it (sled on the same disk; PostgreSQL).
     drop((alice, alice2, bob, host, late, moved, carol, dave, mod_page));
@@ -428,14 +462,13 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
     let server = start().await;
     let base = server.base();
     let mut bob = chat(&base, id, "bob", "s-bob", None).await;
-    let mut host = chat(&base, id, "host", "s-host", Some(owner)).await;
     let mut alice = chat_from(&base, id, "alice", "s-alice", None, ALICE)
         .await
         .unwrap();
     refused(
         &mut alice,
         &mut bob,
-        &mut host,
+        (&base, id, owner),
         "after the restart",
         "banned",
     )
@@ -461,7 +494,6 @@ async fn actions_taken_through_one_origin_hold_on_the_other() {
         .await
         .unwrap();
     let mut bob = chat(&b.base(), &bc.id, "bob", "s-bob", None).await;
-    let mut host = chat(&b.base(), &bc.id, "host", "s-host", Some(&bc.token)).await;
     // Read once before the action, so that a cached state must be replaced.
     let first = said(&mut alice, &mut bob, "hello").await;
     let (s, _) = act(
@@ -482,12 +514,13 @@ async fn actions_taken_through_one_origin_hold_on_the_other() {
     )
     .await;
     assert_eq!(s, 201);
-    // Within the feed's delivery, not the 5-s refresh.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Brought by the feed: well before the room's own 5-s refresh (its
+    // state was read at the last send, just before the action).
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     refused(
         &mut alice,
         &mut bob,
-        &mut host,
+        (&b.base(), &bc.id, &bc.token),
         "on the other origin",
         "timed out",
     )

@@ -315,7 +315,7 @@ async fn join_chat(api: &Api, mut req: Request<Incoming>, id: &str, peer: Socket
     let (streamer, moderator) = match q.get("token") {
         Some(t) if is_owner(&r, t) => (true, None),
         Some(t) => match api.chat.moderation_now(id).await?.moderator(&sha256_hex(t)) {
-            Some(m) => (false, Some(m.name.clone())),
+            Some(m) => (false, Some(m.id.clone())),
             None => {
                 return Err(HttpError::Forbidden(
                     "neither the owner nor a moderator of this broadcast".into(),

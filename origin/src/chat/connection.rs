@@ -20,7 +20,8 @@ use super::config::{
     ChatConfig, MAX_MESSAGE_CHARS, MAX_NICK_CHARS, MAX_VIOLATIONS, MESSAGE_BURST,
     MESSAGES_PER_SECOND,
 };
-use super::rooms::{Bucket, Presence, Room, RoomFull, Rooms, viewers_frame};
+use super::frames;
+use super::rooms::{Bucket, Presence, Room, RoomFull, Rooms};
 use crate::metrics::{BroadcastLabel, ChatCloseLabel, Metrics};
 use crate::store::moderation::{Moderation, State};
 use crate::store::record::{Author, ChatMessage, now_rfc3339};
@@ -112,8 +113,8 @@ pub struct Member {
     pub user: String,
     /// The broadcast's owner (not counted as a viewer, exempt from slow mode).
     pub streamer: bool,
-    /// The name of the moderator whose token it joined with (exempt from
-    /// slow mode, time-outs and bans, like the streamer).
+    /// The id of the moderator whose token it joined with (exempt from slow
+    /// mode, time-outs and bans while in office, like the streamer).
     pub moderator: Option<String>,
     /// The page's session id and the client's address: what time-outs and
     /// bans hold against. Distinct sessions are the viewer count.
@@ -140,10 +141,6 @@ struct Incoming {
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
-}
-
-fn error_frame(msg: &str) -> Message {
-    Message::text(serde_json::json!({"type": "error", "error": msg}).to_string())
 }
 
 type Socket = hyper_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
@@ -187,7 +184,7 @@ pub async fn serve(
     };
     let room = presence.room.clone();
     let (hello, mut rx) = room.subscribe(chat.store.as_ref()).await;
-    if !send(&mut ws, hello).await || !send(&mut ws, viewers_frame(room.viewers())).await {
+    if !send(&mut ws, hello).await || !send(&mut ws, frames::viewers(room.viewers())).await {
         return;
     }
     let mut own = Bucket::new(MESSAGES_PER_SECOND, MESSAGE_BURST);
@@ -202,20 +199,20 @@ pub async fn serve(
                         Ok(()) => None,
                         Err(e) => {
                             violations += 1;
-                            Some(error_frame(&e))
+                            Some(frames::error(&e))
                         }
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
                     violations += 1;
-                    Some(error_frame("only JSON text frames are accepted"))
+                    Some(frames::error("only JSON text frames are accepted"))
                 }
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Ok(_)) => None,
                 Some(Err(err)) => {
                     // Oversized frames, invalid UTF-8 and protocol errors end the connection.
                     debug!(%err, "chat connection error");
-                    send(&mut ws, error_frame(&err.to_string())).await;
+                    send(&mut ws, frames::error(&err.to_string())).await;
                     break;
                 }
             },
@@ -245,7 +242,7 @@ pub async fn serve(
         }
         if violations > MAX_VIOLATIONS {
             chat.closed("errors");
-            send(&mut ws, error_frame("too many errors; closing")).await;
+            send(&mut ws, frames::error("too many errors; closing")).await;
             break;
         }
     }
@@ -287,14 +284,18 @@ impl Sender<'_> {
         if body.chars().any(|c| c.is_control() && c != '\n') {
             return Err("message contains control characters".into());
         }
-        let exempt = self.member.streamer || self.member.moderator.is_some();
+        // The streamer, and moderators while in office (one dismissed since
+        // it joined is held like anyone), are exempt from what follows.
+        let mut exempt = self.member.streamer;
         if !exempt {
             let state = self.chat.moderation_state(self.room).await;
-            if let Some(refused) = state.refusal(&self.member.author, &now_rfc3339()) {
+            exempt = (self.member.moderator.as_ref())
+                .is_some_and(|id| state.moderators.iter().any(|m| &m.id == id));
+            if !exempt && let Some(refused) = state.refusal(&self.member.author, &now_rfc3339()) {
                 return Err(refused);
             }
             let slow = Duration::from_secs(state.slow_mode_secs.into());
-            if last_sent.is_some_and(|t| t.elapsed() < slow) {
+            if !exempt && last_sent.is_some_and(|t| t.elapsed() < slow) {
                 return Err(format!(
                     "slow mode: one message per {} s",
                     state.slow_mode_secs

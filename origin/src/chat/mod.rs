@@ -11,14 +11,18 @@
 //! Layout:
 //! - [`config`]: room size, intervals, rates, with their defaults.
 //! - [`rooms`]: members, counts, history, and each room's batching task;
+//!   [`feed`]: what reaches them from other origins;
 //!   [`meters`]: its token bucket and sliding minimum (pure).
-//! - [`connection`]: one client: join, frames out, messages in, close codes.
+//! - [`connection`]: one client: join, frames out, messages in, close codes;
+//!   [`frames`]: the JSON frames a page receives.
 //! - [`terms`]: blocked terms; [`cached`]: what a room reads from the store
 //!   and keeps for a while (its terms, its moderation state).
 
 pub mod cached;
 pub mod config;
 pub mod connection;
+pub mod feed;
+pub mod frames;
 pub mod meters;
 pub mod rooms;
 pub mod terms;

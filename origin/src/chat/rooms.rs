@@ -14,35 +14,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hyper_tungstenite::tungstenite::Message;
-use tokio::sync::{OnceCell, broadcast, mpsc};
+use tokio::sync::{OnceCell, broadcast};
 use tracing::{debug, warn};
 
 use super::cached::Cached;
 use super::config::{ChatConfig, HISTORY_ON_JOIN};
+use super::frames;
 pub use super::meters::Bucket;
 use super::meters::SlidingMin;
+use crate::store::Store;
 use crate::store::moderation::{Action, State, What};
 use crate::store::record::ChatMessage;
-use crate::store::{FeedEvent, Store};
 
 /// How long an empty room waits for someone before its task ends.
 const EMPTY_ROOM_LINGER: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The `viewers` frame. Every frame names its type first, so that a client
-/// can tell frames apart by their first bytes.
-pub fn viewers_frame(count: u64) -> Message {
-    Message::text(format!("{{\"type\":\"viewers\",\"count\":{count}}}"))
-}
-
-/// A frame of `kind` carrying `messages`.
-fn messages_frame<'a>(kind: &str, messages: impl IntoIterator<Item = &'a ChatMessage>) -> Message {
-    let list: Vec<&ChatMessage> = messages.into_iter().collect();
-    let json = serde_json::to_string(&list).expect("serializable");
-    Message::text(format!("{{\"type\":\"{kind}\",\"messages\":{json}}}"))
 }
 
 /// Who is in a room: connections, and the distinct viewer sessions among them.
@@ -61,7 +49,7 @@ struct History {
 
 impl History {
     fn frame_of(ring: &VecDeque<ChatMessage>) -> Message {
-        messages_frame("history", ring)
+        frames::messages("history", ring)
     }
 }
 
@@ -105,31 +93,55 @@ impl Room {
         }
     }
 
+    /// Messages `ids` go from the history and from every page at once (or
+    /// never go out, if they have not yet).
+    fn forget(&self, ids: &[u64]) {
+        let mut h = lock(&self.history);
+        lock(&self.pending).retain(|m| !ids.contains(&m.id));
+        h.ring.retain(|m| !ids.contains(&m.id));
+        h.frame = History::frame_of(&h.ring);
+        let list = serde_json::to_string(ids).expect("numbers");
+        let _ = self.fanout.send(Message::text(format!(
+            "{{\"type\":\"deleted\",\"ids\":{list}}}"
+        )));
+    }
+
+    /// After the feed was away, with `recent`, the store's newest messages:
+    /// forgets what the history shows within their range and the store no
+    /// longer has (deleted meanwhile), and posts what is newer.
+    pub(super) fn catch_up(&self, recent: Vec<ChatMessage>) {
+        let oldest = recent.first().map_or(0, |m| m.id);
+        let stored = |id: &u64| *id < oldest || recent.iter().any(|r| r.id == *id);
+        let h = lock(&self.history);
+        let gone: Vec<u64> = h
+            .ring
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| !stored(id))
+            .collect();
+        let newest = h.ring.back().map(|m| m.id);
+        drop(h);
+        if !gone.is_empty() {
+            self.forget(&gone);
+        }
+        for m in recent
+            .into_iter()
+            .filter(|m| newest.is_none_or(|n| m.id > n))
+        {
+            self.post(m);
+        }
+    }
+
     /// A moderation action taken (here or through another origin): a
     /// deleted message goes from the history and from every page at once
     /// (or never goes out, if it has not yet); anything else is read again
     /// at the next send, and a change of slow mode is announced.
     pub fn apply(&self, action: &Action) {
         match &action.what {
-            What::Delete { message, .. } => {
-                let mut h = lock(&self.history);
-                lock(&self.pending).retain(|m| m.id != *message);
-                h.ring.retain(|m| m.id != *message);
-                h.frame = History::frame_of(&h.ring);
-                let _ = self.fanout.send(Message::text(format!(
-                    "{{\"type\":\"deleted\",\"ids\":[{message}]}}"
-                )));
-            }
+            What::Delete { message, .. } => self.forget(&[*message]),
             What::SlowMode { seconds } => {
                 self.moderation.invalidate();
-                let text = match seconds {
-                    0 => "Slow mode is off.".to_string(),
-                    s => format!("Slow mode is on: one message per {s} s."),
-                };
-                let text = serde_json::to_string(&text).expect("a string");
-                let _ = self.fanout.send(Message::text(format!(
-                    "{{\"type\":\"notice\",\"text\":{text},\"slow_mode_secs\":{seconds}}}"
-                )));
+                let _ = self.fanout.send(frames::slow_mode(*seconds));
             }
             _ => self.moderation.invalidate(),
         }
@@ -190,7 +202,7 @@ impl Room {
         if batch.is_empty() {
             return;
         }
-        let frame = messages_frame("messages", &batch);
+        let frame = frames::messages("messages", &batch);
         h.ring.extend(batch);
         let excess = h.ring.len().saturating_sub(HISTORY_ON_JOIN);
         h.ring.drain(..excess);
@@ -242,7 +254,7 @@ pub struct Rooms {
     /// viewers reconnect here, and that double count is no peak.
     settle: std::sync::OnceLock<Duration>,
     config: Arc<ChatConfig>,
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
 }
 
 impl Rooms {
@@ -273,60 +285,14 @@ impl Rooms {
         *lock(&self.elsewhere) = counts;
     }
 
-    /// A message from the feed, to this origin's members of its room.
-    pub fn deliver(&self, broadcast: &str, m: ChatMessage) {
-        let room = lock(&self.map).get(broadcast).cloned();
-        if let Some(room) = room {
-            room.post(m);
-        }
+    /// `broadcast`'s room on this origin, if it has one.
+    pub fn room(&self, broadcast: &str) -> Option<Arc<Room>> {
+        lock(&self.map).get(broadcast).cloned()
     }
 
-    /// A moderation action, to this origin's room of `broadcast` (see [`Room::apply`]).
-    pub fn moderate(&self, broadcast: &str, action: &Action) {
-        let room = lock(&self.map).get(broadcast).cloned();
-        if let Some(room) = room {
-            room.apply(action);
-        }
-    }
-
-    /// `broadcast`'s room reads its moderation state again at the next send.
-    pub fn stale(&self, broadcast: &str) {
-        if let Some(room) = lock(&self.map).get(broadcast) {
-            room.moderation.invalidate();
-        }
-    }
-
-    /// Delivers the chat feed (every origin's messages) until it ends;
-    /// whenever the feed starts listening (at first, and after it was lost),
-    /// fills each room's gap from the store.
-    pub async fn follow(self: Arc<Self>, mut feed: mpsc::Receiver<FeedEvent>) {
-        while let Some(event) = feed.recv().await {
-            match event {
-                FeedEvent::Message(broadcast, m) => self.deliver(&broadcast, m),
-                FeedEvent::Moderation(broadcast, a) => self.moderate(&broadcast, &a),
-                FeedEvent::Resumed => self.fill_gaps().await,
-            }
-        }
-    }
-
-    async fn fill_gaps(&self) {
-        let rooms: Vec<Arc<Room>> = lock(&self.map).values().cloned().collect();
-        for room in rooms {
-            // Actions taken while nobody listened are read at the next send.
-            room.moderation.invalidate();
-            match self.store.chat_history(&room.id, HISTORY_ON_JOIN).await {
-                Ok(recent) => {
-                    let newest = lock(&room.history).ring.back().map(|m| m.id);
-                    for m in recent
-                        .into_iter()
-                        .filter(|m| newest.is_none_or(|n| m.id > n))
-                    {
-                        room.post(m);
-                    }
-                }
-                Err(err) => warn!(broadcast = %room.id, %err, "chat gap not filled"),
-            }
-        }
+    /// Every room on this origin.
+    pub fn rooms(&self) -> Vec<Arc<Room>> {
+        lock(&self.map).values().cloned().collect()
     }
 
     /// The most viewers `broadcast`'s room has had since it opened (the store
@@ -406,7 +372,7 @@ impl Rooms {
                     .1
                     .is_none_or(|at| now - at >= self.config.count_interval)
             {
-                let _ = room.fanout.send(viewers_frame(viewers));
+                let _ = room.fanout.send(frames::viewers(viewers));
                 counted = (viewers, Some(now));
             }
             if now - saved.1 >= self.config.peak_save_interval {
@@ -453,8 +419,10 @@ impl Rooms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::FeedEvent;
     use crate::store::embedded::SledStore;
     use crate::store::record::NewBroadcast;
+    use tokio::sync::mpsc;
 
     fn rooms(dir: &std::path::Path, config: ChatConfig) -> (Arc<Rooms>, Arc<dyn Store>) {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
@@ -569,6 +537,46 @@ mod tests {
                 .map(text)
                 .all(|f| !f.contains("missed"))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_feed_that_starts_listening_forgets_what_was_deleted_meanwhile() {
+        use crate::store::moderation::Moderation;
+        let dir = tempfile::tempdir().unwrap();
+        let sled = Arc::new(SledStore::open(dir.path()).unwrap());
+        let rooms = Rooms::new(Arc::new(ChatConfig::default()), sled.clone());
+        let mut ids = Vec::new();
+        for text in ["kept", "deleted"] {
+            let m = sled.add_chat("b", ChatMessage::new("u", text, false), None);
+            ids.push(m.await.unwrap().id);
+        }
+        let p = rooms.enter("b", Some("s0")).unwrap();
+        let (_, mut rx) = p.room.subscribe(sled.as_ref()).await;
+        // Deleted through another origin while this one's feed was away.
+        let delete = What::Delete {
+            message: ids[1],
+            user: "u".into(),
+        };
+        let action = Action {
+            id: 0,
+            at: String::new(),
+            by: "owner".into(),
+            what: delete,
+        };
+        sled.act("b", action).await.unwrap();
+        let (tx, feed) = mpsc::channel(4);
+        tokio::spawn(rooms.clone().follow(feed));
+        tx.send(FeedEvent::Resumed).await.unwrap();
+        tokio::time::sleep(DEFAULT_BATCH * 2).await;
+        let frames: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(text)
+            .filter(|f| !f.contains("\"viewers\""))
+            .collect();
+        let gone = format!("{{\"type\":\"deleted\",\"ids\":[{}]}}", ids[1]);
+        assert_eq!(frames, [gone]);
+        let (history, _) = p.room.subscribe(sled.as_ref()).await;
+        let history = text(history);
+        assert!(history.contains("\"kept\"") && !history.contains("\"deleted\""));
     }
 
     #[tokio::test(start_paused = true)]
