@@ -270,8 +270,8 @@ async fn moderators<B>(api: &Api, req: &Request<B>, id: &str) -> Reply {
 }
 
 /// `DELETE /api/broadcasts/{id}/moderators/{moderator}`: its token stops
-/// working at once (a chat connection it opened keeps its exemption from
-/// slow mode until it reconnects).
+/// working at once, and a chat connection it opened is held like anyone's
+/// from its next message.
 async fn dismiss<B>(api: &Api, req: &Request<B>, id: &str, m: &str) -> Reply {
     let state = owner(api, req, id).await?;
     if !state.moderators.iter().any(|x| x.id == m) {
