@@ -433,6 +433,27 @@ mod tests {
         m.into_text().unwrap().to_string()
     }
 
+    /// Every frame waiting on `rx`, as text.
+    fn drain(rx: &mut broadcast::Receiver<Message>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(text)
+            .collect()
+    }
+
+    /// The owner deletes message `id`.
+    fn deletion(id: u64) -> Action {
+        let what = What::Delete {
+            message: id,
+            user: "u".into(),
+        };
+        Action {
+            id: 1,
+            at: String::new(),
+            by: "owner".into(),
+            what,
+        }
+    }
+
     /// A message as the store returns it: with its own id.
     fn message(text: &str) -> ChatMessage {
         static IDS: AtomicU64 = AtomicU64::new(1);
@@ -448,25 +469,14 @@ mod tests {
         let (rooms, store) = rooms(dir.path(), ChatConfig::default());
         let p = rooms.enter("b", Some("s0")).unwrap();
         let (_, mut rx) = p.room.subscribe(store.as_ref()).await;
-        let delete = |m: &ChatMessage| Action {
-            id: 1,
-            at: String::new(),
-            by: "owner".into(),
-            what: What::Delete {
-                message: m.id,
-                user: "u".into(),
-            },
-        };
         let (sent, pending) = (message("sent"), message("pending"));
         rooms.deliver("b", sent.clone());
         tokio::time::sleep(DEFAULT_BATCH * 2).await;
         rooms.deliver("b", pending.clone());
-        rooms.moderate("b", &delete(&pending));
-        rooms.moderate("b", &delete(&sent));
+        rooms.moderate("b", &deletion(pending.id));
+        rooms.moderate("b", &deletion(sent.id));
         tokio::time::sleep(DEFAULT_BATCH * 2).await;
-        let frames: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(text)
-            .collect();
+        let frames: Vec<String> = drain(&mut rx);
         assert!(
             frames.iter().all(|f| !f.contains("\"pending\"")),
             "{frames:?}"
@@ -490,9 +500,7 @@ mod tests {
         rooms.deliver("b", m.clone());
         rooms.deliver("elsewhere", message("no room here"));
         tokio::time::sleep(DEFAULT_BATCH * 2).await;
-        let frames: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(text)
-            .collect();
+        let frames: Vec<String> = drain(&mut rx);
         let messages: Vec<&String> = frames
             .iter()
             .filter(|f| f.contains("\"messages\""))
@@ -524,9 +532,7 @@ mod tests {
         tokio::spawn(rooms.clone().follow(feed));
         tx.send(FeedEvent::Resumed).await.unwrap();
         tokio::time::sleep(DEFAULT_BATCH * 2).await;
-        let frames: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(text)
-            .collect();
+        let frames: Vec<String> = drain(&mut rx);
         let got: usize = frames.iter().map(|f| f.matches("\"missed\"").count()).sum();
         assert_eq!(got, 1, "{frames:?}");
         // A second resumption brings nothing twice.
@@ -553,17 +559,7 @@ mod tests {
         let p = rooms.enter("b", Some("s0")).unwrap();
         let (_, mut rx) = p.room.subscribe(sled.as_ref()).await;
         // Deleted through another origin while this one's feed was away.
-        let delete = What::Delete {
-            message: ids[1],
-            user: "u".into(),
-        };
-        let action = Action {
-            id: 0,
-            at: String::new(),
-            by: "owner".into(),
-            what: delete,
-        };
-        sled.act("b", action).await.unwrap();
+        sled.act("b", deletion(ids[1])).await.unwrap();
         let (tx, feed) = mpsc::channel(4);
         tokio::spawn(rooms.clone().follow(feed));
         tx.send(FeedEvent::Resumed).await.unwrap();
