@@ -200,8 +200,11 @@ async function check() {
 
 check();
 setInterval(check, STATUS_POLL_MS);
+// Asked at once, so that a moderator link's token leaves the address bar
+// before the nickname is asked for.
+const moderating = moderatorToken(id);
 askNickname($('nickform'), $('nick')).then(async (nick) => {
-  const token = await moderatorToken(id);
+  const token = await moderating;
   window.chat = new Chat({ id, nick, token, log: $('log'), form: $('chatform'), input: $('message'), onViewers: setViewers });
   if (token) moderate(window.chat, $('modbar'), id, token).catch((err) => window.chat.system(`Moderation unavailable: ${err.message}`));
 });
