@@ -100,6 +100,9 @@ pub enum ConfigError {
     /// `[webhooks]`.
     #[error("[webhooks] {0}")]
     Webhooks(#[from] crate::webhooks::config::ConfigError),
+    /// `[recording]`.
+    #[error("[recording] {0}")]
+    Recording(#[from] crate::recording::config::ConfigError),
     /// A rendition name that cannot be a URL path segment.
     #[error("[transcoder] rendition name {0:?} must be 1 to 64 characters of [A-Za-z0-9_-]")]
     RenditionName(String),
@@ -150,6 +153,8 @@ pub struct Config {
     pub access: crate::access::config::AccessConfig,
     /// Where events are posted.
     pub webhooks: crate::webhooks::config::WebhooksConfig,
+    /// Replays: on or off, age limit and quota.
+    pub recording: crate::recording::RecordingConfig,
 }
 
 impl Default for Config {
@@ -171,6 +176,7 @@ impl Default for Config {
             webrtc: Default::default(),
             access: Default::default(),
             webhooks: Default::default(),
+            recording: Default::default(),
         }
     }
 }
@@ -226,6 +232,7 @@ impl Config {
         self.webrtc.validate()?;
         self.access.validate()?;
         self.webhooks.validate()?;
+        self.recording.validate()?;
         if self.rtmp_listen == self.http_listen {
             return Err(ConfigError::SameAddress);
         }
@@ -332,6 +339,7 @@ mod tests {
         assert_eq!(cw.queue, dw.queue);
         assert_eq!(cw.max_attempts, dw.max_attempts);
         assert_eq!(cw.timeout, dw.timeout);
+        assert_eq!(c.recording, d.recording);
     }
 
     #[test]

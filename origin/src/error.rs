@@ -28,6 +28,9 @@ pub enum HttpError {
     /// The request conflicts with the resource's state.
     #[error("{0}")]
     Conflict(String),
+    /// The thing was here and was deleted for good.
+    #[error("{0}")]
+    Gone(String),
     /// The body is larger than the named limit.
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
@@ -55,6 +58,7 @@ impl HttpError {
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Conflict(_) => StatusCode::CONFLICT,
+            HttpError::Gone(_) => StatusCode::GONE,
             HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,

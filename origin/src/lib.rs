@@ -15,6 +15,7 @@
 //! - [`chat`]: chat rooms and viewer counts.
 //! - [`http`]: the HTTP server, its limits and the router.
 //! - [`pages`]: the web pages and their assets.
+//! - [`recording`]: broadcasts kept on disk, played back as replays.
 //! - [`response`]: response helpers.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`error`]: HTTP errors and their status codes.
@@ -33,6 +34,7 @@ pub mod hls;
 pub mod http;
 pub mod metrics;
 pub mod pages;
+pub mod recording;
 pub mod response;
 pub mod store;
 pub mod webhooks;
@@ -53,6 +55,8 @@ use crate::store::{Shared, Store};
 
 /// Under the data dir: live windows kept for a restart (see [`hls::spool`]).
 const SPOOL_DIR: &str = "hls";
+/// Under the data dir: recordings (see [`recording::disk`]).
+const RECORDINGS_DIR: &str = "recordings";
 /// Accepted publishes waiting for the lifecycle to pick them up.
 const PUBLISH_QUEUE_CAPACITY: usize = 16;
 
@@ -182,6 +186,16 @@ pub async fn run(
     if shared.is_some() {
         hls.share_counters(cluster.clone());
     }
+    let recorder = config.recording.enabled.then(|| {
+        recording::Recorder::start(
+            config.recording.clone(),
+            config.data_dir.join(RECORDINGS_DIR),
+            metrics.clone(),
+        )
+    });
+    if let Some(r) = &recorder {
+        hls.record_to(r.clone());
+    }
     // Stopped after the windows' last counters are written.
     let counters_done = CancellationToken::new();
     let counters = tokio::spawn(cluster.clone().write_counters(counters_done.clone()));
@@ -257,6 +271,7 @@ pub async fn run(
         webrtc,
         access,
         webhooks,
+        recorder: recorder.clone(),
     });
     let ingest = tokio::spawn(ingest::run(
         config.ingest.clone(),
@@ -296,6 +311,11 @@ pub async fn run(
     }
     counters_done.cancel();
     let _ = counters.await;
+    if let Some(r) = &recorder
+        && !r.flush(hls::restart::SAVE_ON_STOP_LIMIT).await
+    {
+        tracing::warn!("recordings not all written in time");
+    }
     let (ingest, lifecycle, http, _, _) = tokio::join!(ingest, lifecycle, http, beats, webrtc_task);
     store.flush().await.context("flushing the database")?;
     ingest.context("ingest task")?.context("ingest")?;

@@ -94,6 +94,23 @@ pub struct Metrics {
     pub webrtc_nacks: Family<DirectionLabel, Counter>,
     /// Webhook events, by what became of them.
     pub webhook_events: Family<WebhookLabel, Counter>,
+    /// Segments written to recordings.
+    pub recording_segments: Counter,
+    /// Segments not recorded, by reason (`queue_full`, `disk_full`, `error`).
+    pub recording_dropped: Family<ReasonLabel, Counter>,
+    /// 1 while recording is paused because the disk is full (an alert).
+    pub recording_paused: Gauge,
+    /// Bytes of all recordings on disk.
+    pub recording_bytes: Gauge,
+    /// Replays deleted, by reason (`owner`, `max_age`, `max_bytes`).
+    pub replays_deleted: Family<ReasonLabel, Counter>,
+}
+
+/// `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why.
+    pub reason: &'static str,
 }
 
 /// `result` label of a webhook event.
@@ -139,6 +156,11 @@ impl Default for Metrics {
             webrtc_frames_packetized: Counter::default(),
             webrtc_nacks: Family::default(),
             webhook_events: Family::default(),
+            recording_segments: Counter::default(),
+            recording_dropped: Family::default(),
+            recording_paused: Gauge::default(),
+            recording_bytes: Gauge::default(),
+            replays_deleted: Family::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -249,6 +271,31 @@ impl Default for Metrics {
                 m.webhook_events.clone(),
             );
             r.register(
+                "recording_segments",
+                "Segments written to recordings",
+                m.recording_segments.clone(),
+            );
+            r.register(
+                "recording_dropped",
+                "Segments not recorded, by reason (queue_full, disk_full, error)",
+                m.recording_dropped.clone(),
+            );
+            r.register(
+                "recording_paused",
+                "1 while recording is paused because the disk is full",
+                m.recording_paused.clone(),
+            );
+            r.register(
+                "recording_bytes",
+                "Bytes of all recordings on disk",
+                m.recording_bytes.clone(),
+            );
+            r.register(
+                "replays_deleted",
+                "Replays deleted, by reason (owner, max_age, max_bytes)",
+                m.replays_deleted.clone(),
+            );
+            r.register(
                 "webrtc_media_dropped",
                 "WHIP media dropped because a transcoder was behind",
                 m.webrtc_media_dropped.clone(),
@@ -268,6 +315,13 @@ impl Metrics {
     pub fn count_webhook(&self, result: &'static str) {
         self.webhook_events
             .get_or_create(&WebhookLabel { result })
+            .inc();
+    }
+
+    /// A segment not recorded, and why.
+    pub fn count_recording_drop(&self, reason: &'static str) {
+        self.recording_dropped
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

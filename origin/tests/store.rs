@@ -33,10 +33,12 @@ async fn conformance(store: &dyn Store) {
             title: "Title".into(),
             description: "Desc".into(),
             unlisted: false,
+            recorded: false,
         })
         .await
         .unwrap();
     assert_eq!(c.record.status, Status::Ready);
+    assert!(!c.record.recorded, "the owner opted out of the replay");
     assert!(c.stream_key.starts_with("live_") && c.stream_key.len() == 37);
     assert_eq!(store.stream_key(&c.record, &c.owner_token), c.stream_key);
     assert!(is_owner(&c.record, &c.owner_token));
@@ -80,10 +82,13 @@ async fn conformance(store: &dyn Store) {
                 description: Some("D2".into()),
                 unlisted: None,
                 blocked_terms: Some(vec!["스팸".into(), "Spam".into()]),
+                recorded: Some(true),
             },
         )
         .await
         .unwrap();
+    assert!(edited.recorded);
+    assert!(store.get(&c.record.id).await.unwrap().recorded);
     assert_eq!(
         (edited.title.as_str(), edited.description.as_str()),
         ("New", "D2")

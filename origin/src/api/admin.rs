@@ -109,6 +109,7 @@ async fn delete(api: &Api, id: &str) -> Reply {
         )));
     }
     api.store.delete(id).await?;
+    super::replay::forget(api, id).await?;
     info!(broadcast = %id, "deleted by the operator");
     Ok(no_content())
 }
@@ -128,6 +129,7 @@ mod tests {
             ("/api/broadcasts/{id}/moderators", "post"),
             ("/api/broadcasts/{id}/moderators", "get"),
             ("/api/broadcasts/{id}/moderators/{moderator}", "delete"),
+            ("/api/broadcasts/{id}/replay", "delete"),
             ("/api/admin/invites", "post"),
             ("/api/admin/invites", "get"),
             ("/api/admin/invites/{id}", "delete"),

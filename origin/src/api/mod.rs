@@ -10,12 +10,14 @@
 //! - [`routes`]: one function per route, and the dispatch.
 //! - [`admin`]: the operator API (invites; ending and deleting any broadcast).
 //! - [`moderation`]: chat moderation (actions, moderators).
+//! - [`replay`]: deleting a replay, and its thumbnail.
 //! - [`whip`]: going live over WebRTC (RFC 9725).
 //! - [`whep`]: watching over WebRTC.
 
 pub mod admin;
 pub mod model;
 pub mod moderation;
+pub mod replay;
 pub mod request;
 pub mod routes;
 pub mod state;

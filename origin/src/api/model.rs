@@ -46,6 +46,10 @@ pub struct View {
     pub thumbnail_url: String,
     /// Left out of the directory and search; playable with the link.
     pub unlisted: bool,
+    /// Recorded for a replay.
+    pub recorded: bool,
+    /// Its recording, once there is one.
+    pub replay: Option<crate::recording::ReplayInfo>,
     /// Only in the create response and owner-authorized reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_key: Option<String>,
@@ -69,9 +73,16 @@ pub struct Create {
     /// Left out of the directory and search.
     #[serde(default)]
     pub unlisted: bool,
+    /// Recorded for a replay (the default).
+    #[serde(default = "yes")]
+    pub recorded: bool,
     /// An invite code (policy `invite`, without the admin token).
     #[serde(default)]
     pub invite: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `PATCH /api/broadcasts/{id}`.
@@ -86,6 +97,8 @@ pub struct Update {
     pub status: Option<Status>,
     /// Listed in the directory and search, or not.
     pub unlisted: Option<bool>,
+    /// Recorded for a replay, from the next publish on.
+    pub recorded: Option<bool>,
     /// Terms the chat refuses (replaces the list).
     pub blocked_terms: Option<Vec<String>>,
 }
@@ -249,6 +262,7 @@ mod tests {
             key_version: 0,
             unlisted: false,
             blocked_terms: Vec::new(),
+            recorded: true,
         }
     }
 

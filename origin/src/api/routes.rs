@@ -12,7 +12,7 @@ use tracing::info;
 use super::model::{self, Create, Update, View};
 use super::request::{json_body, query};
 use super::state::{Api, host};
-use super::{admin, moderation, whep, whip};
+use super::{admin, moderation, replay, whep, whip};
 use crate::chat::config::MAX_FRAME_BYTES;
 use crate::chat::connection::{self as chat, Member};
 use crate::error::HttpError;
@@ -47,7 +47,8 @@ pub async fn handle(api: &Arc<Api>, req: Request<Incoming>, peer: SocketAddr) ->
         (_, ["broadcasts", id]) if get => show(api, &req, id).await,
         (&Method::PATCH, ["broadcasts", id]) => edit(api, req, id).await,
         (&Method::POST, ["broadcasts", id, "rotate-key"]) => rotate_key(api, &req, id).await,
-        (_, ["broadcasts", id, "thumbnail.jpg"]) if get => thumbnail(api, id),
+        (_, ["broadcasts", id, "thumbnail.jpg"]) if get => replay::thumbnail(api, id).await,
+        (&Method::DELETE, ["broadcasts", id, "replay"]) => replay::delete(api, &req, id).await,
         (_, ["broadcasts", id, "health"]) if get => health(api, &req, id).await,
         (&Method::POST, ["broadcasts", id, "latency"]) => latency(api, req, id).await,
         (&Method::GET, ["broadcasts", id, "chat"]) => join_chat(api, req, id, peer).await,
@@ -104,6 +105,7 @@ async fn create(api: &Api, req: Request<Incoming>, peer: SocketAddr) -> Reply {
             title,
             description,
             unlisted: c.unlisted,
+            recorded: c.recorded,
         })
         .await?;
     info!(broadcast = %created.record.id, ?admitted, unlisted = c.unlisted, "broadcast created");
@@ -113,8 +115,9 @@ async fn create(api: &Api, req: Request<Incoming>, peer: SocketAddr) -> Reply {
     Ok(json_of(StatusCode::CREATED, &v))
 }
 
-/// `GET /api/broadcasts?status=&q=&limit=&cursor=`: live first, then the
-/// newest; unlisted ones only for the operator (`/api/admin/broadcasts`).
+/// `GET /api/broadcasts?status=&replay=&q=&limit=&cursor=`: live first,
+/// then the newest; unlisted ones only for the operator
+/// (`/api/admin/broadcasts`); `replay=ready`: only playable replays.
 async fn list<B>(api: &Api, req: &Request<B>, unlisted: bool) -> Reply {
     let q = query(req);
     let limit = match q.get("limit") {
@@ -140,6 +143,21 @@ async fn list<B>(api: &Api, req: &Request<B>, unlisted: bool) -> Reply {
         ),
         None => None,
     };
+    let replays = match q.get("replay").map(String::as_str) {
+        None | Some("") => false,
+        Some("ready") => true,
+        Some(s) => {
+            return Err(HttpError::BadRequest(format!(
+                "replay may only be \"ready\", not {s:?}"
+            )));
+        }
+    };
+    let replay_ready = |id: &str| {
+        api.recorder
+            .as_ref()
+            .and_then(|r| r.info(id))
+            .is_some_and(|i| i.state == "ready")
+    };
     let text = q.get("q").map(String::as_str).unwrap_or("");
     let mut all: Vec<Record> = api
         .store
@@ -149,6 +167,7 @@ async fn list<B>(api: &Api, req: &Request<B>, unlisted: bool) -> Reply {
         .filter(|r| unlisted || !r.unlisted)
         .filter(|r| status.is_none_or(|s| r.status == s))
         .filter(|r| model::matches(r, text))
+        .filter(|r| !replays || replay_ready(&r.id))
         .collect();
     all.sort_by_key(model::order_key);
     let start = after.map_or(0, |a| all.partition_point(|r| model::order_key(r) <= a));
@@ -194,6 +213,7 @@ async fn edit(api: &Api, req: Request<Incoming>, id: &str) -> Reply {
             .transpose()
             .map_err(HttpError::BadRequest)?,
         unlisted: u.unlisted,
+        recorded: u.recorded,
         blocked_terms: u
             .blocked_terms
             .as_deref()
@@ -295,12 +315,6 @@ async fn latency(api: &Api, req: Request<Incoming>, id: &str) -> Reply {
         ));
     }
     Ok(json_of(StatusCode::OK, &serde_json::json!({})))
-}
-
-/// `GET /api/broadcasts/{id}/thumbnail.jpg`: the latest, while live.
-fn thumbnail(api: &Api, id: &str) -> Reply {
-    let jpeg = api.broadcasts.thumbnail(id).ok_or(HttpError::NotFound)?;
-    Ok(body("image/jpeg", "public, max-age=5", jpeg))
 }
 
 /// `GET /api/broadcasts/{id}/chat?nick=&session=[&token=]`: the chat

@@ -28,6 +28,8 @@ pub struct Api {
     pub rtmp_port: u16,
     /// WebRTC sessions (WHIP publishers).
     pub webrtc: webrtc::Webrtc,
+    /// Recordings and replays, unless `[recording] enabled = false`.
+    pub recorder: Option<Arc<crate::recording::Recorder>>,
     /// Who may create broadcasts; the admin token.
     pub access: Arc<Access>,
     /// Where title changes are posted (the lifecycle posts the rest).
@@ -53,6 +55,8 @@ impl Api {
             playback_url: format!("/hls/{}/master.m3u8", r.id),
             thumbnail_url: format!("/api/broadcasts/{}/thumbnail.jpg", r.id),
             unlisted: r.unlisted,
+            recorded: r.recorded,
+            replay: self.recorder.as_ref().and_then(|rec| rec.info(&r.id)),
             stream_key: None,
             owner_token: None,
             blocked_terms: None,

@@ -270,7 +270,12 @@ impl Broadcasts {
         if let Some(w) = self.realtime.get() {
             w.live(&id, feeds.clone()).await;
         }
-        self.hls.publish(&id, transcode.renditions).await;
+        // Static keys publish to broadcasts without a record: recorded.
+        let recorded = self.store.get(&id).await.map_or(true, |r| r.recorded);
+        self.hls.publish(&id, transcode.renditions, recorded).await;
+        if let Some(jpeg) = transcode.thumbnails.borrow().clone() {
+            self.hls.record_thumbnail(&id, jpeg);
+        }
         let outcome = transcode.task.await;
         if let Some(w) = self.realtime.get() {
             w.not_live(&id, &feeds);
@@ -361,6 +366,18 @@ impl Broadcasts {
         self.cluster.release(id);
         if let Some(w) = self.realtime.get() {
             w.ended(id).await;
+        }
+    }
+
+    /// Frees the lingering window of an ended broadcast whose replay was
+    /// deleted, so none of its media is served from memory either.
+    pub fn forget_window(&self, id: &str) {
+        if self
+            .hls
+            .broadcast(id)
+            .is_some_and(|b| b.ended_at().is_some())
+        {
+            self.hls.release(id);
         }
     }
 

@@ -11,6 +11,8 @@
 //! - [`uris`]: the name rule and media URIs (pure).
 //! - [`saved`]: what a window keeps across a restart (pure).
 //! - [`registry`]: broadcasts, renditions and their snapshots.
+//! - [`sinks`]: where counters and complete segments go besides memory.
+//! - [`recorded`]: complete segments handed to the recording.
 //! - [`package`]: one publish's renditions into their windows.
 //! - [`restart`]: windows restored at start and saved at a stop.
 //! - [`takeover`]: windows continued from, or released to, another origin.
@@ -25,14 +27,17 @@ pub mod held;
 pub mod package;
 pub mod packager;
 pub mod playlist;
+pub mod recorded;
 pub mod registry;
 pub mod restart;
 pub mod saved;
 pub mod server;
+pub mod sinks;
 pub mod spool;
 pub mod takeover;
 pub mod uris;
 pub mod window;
 
 pub use config::HlsConfig;
-pub use registry::{Broadcast, CounterSink, Hls, Rendition, Snapshot};
+pub use registry::{Broadcast, Hls, Rendition, Snapshot};
+pub use sinks::CounterSink;

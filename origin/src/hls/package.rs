@@ -12,13 +12,18 @@ use super::registry::{Broadcast, Hls, Rendition};
 impl Hls {
     /// Packages one publish's transcoded renditions until they end. A broadcast
     /// that already has windows continues them after a discontinuity (and an
-    /// ended one is taken live again).
+    /// ended one is taken live again). Its complete segments are recorded
+    /// if `recorded` (and there is a recording).
     pub async fn publish(
         self: &Arc<Self>,
         broadcast_id: &str,
         renditions: Vec<transcoder::RenditionOutput>,
+        recorded: bool,
     ) {
         let broadcast = self.broadcast_or_new(broadcast_id);
+        broadcast
+            .recorded
+            .store(recorded, std::sync::atomic::Ordering::Relaxed);
         *broadcast.ended_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let anchor = ClockAnchor::default();
         let mut tasks = Vec::new();

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,7 +22,8 @@ use super::config::HlsConfig;
 use super::directives::Position;
 use super::held::HeldLimiter;
 use super::playlist::{self, Report, Variant};
-use super::saved::{Counters, RenditionFacts, Saved};
+use super::saved::{RenditionFacts, Saved};
+use super::sinks::{CounterSink, SegmentSink};
 use super::spool::{Spool, Writer};
 use super::uris::Uris;
 use super::window::view::PlaylistSettings;
@@ -62,14 +64,6 @@ pub struct Rendition {
     pub(super) saver: Option<Writer>,
 }
 
-/// Where a holder's counters go at every segment close, so that another
-/// origin can continue its playlists (see [`crate::cluster`]). Never waits.
-pub trait CounterSink: Send + Sync {
-    /// Keeps `counters` of `broadcast`'s `rendition` (a newer call replaces
-    /// one not yet written).
-    fn save(&self, broadcast: &str, rendition: &str, counters: Counters);
-}
-
 impl Rendition {
     /// A rendition named `name` at `order` in the ladder, with its window.
     pub(super) fn new(
@@ -104,7 +98,7 @@ impl Rendition {
         f(&self.window.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn facts(&self) -> RenditionFacts {
+    pub(super) fn facts(&self) -> RenditionFacts {
         self.facts.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -122,12 +116,17 @@ pub struct Broadcast {
     pub(super) ended_at: Mutex<Option<SystemTime>>,
     /// Where counters go for other origins, with several.
     pub(super) sink: Option<Arc<dyn CounterSink>>,
+    /// Where complete segments are recorded, when they are.
+    pub(super) recorder: Option<Arc<dyn SegmentSink>>,
+    /// Recorded (the owner did not opt out); set by each publish.
+    pub(super) recorded: AtomicBool,
 }
 
 impl Broadcast {
     /// Saves `r`'s complete segments on disk and its counters for other
     /// origins (once per segment; never waits).
     pub(super) fn save(&self, r: &Rendition) {
+        self.record(r);
         if let Some(saver) = &r.saver {
             saver.save(Saved {
                 order: r.order,
@@ -303,6 +302,8 @@ pub struct Hls {
     pub stopping: CancellationToken,
     /// Where counters go, with several origins (set once at start).
     pub(super) sink: OnceLock<Arc<dyn CounterSink>>,
+    /// Where complete segments are recorded (set once at start).
+    pub(super) recorder: OnceLock<Arc<dyn SegmentSink>>,
 }
 
 impl Hls {
@@ -321,6 +322,7 @@ impl Hls {
             spool,
             stopping: CancellationToken::new(),
             sink: OnceLock::new(),
+            recorder: OnceLock::new(),
         })
     }
 
@@ -360,6 +362,8 @@ impl Hls {
                     multivariant: Mutex::default(),
                     ended_at: Mutex::new(None),
                     sink: self.sink.get().cloned(),
+                    recorder: self.recorder.get().cloned(),
+                    recorded: AtomicBool::new(true),
                 })
             })
             .clone()
@@ -375,11 +379,13 @@ impl Hls {
         }
         for r in broadcast.renditions() {
             r.window.lock().unwrap_or_else(|p| p.into_inner()).end();
+            broadcast.record(&r);
             // Over: nothing to continue after a restart.
             if let Some(saver) = &r.saver {
                 saver.remove();
             }
         }
+        broadcast.record_end();
         let ended_at = SystemTime::now();
         *broadcast.ended_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(ended_at);
         broadcast.refresh(&self.config.playlist_settings());

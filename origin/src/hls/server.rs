@@ -29,7 +29,7 @@ pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 /// Parts, segments and init segments.
 pub const MEDIA_TYPE: &str = "video/mp4";
 /// Parts, segments and init segments never change once they exist.
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// A playlist answered to a blocking request is valid for the part it waited
 /// for; edges may reuse it briefly for everyone asking the same question.
 const BLOCKING_PLAYLIST_CACHE: &str = "public, max-age=2";

@@ -301,13 +301,29 @@ async fn hls_here(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let path = head.uri.path().strip_prefix("/hls/").unwrap_or_default();
+    let recorder = app.api.recorder.as_ref();
+    if let Some(r) = recorder
+        && let Some(answer) = r.playlist(&app.hls, path).await
+    {
+        return answer.unwrap_or_else(|e| e.into_response());
+    }
     let req = hls::server::HlsRequest {
-        path: head.uri.path().strip_prefix("/hls/").unwrap_or_default(),
+        path,
         query: head.uri.query(),
         accepts_gzip,
         client,
     };
-    hls::server::handle(&app.hls, req)
-        .await
-        .unwrap_or_else(|e| e.into_response())
+    match hls::server::handle(&app.hls, req).await {
+        Ok(resp) => resp,
+        Err(HttpError::NotFound) => {
+            // Gone from the live window (or never held here): the recording may have it.
+            let recorded = match recorder {
+                Some(r) => r.media(path).await,
+                None => None,
+            };
+            recorded.unwrap_or_else(|| HttpError::NotFound.into_response())
+        }
+        Err(e) => e.into_response(),
+    }
 }

@@ -217,6 +217,10 @@ impl Store for SledStore {
                 changed |= r.blocked_terms != t;
                 r.blocked_terms = t;
             }
+            if let Some(v) = edit.recorded {
+                changed |= r.recorded != v;
+                r.recorded = v;
+            }
             if changed {
                 r.modified_at = now_rfc3339();
             }

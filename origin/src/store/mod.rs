@@ -95,6 +95,8 @@ pub struct Edit {
     pub description: Option<String>,
     pub unlisted: Option<bool>,
     pub blocked_terms: Option<Vec<String>>,
+    /// Recorded for a replay from the next publish on.
+    pub recorded: Option<bool>,
 }
 
 /// Where broadcasts and chat history are kept.

@@ -49,6 +49,13 @@ pub struct Record {
     /// Terms its chat refuses (see `chat::terms`).
     #[serde(default)]
     pub blocked_terms: Vec<String>,
+    /// Recorded for a replay (the owner may opt out).
+    #[serde(default = "yes")]
+    pub recorded: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Record {
@@ -69,13 +76,14 @@ impl Record {
             key_version: 0,
             unlisted: new.unlisted,
             blocked_terms: Vec::new(),
+            recorded: new.recorded,
         }
     }
 }
 
 /// A chat message as stored and sent.
 /// What a new broadcast starts with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewBroadcast {
     /// Title.
     pub title: String,
@@ -83,6 +91,19 @@ pub struct NewBroadcast {
     pub description: String,
     /// Left out of the directory and search.
     pub unlisted: bool,
+    /// Recorded for a replay.
+    pub recorded: bool,
+}
+
+impl Default for NewBroadcast {
+    fn default() -> Self {
+        NewBroadcast {
+            title: String::new(),
+            description: String::new(),
+            unlisted: false,
+            recorded: true,
+        }
+    }
 }
 
 impl NewBroadcast {

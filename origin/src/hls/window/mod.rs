@@ -21,6 +21,11 @@ pub mod persist;
 pub mod view;
 
 use super::directives::Position;
+use super::saved::SavedSegment;
+
+/// Completed segments a window holds for [`Window::take_completed`]; older
+/// ones are let go (the recording's drains keep it far below).
+pub const MAX_COMPLETED: usize = 64;
 
 /// Bounds on a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +140,8 @@ pub struct Window {
     media_clock: Duration,
     /// The longest the playlist has been.
     longest_playlist: Duration,
+    /// Segments completed since [`Window::take_completed`] last ran.
+    completed: Vec<SavedSegment>,
 }
 
 impl Window {
@@ -156,6 +163,7 @@ impl Window {
             removed: VecDeque::new(),
             media_clock: Duration::ZERO,
             longest_playlist: Duration::ZERO,
+            completed: Vec::new(),
         }
     }
 
@@ -239,8 +247,32 @@ impl Window {
             data.extend_from_slice(&p.data);
         }
         self.bytes += data.len();
-        seg.data = Some(data.freeze());
+        let data = data.freeze();
+        if self.completed.len() == MAX_COMPLETED {
+            self.completed.remove(0);
+        }
+        self.completed.push(SavedSegment {
+            msn: seg.msn,
+            duration: seg.duration,
+            discontinuity: seg.discontinuity,
+            program_date_time: seg.program_date_time,
+            init_id: seg.init_id,
+            data: data.clone(),
+        });
+        seg.data = Some(data);
         seg.complete = true;
+    }
+
+    /// The segments completed since the last call, oldest first (at most the
+    /// last [`MAX_COMPLETED`]), with the init segments they use.
+    pub fn take_completed(&mut self) -> Vec<(SavedSegment, Option<Bytes>)> {
+        let done = std::mem::take(&mut self.completed);
+        done.into_iter()
+            .map(|s| {
+                let init = self.init(s.init_id);
+                (s, init)
+            })
+            .collect()
     }
 
     fn trim(&mut self) {
@@ -445,6 +477,25 @@ mod tests {
             }
         }
         w
+    }
+
+    #[test]
+    fn completed_segments_are_handed_over_once_with_their_init_segment() {
+        let mut w = filled(3); // the third is still open
+        let done = w.take_completed();
+        let msns: Vec<u64> = done.iter().map(|(s, _)| s.msn).collect();
+        assert_eq!(msns, [1, 2]);
+        assert_eq!(done[0].0.data, w.segment(1).unwrap(), "the segment's bytes");
+        assert_eq!(done[0].1.as_deref(), Some(&b"init"[..]));
+        assert!(w.take_completed().is_empty(), "each segment once");
+        w.end();
+        let last: Vec<u64> = w.take_completed().iter().map(|(s, _)| s.msn).collect();
+        assert_eq!(last, [3], "the end closes the open segment");
+        // Nobody draining: only the newest are held.
+        let mut w = filled(MAX_COMPLETED + 5);
+        let held = w.take_completed();
+        assert_eq!(held.len(), MAX_COMPLETED);
+        assert_eq!(held.last().unwrap().0.msn, MAX_COMPLETED as u64 + 4);
     }
 
     #[test]

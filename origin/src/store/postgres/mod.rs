@@ -158,8 +158,8 @@ impl Store for PgStore {
             let inserted = tx
                 .execute(
                     "INSERT INTO broadcasts (id, title, description, status, created_at, \
-                     modified_at, owner_hash, unlisted) \
-                     VALUES ($1, $2, $3, 'ready', $4, $4, $5, $6) \
+                     modified_at, owner_hash, unlisted, recorded) \
+                     VALUES ($1, $2, $3, 'ready', $4, $4, $5, $6, $7) \
                      ON CONFLICT (id) DO NOTHING",
                     &[
                         &record.id,
@@ -168,6 +168,7 @@ impl Store for PgStore {
                         &record.created_at,
                         &record.owner_hash,
                         &record.unlisted,
+                        &record.recorded,
                     ],
                 )
                 .await?;
@@ -234,9 +235,11 @@ impl Store for PgStore {
                  description = COALESCE($3, description), \
                  unlisted = COALESCE($5, unlisted), \
                  blocked_terms = COALESCE($6, blocked_terms), \
+                 recorded = COALESCE($7, recorded), \
                  modified_at = CASE WHEN ($2 IS NOT NULL AND $2 <> title) \
                    OR ($3 IS NOT NULL AND $3 <> description) \
                    OR ($5 IS NOT NULL AND $5 <> unlisted) \
+                   OR ($7 IS NOT NULL AND $7 <> recorded) \
                    OR ($6 IS NOT NULL AND $6 <> blocked_terms) THEN $4 ELSE modified_at END \
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
@@ -247,6 +250,7 @@ impl Store for PgStore {
                 &now_rfc3339(),
                 &edit.unlisted,
                 &terms,
+                &edit.recorded,
             ],
         )
         .await

@@ -7,7 +7,7 @@ use crate::store::record::{Author, ChatMessage, Record, Status};
 
 /// The columns of a broadcast, as [`record`] reads them.
 pub const COLUMNS: &str = "id, title, description, status, created_at, started_at, ended_at, \
-    modified_at, peak_viewers, owner_hash, key_version, unlisted, blocked_terms";
+    modified_at, peak_viewers, owner_hash, key_version, unlisted, blocked_terms, recorded";
 
 /// A status as stored.
 pub fn status_name(s: Status) -> &'static str {
@@ -40,6 +40,7 @@ pub fn record(row: &Row) -> Result<Record, StoreError> {
         key_version: row.try_get::<_, i32>("key_version")? as u32,
         unlisted: row.try_get("unlisted")?,
         blocked_terms: serde_json::from_str(row.try_get("blocked_terms")?)?,
+        recorded: row.try_get("recorded")?,
     })
 }
 

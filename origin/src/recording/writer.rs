@@ -1,0 +1,331 @@
+//! The one writer: a thread that takes jobs from a bounded queue and does
+//! every disk operation of the recordings, in order, so that writing,
+//! ending, deleting and retention never race.
+//!
+//! A full disk (`ENOSPC`, a quota, a file-size limit) pauses recording:
+//! segments are dropped (counted) and one is tried again every
+//! [`RETRY_AFTER_FULL`]; the first that is written resumes it. Other write
+//! errors drop that segment (counted and logged). Live playback never
+//! waits for any of it.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use super::catalog::{Shared, Summary};
+use super::config::{RETRY_AFTER_FULL, RecordingConfig, SWEEP_INTERVAL};
+use super::disk::{self, FACTS, INDEX, THUMBNAIL};
+use super::replay::{Entry, Facts};
+use super::retention::{self, Kept};
+use crate::hls::sinks::Completed;
+use crate::hls::uris::{init_file, segment_file};
+use crate::metrics::{Metrics, ReasonLabel};
+
+/// What the writer is asked to do.
+pub(super) enum Job {
+    /// Write a segment (and its init segment, the first time).
+    Segment(Box<Completed>),
+    /// The broadcast ended.
+    End(String, SystemTime),
+    /// Keep the broadcast's last thumbnail.
+    Thumbnail(String, Bytes),
+    /// Delete a replay; answers whether there was one.
+    Delete(String, oneshot::Sender<io::Result<bool>>),
+    /// Answers once every earlier job is done.
+    Flush(oneshot::Sender<()>),
+}
+
+pub(super) struct Writer {
+    pub root: PathBuf,
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
+    pub config: RecordingConfig,
+    /// Facts last written per rendition directory.
+    facts: HashMap<PathBuf, Facts>,
+    /// Since when the disk has been full.
+    paused: Option<Instant>,
+    last_sweep: Instant,
+}
+
+impl Writer {
+    pub fn new(
+        root: PathBuf,
+        shared: Arc<Shared>,
+        metrics: Arc<Metrics>,
+        config: RecordingConfig,
+    ) -> Writer {
+        Writer {
+            root,
+            shared,
+            metrics,
+            config,
+            facts: HashMap::new(),
+            paused: None,
+            last_sweep: Instant::now(),
+        }
+    }
+
+    /// Runs until every sender is gone.
+    pub fn run(mut self, jobs: Receiver<Job>) {
+        self.load();
+        self.sweep();
+        loop {
+            match jobs.recv_timeout(SWEEP_INTERVAL) {
+                Ok(job) => self.handle(job),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if self.last_sweep.elapsed() >= SWEEP_INTERVAL {
+                self.sweep();
+            }
+        }
+        debug!("recording writer stopped");
+    }
+
+    /// Reads what earlier runs recorded into the catalog.
+    fn load(&mut self) {
+        let _ = std::fs::create_dir_all(&self.root);
+        let mut catalog = HashMap::new();
+        for id in disk::list(&self.root) {
+            match disk::read(&self.root, &id) {
+                Ok(Some(rec)) => {
+                    let last_write = std::fs::metadata(self.root.join(&id))
+                        .and_then(|m| m.modified())
+                        .unwrap_or_else(|_| SystemTime::now());
+                    let durations = rec
+                        .renditions
+                        .iter()
+                        .map(|r| (r.name.clone(), r.duration()))
+                        .collect();
+                    catalog.insert(
+                        id,
+                        Summary {
+                            bytes: rec.bytes,
+                            ended: rec.ended,
+                            deleted: rec.deleted,
+                            last_write,
+                            durations,
+                        },
+                    );
+                }
+                Ok(None) => {}
+                Err(err) => warn!(broadcast = %id, %err, "recording unreadable; left as it is"),
+            }
+        }
+        info!(recordings = catalog.len(), root = %self.root.display(), "recordings loaded");
+        *self.shared.catalog() = catalog;
+        self.publish_bytes();
+    }
+
+    fn handle(&mut self, job: Job) {
+        match job {
+            Job::Segment(c) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                self.segment(&c);
+            }
+            Job::End(id, at) => {
+                if let Err(err) = disk::mark_ended(&self.root, &id, at) {
+                    warn!(broadcast = %id, %err, "could not mark the recording ended");
+                }
+                if let Some(s) = self.shared.catalog().get_mut(&id) {
+                    s.ended = Some(at);
+                }
+                self.shared.forget_rendered(&id);
+                self.sweep();
+            }
+            Job::Thumbnail(id, jpeg) => {
+                let known = self.shared.catalog().get(&id).is_some_and(|s| !s.deleted);
+                if known
+                    && let Err(err) =
+                        disk::write_atomic(&self.root.join(&id).join(THUMBNAIL), &jpeg)
+                {
+                    debug!(broadcast = %id, %err, "thumbnail not kept");
+                }
+            }
+            Job::Delete(id, answer) => {
+                let _ = answer.send(self.delete(&id));
+            }
+            Job::Flush(answer) => {
+                let _ = answer.send(());
+            }
+        }
+    }
+
+    fn segment(&mut self, c: &Completed) {
+        if self
+            .paused
+            .is_some_and(|since| since.elapsed() < RETRY_AFTER_FULL)
+        {
+            self.metrics.count_recording_drop("disk_full");
+            return;
+        }
+        if self
+            .shared
+            .catalog()
+            .get(&c.broadcast)
+            .is_some_and(|s| s.deleted)
+        {
+            return;
+        }
+        match self.write(c) {
+            Ok(bytes) => {
+                if self.paused.take().is_some() {
+                    info!(broadcast = %c.broadcast, "disk has room again: recording resumed");
+                    self.metrics.recording_paused.set(0);
+                }
+                self.metrics.recording_segments.inc();
+                let mut catalog = self.shared.catalog();
+                let s = catalog.entry(c.broadcast.clone()).or_default();
+                s.bytes += bytes;
+                s.last_write = SystemTime::now();
+                *s.durations.entry(c.rendition.clone()).or_default() += c.segment.duration;
+                drop(catalog);
+                self.shared.forget_rendered(&c.broadcast);
+                self.publish_bytes();
+            }
+            Err(err) if is_full(&err) => {
+                if self.paused.is_none() {
+                    warn!(%err, "disk full: recording paused (live playback goes on); trying again every {RETRY_AFTER_FULL:?}");
+                }
+                self.paused = Some(Instant::now());
+                self.metrics.recording_paused.set(1);
+                self.metrics.count_recording_drop("disk_full");
+            }
+            Err(err) => {
+                warn!(broadcast = %c.broadcast, rendition = %c.rendition, msn = c.segment.msn, %err, "segment not recorded");
+                self.metrics.count_recording_drop("error");
+            }
+        }
+    }
+
+    /// Writes one segment; the bytes it added.
+    fn write(&mut self, c: &Completed) -> io::Result<u64> {
+        let dir = self
+            .root
+            .join(&c.broadcast)
+            .join(&c.generation)
+            .join(&c.rendition);
+        std::fs::create_dir_all(&dir)?;
+        let mut bytes = 0;
+        let init = dir.join(init_file(c.segment.init_id));
+        if let Some(data) = &c.init
+            && !init.exists()
+        {
+            disk::write_atomic(&init, data)?;
+            bytes += data.len() as u64;
+        }
+        let facts = Facts {
+            order: c.order,
+            facts: c.facts.clone(),
+        };
+        if self.facts.get(&dir) != Some(&facts) {
+            disk::write_atomic(&dir.join(FACTS), &serde_json::to_vec(&facts)?)?;
+            self.facts.insert(dir.clone(), facts);
+        }
+        let s = &c.segment;
+        disk::write_atomic(&dir.join(segment_file(s.msn)), &s.data)?;
+        let entry = Entry {
+            msn: s.msn,
+            duration_us: s.duration.as_micros() as u64,
+            pdt_ms: s
+                .program_date_time
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64,
+            discontinuity: s.discontinuity,
+            init: s.init_id,
+            bytes: s.data.len() as u64,
+        };
+        disk::append_line(&dir.join(INDEX), &serde_json::to_string(&entry)?)?;
+        Ok(bytes + s.data.len() as u64)
+    }
+
+    fn delete(&mut self, id: &str) -> io::Result<bool> {
+        let known = self.shared.catalog().get(id).is_some_and(|s| !s.deleted);
+        if !known {
+            return Ok(false);
+        }
+        disk::delete(&self.root, id)?;
+        if let Some(s) = self.shared.catalog().get_mut(id) {
+            *s = Summary {
+                deleted: true,
+                ..Default::default()
+            };
+        }
+        self.shared.forget_rendered(id);
+        self.metrics
+            .replays_deleted
+            .get_or_create(&ReasonLabel { reason: "owner" })
+            .inc();
+        self.publish_bytes();
+        info!(broadcast = %id, "replay deleted by its owner");
+        Ok(true)
+    }
+
+    /// Enforces the age limit and the quota.
+    fn sweep(&mut self) {
+        self.last_sweep = Instant::now();
+        let kept: Vec<Kept> = self
+            .shared
+            .catalog()
+            .iter()
+            .filter(|(_, s)| !s.deleted)
+            .map(|(id, s)| Kept {
+                id: id.clone(),
+                bytes: s.bytes,
+                ended: s.ended,
+                last_write: s.last_write,
+            })
+            .collect();
+        let chosen = retention::choose(
+            &kept,
+            SystemTime::now(),
+            self.config.max_age,
+            self.config.max_bytes,
+        );
+        for (id, reason) in chosen {
+            if let Err(err) = remove(&self.root, &id) {
+                warn!(broadcast = %id, %err, "replay could not be deleted");
+                continue;
+            }
+            self.shared.catalog().remove(&id);
+            self.shared.forget_rendered(&id);
+            self.metrics
+                .replays_deleted
+                .get_or_create(&ReasonLabel {
+                    reason: reason.label(),
+                })
+                .inc();
+            info!(broadcast = %id, reason = reason.label(), "replay deleted by retention");
+        }
+        self.publish_bytes();
+    }
+
+    fn publish_bytes(&self) {
+        let total: u64 = self.shared.catalog().values().map(|s| s.bytes).sum();
+        self.metrics.recording_bytes.set(total as i64);
+    }
+}
+
+fn remove(root: &Path, id: &str) -> io::Result<()> {
+    match disk::remove(root, id) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// A disk that is full, or a quota or file-size limit reached.
+fn is_full(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+    )
+}
