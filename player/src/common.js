@@ -23,6 +23,14 @@ export function el(tag, props = {}, ...children) {
   return e;
 }
 
+/** A length of time as a player shows it: 1:02:03 or 4:05. */
+export function duration(secs) {
+  const s = Math.round(secs);
+  const [h, m, r] = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
+  const two = (n) => `${n}`.padStart(2, '0');
+  return h ? `${h}:${two(m)}:${two(r)}` : `${m}:${two(r)}`;
+}
+
 export function since(iso) {
   if (!iso) return '';
   const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));

@@ -1,4 +1,4 @@
-import { api, Chat, el, moderate } from './common.js';
+import { api, Chat, duration, el, moderate } from './common.js';
 import { publish } from './whip.js';
 
 const $ = (x) => document.getElementById(x);
@@ -16,7 +16,9 @@ let invited = new URLSearchParams(window.location.search).get('invite');
 async function create(e) {
   e.preventDefault();
   $('createError').textContent = '';
-  const body = { title: $('title').value, description: $('desc').value, unlisted: $('unlisted').checked };
+  const body = {
+    title: $('title').value, description: $('desc').value, unlisted: $('unlisted').checked, recorded: $('recorded').checked,
+  };
   if (!$('invitefield').hidden) body.invite = $('invite').value.trim();
   try {
     const b = await api('/api/broadcasts', { method: 'POST', body });
@@ -56,6 +58,20 @@ function render(b) {
   if (b.status === 'ended' && browserLive) stopLive();
   $('new').hidden = b.status !== 'ended';
   preview(b.status === 'live');
+  renderReplay(b);
+}
+
+/** What became of the recording, and, once it is a replay, a way to delete it. */
+function renderReplay(b) {
+  const state = b.replay?.state;
+  const text = {
+    recording: 'Recording a replay.',
+    ready: `Replay ready (${duration(b.replay?.duration_secs ?? 0)}) at the watch link.`,
+    deleted: 'Replay deleted.',
+  }[state] ?? (b.recorded ? 'A replay is recorded once the stream starts.' : 'No replay is kept of this broadcast.');
+  if ($('replaystate').textContent !== text) $('replaystate').textContent = text;
+  $('replaybox').hidden = false;
+  $('deletereplay').hidden = state !== 'ready';
 }
 
 // Stream health, while live: what arrives from the encoder, what the
@@ -225,6 +241,22 @@ $('end').addEventListener('click', async () => {
   }
 });
 $('new').addEventListener('click', reset);
+$('deletereplay').addEventListener('click', async () => {
+  const btn = $('deletereplay');
+  if (btn.dataset.armed !== '1') {
+    btn.dataset.armed = '1';
+    btn.textContent = 'Click again to delete the replay';
+    setTimeout(() => { btn.dataset.armed = ''; btn.textContent = 'Delete the replay'; }, 5000);
+    return;
+  }
+  btn.dataset.armed = '';
+  btn.textContent = 'Delete the replay';
+  try {
+    render(await api(`/api/broadcasts/${encodeURIComponent(mine.id)}/replay`, { method: 'DELETE', token: mine.token }));
+  } catch (err) {
+    $('replaystate').textContent = `Could not delete the replay: ${err.message}`;
+  }
+});
 $('termsform').addEventListener('submit', async (e) => {
   e.preventDefault();
   $('termsstate').textContent = 'Saving…';

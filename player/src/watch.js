@@ -1,4 +1,4 @@
-import { api, Chat, askNickname, moderate, moderatorToken, sessionId } from './common.js';
+import { api, Chat, askNickname, duration, moderate, moderatorToken, sessionId } from './common.js';
 import { play as playRealtime } from './whep.js';
 
 const id = decodeURIComponent(location.pathname.split('/')[2] || '');
@@ -16,6 +16,10 @@ let native = false;
 let realtime = null;
 let status = null;
 let stalledSince = null;
+/** Seen live on this page: at the end it offers the replay instead of starting it. */
+let sawLive = false;
+/** Playing the recording of an ended broadcast (VOD). */
+let replaying = false;
 
 function show(text) { overlay.textContent = text; overlay.hidden = !text; }
 
@@ -33,7 +37,7 @@ function start() {
     startNative();
     return;
   }
-  hls = Live.create(video, master());
+  hls = replaying ? vod(video, master()) : Live.create(video, master());
   window.player = { hls, video };
   hls.on(Hls.Events.MANIFEST_PARSED, () => {
     const levels = hls.levels.map((l, i) => [l, i]).sort((a, b) => b[0].height - a[0].height);
@@ -45,8 +49,37 @@ function start() {
     show('Reconnecting…');
     hls.destroy();
     hls = null;
+    replaying = false;
     setTimeout(check, 2000);
   });
+}
+
+/** A replay: hls.js's defaults for video on demand, from the start. */
+function vod(element, url) {
+  const h = new Hls();
+  h.loadSource(url);
+  h.attachMedia(element);
+  return h;
+}
+
+/** Plays the broadcast's recording from the start, with seeking and the quality selector. */
+function startReplay(replay) {
+  if (replaying) return;
+  hls?.destroy();
+  hls = null;
+  if (realtime) leaveRealtime();
+  if (native) {
+    native = false;
+    video.removeAttribute('src');
+  }
+  replaying = true;
+  show('');
+  $('replay').hidden = true;
+  $('realtime').hidden = true;
+  $('jump').hidden = true;
+  video.setAttribute('aria-label', 'Replay video');
+  $('latency').textContent = `Replay · ${duration(replay.duration_secs)}`;
+  start();
 }
 
 /**
@@ -86,9 +119,9 @@ video.addEventListener('error', () => {
   video.load();
   setTimeout(check, 2000);
 });
-video.addEventListener('playing', () => { stalledSince = null; if (status === 'live') show(''); });
+video.addEventListener('playing', () => { stalledSince = null; if (status === 'live' || replaying) show(''); });
 video.addEventListener('waiting', () => { stalledSince ??= Date.now(); });
-video.addEventListener('ended', () => show('This broadcast has ended.'));
+video.addEventListener('ended', () => show(replaying ? 'End of the replay.' : 'This broadcast has ended.'));
 quality.addEventListener('change', () => {
   if (hls) hls.currentLevel = Number(quality.value);
   // Real time: the chosen rendition from its next keyframe ("Auto" keeps it).
@@ -148,6 +181,7 @@ $('jump').addEventListener('click', () => {
 });
 
 setInterval(async () => {
+  if (replaying) return;
   if (realtime) {
     $('latency').textContent = `Real-time · ${await realtime.delayMs()} ms buffered`;
     $('jump').hidden = true;
@@ -187,12 +221,21 @@ async function check() {
     $('description').textContent = b.description;
     setViewers(b.viewer_count);
     status = b.status;
+    const replay = b.replay?.state === 'ready' ? b.replay : null;
     if (b.status === 'ready') show('Not started yet. The stream will start here when the streamer goes live.');
     else if (b.status === 'ended') {
+      // Opened after the end: the replay. Watched to the end: offered.
+      if (replay && !sawLive) startReplay(replay);
+      if (replaying) return;
       show('This broadcast has ended.');
       hls?.stopLoad();
       if (realtime) leaveRealtime();
-    } else start();
+      $('replay').hidden = !replay;
+      $('replay').onclick = () => startReplay(replay);
+    } else {
+      sawLive ||= b.status === 'live';
+      start();
+    }
   } catch (err) {
     show(err.message === 'not found' ? 'There is no such broadcast.' : `Could not load the broadcast: ${err.message}`);
   }

@@ -346,6 +346,42 @@ try {
   await audit(w1, 'watch page, ended');
   await audit(studio, 'studio, ended');
 
+  step('the replay: offered where it was watched live, played from the start when opened after the end, with seeking and the quality menu');
+  await until(async () => w1.isVisible('#replay'), 30000, 'the watch page offers the replay');
+  await w1.click('#replay');
+  await until(async () => w1.evaluate(() => window.player?.video.currentTime > 1 && !window.player.video.paused), 20000, 'the replay plays from the start');
+  assert.match(await w1.textContent('#latency'), /^Replay · \d+:\d\d$/);
+  assert.equal(await w1.isHidden('#jump') && await w1.isHidden('#realtime'), true, 'no live controls on a replay');
+  assert.deepEqual(await w1.locator('#quality option').allTextContents(), ['Auto', '720p', '480p']);
+  await w1.evaluate(() => { window.player.video.currentTime = window.player.video.duration / 2; });
+  await until(async () => w1.evaluate(() => {
+    const v = window.player.video;
+    return !v.seeking && v.currentTime > v.duration / 2 + 1;
+  }), 20000, 'it seeks to the middle and plays on');
+  await w1.selectOption('#quality', { label: '480p' });
+  await until(async () => w1.evaluate(() => window.player.hls.levels[window.player.hls.currentLevel]?.height === 480), 15000, 'the quality menu switches the replay to 480p');
+  await audit(w1, 'watch page, replay');
+  const late = await page();
+  await late.goto(`${base}/watch/${id}`);
+  await until(async () => late.evaluate(() => window.player?.video.currentTime > 0.5), 20000, 'opened after the end, the page plays the replay');
+  assert.equal(await late.isHidden('#overlay'), true);
+
+  step('the directory lists the replay with its thumbnail and length; the studio deletes it');
+  const replayCard = `#replays .card[data-id="${id}"]`;
+  await until(async () => dir.evaluate((sel) => {
+    const img = document.querySelector(`${sel} img`);
+    return !!img && img.complete && img.naturalWidth > 0;
+  }, replayCard), 15000, 'a replay card with its thumbnail');
+  assert.match(await dir.textContent(`${replayCard} .duration`), /^Replay, \d+:\d\d$/);
+  await audit(dir, 'directory with a replay');
+  await until(async () => /^Replay ready \(\d+:\d\d\)/.test(await studio.textContent('#replaystate')), 10000, 'the studio says the replay is ready');
+  await studio.click('#deletereplay');
+  await studio.click('#deletereplay');
+  await until(async () => (await studio.textContent('#replaystate')) === 'Replay deleted.', 10000, 'the studio says it is deleted');
+  assert.equal((await fetch(`${base}/hls/${id}/master.m3u8`)).status, 410, 'its playlist is gone');
+  assert.equal(await studio.isHidden('#deletereplay'), true);
+  await audit(studio, 'studio, replay deleted');
+
   step('a reload of the studio gets the broadcast back');
   await studio.reload();
   await studio.waitForSelector('#dashboard:not([hidden])');
