@@ -425,3 +425,86 @@ async fn a_full_disk_pauses_recording_while_live_playback_goes_on() {
     assert!(errors.trim().is_empty(), "ffmpeg reported errors: {errors}");
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_broadcast_loses_at_most_the_open_segment_and_the_replay_plays_across_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("origin.toml");
+    std::fs::write(&config, "[hls]\nreconnect_grace_secs = 4\n").unwrap();
+    let (http, rtmp) = (testkit::wait::free_addr(), testkit::wait::free_addr());
+    let launch = || {
+        Binary::start(rtmp, http, |c| {
+            c.arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "warn");
+        })
+    };
+    let p = launch().await;
+    let base = p.base();
+    let b = create_broadcast(&base, "Crash").await;
+    let ff = TestSource::new("854x480", 60.0)
+        .gop(60)
+        .realtime()
+        .publish(&p.rtmp_url(&b.key));
+    let playlist = format!("{base}/hls/{}/480p.m3u8", b.id);
+    assert!(
+        eventually(Duration::from_secs(30), async || {
+            let r = get(&playlist).await;
+            r.status == 200
+                && parse_media(&r.text())
+                    .segments
+                    .iter()
+                    .filter(|s| !s.uri.is_empty())
+                    .count()
+                    >= 4
+        })
+        .await,
+        "four complete segments live"
+    );
+    let served: Vec<String> = parse_media(&get(&playlist).await.text())
+        .segments
+        .into_iter()
+        .filter(|s| !s.uri.is_empty())
+        .map(|s| s.uri)
+        .collect();
+    // Within a segment's duration: the next segment is still open.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    p.signal("KILL");
+    drop(ff);
+    drop(p);
+
+    // The restarted server continues; the publisher comes back, then stops.
+    let p = launch().await;
+    let back = TestSource::new("854x480", 8.0)
+        .gop(60)
+        .realtime()
+        .publish(&p.rtmp_url(&b.key))
+        .wait()
+        .await
+        .unwrap();
+    assert!(back.success());
+    let v = wait_for_replay(&base, &b.id, Duration::from_secs(30)).await;
+    eprintln!("replay: {v}");
+    let replay = get(&playlist).await.text();
+    for uri in &served {
+        assert!(
+            replay.contains(&format!("\n{uri}\n")),
+            "{uri}, complete before the crash, is in the replay:\n{replay}"
+        );
+    }
+    let generations: std::collections::HashSet<&str> = replay
+        .lines()
+        .filter(|l| l.ends_with(".m4s"))
+        .filter_map(|l| l.split('/').nth(1))
+        .collect();
+    assert_eq!(
+        generations.len(),
+        2,
+        "before and after the crash, as one replay:\n{replay}"
+    );
+    assert!(replay.contains("#EXT-X-DISCONTINUITY\n"), "{replay}");
+    let errors = ffmpeg_decode_errors(&format!("{base}/hls/{}/master.m3u8", b.id)).await;
+    assert!(errors.trim().is_empty(), "ffmpeg reported errors: {errors}");
+}
