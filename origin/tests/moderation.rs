@@ -302,6 +302,18 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
         .0,
         400
     );
+    // A week at most.
+    let (s, v) = act(
+        &base,
+        id,
+        json!({"action": "timeout", "message": second, "minutes": 10_081}),
+        &mia,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("minutes must be 1..=10080"))
+    );
     let (s, timeout) = act(
         &base,
         id,
@@ -340,6 +352,9 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
     .await;
     assert_eq!(s, 201);
     assert!(said(&mut alice, &mut bob, "back").await > second);
+    // Nothing left to lift.
+    let lift_again = json!({"action": "lift", "target": timeout["id"]});
+    assert_eq!(act(&base, id, lift_again, owner).await.0, 404);
 
     // Banned: the session from another address, and another session from
     // the address; a viewer elsewhere is not. The streamer cannot be.
@@ -455,6 +470,33 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
         "slow mode",
     )
     .await;
+
+    // At most 50 moderators per broadcast.
+    let full = create_broadcast(&base, "Fifty moderators").await;
+    for n in 0..50 {
+        let body = json!({"name": format!("m{n}")});
+        let (s, v) = call(
+            &base,
+            "POST",
+            &full.id,
+            "moderators",
+            body,
+            Some(&full.token),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let body = json!({"name": "one too many"});
+    let (s, v) = call(
+        &base,
+        "POST",
+        &full.id,
+        "moderators",
+        body,
+        Some(&full.token),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
 
     // A restart keeps all of it (sled on the same disk; PostgreSQL).
     drop((alice, alice2, bob, host, late, moved, carol, dave, mod_page));

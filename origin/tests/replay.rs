@@ -318,6 +318,25 @@ async fn retention_deletes_the_oldest_replay_first_and_never_the_live_recording(
         .await,
         1.0
     );
+    // The operator deleting the broadcast deletes its replay too.
+    let r = request_json_as(
+        "DELETE",
+        &format!("{base}/api/admin/broadcasts/{}", live.id),
+        "",
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(
+        get(&format!("{base}/hls/{}/master.m3u8", live.id))
+            .await
+            .status,
+        410
+    );
+    assert_eq!(
+        testkit::files::under(&root.join(&live.id)),
+        [root.join(&live.id).join("deleted")]
+    );
 }
 
 /// A tmpfs of `size` mounted at `at` while it lives.
