@@ -473,7 +473,7 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
 
     // At most 50 moderators per broadcast.
     let full = create_broadcast(&base, "Fifty moderators").await;
-    for n in 0..50 {
+    for n in 1..=51 {
         let body = json!({"name": format!("m{n}")});
         let (s, v) = call(
             &base,
@@ -484,19 +484,8 @@ async fn owners_and_moderators_delete_time_out_ban_and_slow_the_chat(db: Option<
             Some(&full.token),
         )
         .await;
-        assert_eq!(s, 201, "{v}");
+        assert_eq!(s, if n <= 50 { 201 } else { 409 }, "moderator {n}: {v}");
     }
-    let body = json!({"name": "one too many"});
-    let (s, v) = call(
-        &base,
-        "POST",
-        &full.id,
-        "moderators",
-        body,
-        Some(&full.token),
-    )
-    .await;
-    assert_eq!(s, 409, "{v}");
 
     // A restart keeps all of it (sled on the same disk; PostgreSQL).
     drop((alice, alice2, bob, host, late, moved, carol, dave, mod_page));

@@ -231,6 +231,8 @@ fn fake_replay(root: &Path, id: &str, bytes: usize, ended_ago: Duration) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    let line = json!({"msn": 1, "duration_us": 2_000_000, "pdt_ms": secs * 1000 - 2000, "init": 0, "bytes": bytes});
+    std::fs::write(dir.join("index.jsonl"), format!("{line}\n")).unwrap();
     std::fs::write(root.join(id).join("ended"), secs.to_string()).unwrap();
 }
 

@@ -372,6 +372,10 @@ impl Hls {
     /// Adds EXT-X-ENDLIST to every rendition, then frees the broadcast after the linger time.
     pub fn end(self: &Arc<Self>, broadcast_id: &str) {
         let Some(broadcast) = self.broadcast(broadcast_id) else {
+            // No window here (a crash lost it): a recording still ends.
+            if let Some(sink) = self.recorder.get() {
+                sink.ended(broadcast_id);
+            }
             return;
         };
         if broadcast.ended_at().is_some() {

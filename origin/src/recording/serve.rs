@@ -1,8 +1,10 @@
-//! Replays over HTTP, at the live URLs: once a broadcast has ended (or is
-//! not live on this origin), its playlists are the recording's VOD ones,
-//! and its segments and init segments are read from disk when the live
-//! window no longer has them. Parts are never recorded. A replay its owner
-//! deleted answers 410.
+//! Replays over HTTP, at the live URLs: once a broadcast has ended here,
+//! its playlists are the recording's VOD ones, and its segments and init
+//! segments are read from disk when the live window no longer has them.
+//! Parts are never recorded. A replay its owner deleted answers 410. A
+//! recording that never ended here (this origin stood down for another, or
+//! crashed and never got its broadcast back) is not served: it may be only
+//! part of the broadcast, and another origin's replay would contradict it.
 
 use std::sync::Arc;
 
@@ -17,17 +19,10 @@ use crate::error::HttpError;
 use crate::hls::Hls;
 use crate::hls::server::{IMMUTABLE, MEDIA_TYPE, PLAYLIST_TYPE};
 use crate::hls::uris::{MediaFile, valid_name};
+use crate::response;
 
 /// A replay's playlists change only if it is deleted.
 const REPLAY_PLAYLIST_CACHE: &str = "public, max-age=10";
-
-fn ok(content_type: &str, cache: &str, body: Bytes) -> Response<Full<Bytes>> {
-    Response::builder()
-        .header("content-type", content_type)
-        .header("cache-control", cache)
-        .body(Full::new(body))
-        .expect("valid response")
-}
 
 impl Recorder {
     /// The answer to a playlist request under `/hls/` (`path` after it)
@@ -56,8 +51,8 @@ impl Recorder {
                 "this replay was deleted by its owner".into(),
             )));
         }
-        // Ended here a moment ago: the window answers until the end is on disk.
-        if !ended && live.is_some() {
+        // Ended a moment ago, the window answers until the end is on disk.
+        if !ended {
             return None;
         }
         let rendered = match self.rendered(id).await {
@@ -73,7 +68,11 @@ impl Recorder {
                 None => return Some(Err(HttpError::NotFound)),
             }
         };
-        Some(Ok(ok(PLAYLIST_TYPE, REPLAY_PLAYLIST_CACHE, body)))
+        Some(Ok(response::body(
+            PLAYLIST_TYPE,
+            REPLAY_PLAYLIST_CACHE,
+            body,
+        )))
     }
 
     async fn rendered(&self, id: &str) -> Result<Option<Arc<Rendered>>, HttpError> {
@@ -122,6 +121,6 @@ impl Recorder {
             .join(rendition)
             .join(name);
         let data = tokio::fs::read(at).await.ok()?;
-        Some(ok(MEDIA_TYPE, IMMUTABLE, Bytes::from(data)))
+        Some(response::body(MEDIA_TYPE, IMMUTABLE, Bytes::from(data)))
     }
 }

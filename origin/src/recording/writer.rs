@@ -96,6 +96,12 @@ impl Writer {
         let mut catalog = HashMap::new();
         for id in disk::list(&self.root) {
             match disk::read(&self.root, &id) {
+                Ok(Some(rec)) if rec.renditions.is_empty() && !rec.deleted => {
+                    // Not one segment was written (a crash before the first).
+                    if let Err(err) = disk::remove(&self.root, &id) {
+                        warn!(broadcast = %id, %err, "empty recording not removed");
+                    }
+                }
                 Ok(Some(rec)) => {
                     let last_write = std::fs::metadata(self.root.join(&id))
                         .and_then(|m| m.modified())
@@ -132,6 +138,10 @@ impl Writer {
                 self.segment(&c);
             }
             Job::End(id, at) => {
+                // Nothing recorded (opted out, or no segment yet): nothing to mark.
+                if self.shared.catalog().get(&id).is_none_or(|s| s.deleted) {
+                    return;
+                }
                 if let Err(err) = disk::mark_ended(&self.root, &id, at) {
                     warn!(broadcast = %id, %err, "could not mark the recording ended");
                 }
@@ -328,4 +338,77 @@ fn is_full(err: &io::Error) -> bool {
         err.kind(),
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hls::saved::{RenditionFacts, SavedSegment};
+
+    fn writer(root: &Path) -> Writer {
+        Writer::new(
+            root.to_owned(),
+            Arc::default(),
+            Arc::default(),
+            RecordingConfig::default(),
+        )
+    }
+
+    fn completed(msn: u64) -> Completed {
+        Completed {
+            broadcast: "b1".into(),
+            rendition: "480p".into(),
+            generation: "g1".into(),
+            order: 0,
+            facts: RenditionFacts::default(),
+            segment: SavedSegment {
+                msn,
+                duration: Duration::from_secs(2),
+                discontinuity: false,
+                program_date_time: SystemTime::UNIX_EPOCH,
+                init_id: 0,
+                data: Bytes::from_static(b"moof+mdat"),
+            },
+            init: Some(Bytes::from_static(b"ftyp+moov")),
+        }
+    }
+
+    #[test]
+    fn segments_end_and_deletion_reach_the_disk_and_the_catalog_in_order() {
+        let root = tempfile::tempdir().unwrap();
+        let mut w = writer(root.path());
+        // A crash before the first segment left an empty directory: removed.
+        std::fs::create_dir_all(root.path().join("empty/g/480p")).unwrap();
+        w.load();
+        assert!(!root.path().join("empty").exists());
+        // An end with nothing recorded marks nothing.
+        w.handle(Job::End("nobody".into(), SystemTime::now()));
+        assert!(!root.path().join("nobody").exists());
+        for msn in [1, 2] {
+            w.shared.queued.fetch_add(1, Ordering::Relaxed);
+            w.handle(Job::Segment(Box::new(completed(msn))));
+        }
+        let dir = root.path().join("b1/g1/480p");
+        assert_eq!(std::fs::read(dir.join("init0.mp4")).unwrap(), b"ftyp+moov");
+        assert_eq!(std::fs::read(dir.join("s2.m4s")).unwrap(), b"moof+mdat");
+        let index = std::fs::read_to_string(dir.join(INDEX)).unwrap();
+        assert_eq!(super::super::replay::parse_index(&index).len(), 2);
+        w.handle(Job::End("b1".into(), SystemTime::now()));
+        {
+            let catalog = w.shared.catalog();
+            let s = &catalog["b1"];
+            assert!(s.ended.is_some());
+            assert_eq!(s.durations["480p"], Duration::from_secs(4));
+            assert_eq!(s.bytes, 9 + 2 * 9);
+        }
+        assert!(w.delete("b1").unwrap());
+        assert!(w.shared.catalog()["b1"].deleted);
+        assert!(!w.delete("b1").unwrap(), "once");
+        // A late segment does not bring a deleted replay back.
+        w.shared.queued.fetch_add(1, Ordering::Relaxed);
+        w.handle(Job::Segment(Box::new(completed(3))));
+        assert!(!dir.exists());
+    }
 }
