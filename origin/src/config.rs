@@ -310,6 +310,7 @@ mod tests {
         assert_eq!(c.hls.part_target, d.hls.part_target);
         assert_eq!(c.hls.part_hold_back(), d.hls.part_hold_back());
         assert_eq!(c.hls.reconnect_grace, d.hls.reconnect_grace);
+        assert_eq!(c.hls.dvr_window, d.hls.dvr_window);
         assert_eq!(c.hls.linger_after_end, d.hls.linger_after_end);
         let (cc, dc) = (&c.chat, &d.chat);
         assert_eq!(cc.max_sessions_per_room, dc.max_sessions_per_room);

@@ -529,3 +529,88 @@ async fn a_crash_mid_broadcast_loses_at_most_the_open_segment_and_the_replay_pla
     let errors = ffmpeg_decode_errors(&format!("{base}/hls/{}/master.m3u8", b.id)).await;
     assert!(errors.trim().is_empty(), "ffmpeg reported errors: {errors}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_broadcast_rewinds_a_minute_and_returns_to_live() {
+    let server = start_server(&[], |c| c.hls.dvr_window = Duration::from_secs(120)).await;
+    let base = server.base();
+    let b = create_broadcast(&base, "Rewind").await;
+    let _ff = TestSource::new("854x480", 130.0)
+        .gop(60)
+        .realtime()
+        .publish(&server.rtmp_url(&b.key));
+    let playlist = format!("{base}/hls/{}/480p.m3u8", b.id);
+    // A player's first playlist, and a blocking delta reload at the live edge.
+    let sizes = async || {
+        let full = get(&playlist).await;
+        if full.status != 200 {
+            return (0, 0, 0.0);
+        }
+        let (msn, part) = parse_media(&full.text()).last_position();
+        let reload = format!(
+            "{playlist}?_HLS_msn={msn}&_HLS_part={}&_HLS_skip=YES",
+            part + 1
+        );
+        let delta = get(&reload).await;
+        assert_eq!(delta.status, 200);
+        (full.body.len(), delta.body.len(), listed_secs(&full.text()))
+    };
+    // Before any segment has left memory (20 s), then with 75 s listed.
+    assert!(eventually(Duration::from_secs(40), async || sizes().await.2 >= 15.0).await);
+    let plain = sizes().await;
+    assert!(
+        plain.2 <= 21.0,
+        "nothing out of memory listed yet: {plain:?}"
+    );
+    assert!(eventually(Duration::from_secs(90), async || sizes().await.2 >= 75.0).await);
+    let long = sizes().await;
+    eprintln!(
+        "playlist bytes (full, blocking delta reload, seconds listed): {plain:?} without rewind lines, {long:?} with"
+    );
+    assert!(
+        long.0 > 2 * plain.0,
+        "the first playlist lists the rewind window"
+    );
+    assert!(
+        long.1 <= plain.1 + 300,
+        "a reload at the live edge does not grow: {} against {} bytes",
+        long.1,
+        plain.1
+    );
+
+    let out = tokio::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../player/tests/dvr-play.mjs"
+        ))
+        .arg(format!("{base}/hls/{}/master.m3u8", b.id))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "player script failed");
+    let r: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    eprintln!("rewind: {r}");
+    assert_eq!(r["fatal"], json!([]), "{r}");
+    assert!(
+        r["seekable"].as_f64().unwrap() >= 65.0,
+        "a minute and more to seek in: {r}"
+    );
+    let live = r["live"].as_f64().unwrap();
+    let rewound = r["rewound"].as_f64().unwrap();
+    assert!(
+        rewound >= live + 55.0,
+        "playing about a minute behind, not pulled back: {r}"
+    );
+    assert!(
+        r["playedRewound"].as_f64().unwrap() >= 3.0,
+        "and playing there: {r}"
+    );
+    let back = r["back"].as_f64().unwrap();
+    assert!(
+        back <= live + 1.0,
+        "back to live within 1 s of its latency: {r}"
+    );
+}

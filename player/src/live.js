@@ -20,8 +20,18 @@
   const JUMP_FROM_S = 3;
   const CHECK_EVERY_MS = 250;
 
+  // A viewer who seeks back further than that is rewinding (DVR): left
+  // there, at normal speed, until they seek back near live (Jump to live).
   function keepUp(hls, video) {
+    let rewound = false;
+    const seeking = () => {
+      const edge = hls.liveSyncPosition;
+      rewound = !!edge && edge - video.currentTime > JUMP_FROM_S;
+      if (rewound) video.playbackRate = 1;
+    };
+    video.addEventListener('seeking', seeking);
     const check = () => {
+      if (rewound) return;
       const target = hls.targetLatency;
       const latency = hls.latency;
       if (!target || !latency || video.paused || video.seeking || !hls.liveSyncPosition) return;
@@ -37,7 +47,10 @@
       }
     };
     const timer = setInterval(check, CHECK_EVERY_MS);
-    hls.on(Hls.Events.DESTROYING, () => clearInterval(timer));
+    hls.on(Hls.Events.DESTROYING, () => {
+      clearInterval(timer);
+      video.removeEventListener('seeking', seeking);
+    });
   }
 
   // A player for `url` in `video`, kept near the live edge.

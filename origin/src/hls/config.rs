@@ -28,6 +28,12 @@ pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(15);
 pub const DEFAULT_MAX_HELD_PER_CLIENT: usize = 256;
 /// Held requests allowed in all.
 pub const DEFAULT_MAX_HELD_TOTAL: usize = 100_000;
+/// How far back a recorded broadcast's live playlists reach for rewinding:
+/// off by default, so that a player's first playlist stays small (30
+/// minutes of 2-s segments add about 900 lines, some 90 kB).
+pub const DEFAULT_DVR_WINDOW: Duration = Duration::ZERO;
+/// The longest rewind window accepted.
+pub const MAX_DVR_WINDOW: Duration = Duration::from_secs(6 * 3600);
 
 /// LL-HLS settings. Read from the `[hls]` table of the config file as it is
 /// (`*_ms` in milliseconds, `*_secs` in whole seconds); what the file leaves
@@ -62,6 +68,9 @@ pub struct HlsConfig {
     pub max_held_per_client: usize,
     /// Held requests in all.
     pub max_held_total: usize,
+    /// Rewind window of recorded broadcasts' live playlists (zero: off).
+    #[serde(rename = "dvr_window_secs", with = "As::<DurationSeconds<u64>>")]
+    pub dvr_window: Duration,
 }
 
 impl Default for HlsConfig {
@@ -76,6 +85,7 @@ impl Default for HlsConfig {
             reconnect_grace: DEFAULT_RECONNECT_GRACE,
             max_held_per_client: DEFAULT_MAX_HELD_PER_CLIENT,
             max_held_total: DEFAULT_MAX_HELD_TOTAL,
+            dvr_window: DEFAULT_DVR_WINDOW,
         }
     }
 }
@@ -135,11 +145,15 @@ impl HlsConfig {
             max_bytes: self.max_window_bytes,
             part_segments_listed: listed,
             part_segments_kept: 2 * listed + 1,
+            dvr: self.dvr_window,
         }
     }
 
     /// Rejects settings that break the LL-HLS rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.dvr_window > MAX_DVR_WINDOW {
+            return Err(ConfigError::DvrWindow);
+        }
         if self.part_target < Duration::from_millis(50) || self.part_target > Duration::from_secs(2)
         {
             return Err(ConfigError::PartTarget);
@@ -180,4 +194,7 @@ pub enum ConfigError {
     /// A zero limit refuses every held request.
     #[error("held-request limits must be positive")]
     HeldLimits,
+    /// Over [`MAX_DVR_WINDOW`].
+    #[error("dvr_window_secs must be at most 21600 (6 hours)")]
+    DvrWindow,
 }

@@ -26,10 +26,14 @@ impl Hls {
             .store(recorded, std::sync::atomic::Ordering::Relaxed);
         *broadcast.ended_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let anchor = ClockAnchor::default();
+        let mut limits = self.config.window_limits();
+        // Rewinding reads old segments from the recording: none, no rewind.
+        if !recorded || self.recorder.get().is_none() {
+            limits.dvr = std::time::Duration::ZERO;
+        }
         let mut tasks = Vec::new();
         for out in renditions {
-            let (rendition, existed) =
-                broadcast.get_or_add(&out.info, self.config.window_limits(), self.spool.as_ref());
+            let (rendition, existed) = broadcast.get_or_add(&out.info, limits, self.spool.as_ref());
             let continuing = existed && rendition.with_window(|w| w.next_msn() > 1);
             rendition
                 .window

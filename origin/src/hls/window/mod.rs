@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
+pub mod history;
 pub mod persist;
 pub mod view;
 
@@ -39,6 +40,9 @@ pub struct WindowLimits {
     /// Trailing segments whose parts stay fetchable: the listed ones plus at
     /// least 3 x TD more, so a part outlives its playlist listing by 3 x TD.
     pub part_segments_kept: usize,
+    /// How far back segments stay listed once out of memory, for rewinding
+    /// (their bytes are the recording's); zero: not at all.
+    pub dvr: Duration,
 }
 
 /// A part as stored and served.
@@ -142,6 +146,8 @@ pub struct Window {
     longest_playlist: Duration,
     /// Segments completed since [`Window::take_completed`] last ran.
     completed: Vec<SavedSegment>,
+    /// Listed for rewinding, out of memory (see [`history`]).
+    history: VecDeque<history::Listed>,
 }
 
 impl Window {
@@ -164,6 +170,7 @@ impl Window {
             media_clock: Duration::ZERO,
             longest_playlist: Duration::ZERO,
             completed: Vec::new(),
+            history: VecDeque::new(),
         }
     }
 
@@ -312,9 +319,10 @@ impl Window {
             }
         }
         let first_init = self
-            .removed
+            .history
             .front()
-            .map(|r| r.init_id)
+            .map(|h| h.init_id)
+            .or(self.removed.front().map(|r| r.init_id))
             .or(self.segments.front().map(|s| s.init_id));
         if let Some(first) = first_init {
             self.inits.retain(|(id, _)| *id >= first);
@@ -329,9 +337,7 @@ impl Window {
         let Some(old) = self.segments.pop_front() else {
             return;
         };
-        if old.discontinuity {
-            self.discontinuity_sequence += 1;
-        }
+        self.unlist_or_keep(&old);
         if let Some(data) = old.data {
             self.removed.push_back(Removed {
                 msn: old.msn,
@@ -376,7 +382,7 @@ impl Window {
         let complete_msn = self.segments.iter().rev().find(|s| s.complete)?.msn;
         let last = self.segments.back()?;
         Some(Position {
-            first_msn: self.segments.front()?.msn,
+            first_msn: self.first_listed()?,
             last_msn: last.msn,
             last_part: last.parts.len().saturating_sub(1) as u32,
             complete_msn: Some(complete_msn),
@@ -427,6 +433,7 @@ mod tests {
         max_bytes: 1 << 20,
         part_segments_listed: 2,
         part_segments_kept: 3,
+        dvr: Duration::ZERO,
     };
 
     fn start() -> Option<SegmentStart> {
@@ -757,5 +764,71 @@ mod tests {
         );
         // 50 bytes per segment: at most two complete ones fit in 120.
         assert_eq!(w.position().unwrap().first_msn, 2);
+    }
+
+    #[test]
+    fn rewind_lines_stay_listed_for_the_dvr_window_without_their_bytes() {
+        let dvr = WindowLimits {
+            dvr: Duration::from_secs(3),
+            ..LIMITS
+        };
+        // 1-s segments: 9 complete and one open; 4 complete in memory.
+        let mut w = filled_with(dvr, 10);
+        let pl = w.playlist(&uris(), &settings(), vec![]);
+        let listed: Vec<(u64, bool)> = pl
+            .segments
+            .iter()
+            .map(|s| (s.msn, !s.parts.is_empty()))
+            .collect();
+        assert_eq!(pl.media_sequence, 3, "3 s of rewind: 3, 4 and 5");
+        assert_eq!(listed[..3], [(3, false), (4, false), (5, false)]);
+        assert_eq!(listed.len(), 3 + 4 + 1);
+        assert_eq!(pl.segments[0].map.as_deref(), Some("r/g/init0.mp4"));
+        assert_eq!(w.position().unwrap().first_msn, 3);
+        // Delta updates skip them: with CAN-SKIP-UNTIL 2 s, of 8 s listed,
+        // the segments ending 3 s or more before the end (the 3 rewind lines
+        // and 2 in memory).
+        let short_skip = PlaylistSettings {
+            can_skip_until: Duration::from_secs(2),
+            ..settings()
+        };
+        let pl2 = w.playlist(&uris(), &short_skip, vec![]);
+        assert_eq!(crate::hls::playlist::skippable(&pl2), 5);
+        // A discontinuity among them is counted once it leaves the list, and
+        // by a saved state (which drops them) at once.
+        let marked = w
+            .push(part(
+                Some(SegmentStart {
+                    discontinuity: true,
+                    program_date_time: SystemTime::UNIX_EPOCH,
+                }),
+                9,
+            ))
+            .unwrap();
+        for i in 0..4 {
+            w.push(part(None, i)).unwrap();
+        }
+        for s in 0..5 {
+            for i in 0..5 {
+                w.push(part(if i == 0 { start() } else { None }, s))
+                    .unwrap();
+            }
+        }
+        let pl = w.playlist(&uris(), &settings(), vec![]);
+        assert!(pl.segments[0].msn <= marked.msn && pl.segments.iter().any(|s| s.discontinuity));
+        assert_eq!(pl.discontinuity_sequence, 0);
+        assert_eq!(w.state().discontinuity_sequence, 1);
+        for s in 0..4 {
+            for i in 0..5 {
+                w.push(part(if i == 0 { start() } else { None }, s))
+                    .unwrap();
+            }
+        }
+        let pl = w.playlist(&uris(), &settings(), vec![]);
+        assert!(!pl.segments.iter().any(|s| s.discontinuity));
+        assert_eq!(pl.discontinuity_sequence, 1);
+        // Without a DVR window, nothing out of memory is listed.
+        let plain = filled_with(LIMITS, 10).playlist(&uris(), &settings(), vec![]);
+        assert_eq!(plain.media_sequence, 6);
     }
 }

@@ -30,7 +30,8 @@ impl Window {
         WindowState {
             next_part_seq: self.next_seq,
             next_init_id: self.next_init_id,
-            discontinuity_sequence: self.discontinuity_sequence,
+            // The rewind lines are not kept: their discontinuities leave with them.
+            discontinuity_sequence: self.discontinuity_sequence + self.history_discontinuities(),
             next_msn: segments.last().map_or(self.next_msn, |s| s.msn + 1),
             inits,
             segments,
@@ -48,7 +49,8 @@ impl Window {
             next_part_seq: self.next_seq,
             next_init_id: self.next_init_id,
             discontinuity_sequence: self.discontinuity_sequence,
-            discontinuities_listed: self.segments.iter().filter(|s| s.discontinuity).count() as u64,
+            discontinuities_listed: self.segments.iter().filter(|s| s.discontinuity).count() as u64
+                + self.history_discontinuities(),
             segments: self
                 .segments
                 .iter()

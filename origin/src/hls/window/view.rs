@@ -51,40 +51,51 @@ impl Window {
             .next_msn
             .saturating_sub(self.limits.part_segments_listed as u64 + 1);
         let mut prev_init = None;
-        let segments = self
-            .segments
-            .iter()
-            .map(|s| {
-                let map = (prev_init != Some(s.init_id)).then(|| uris.init(s.init_id));
-                prev_init = Some(s.init_id);
-                SegmentLine {
-                    msn: s.msn,
-                    uri: s.complete.then(|| uris.segment(s.msn)),
-                    duration: s.duration,
-                    discontinuity: s.discontinuity,
-                    program_date_time: s.program_date_time,
-                    map,
-                    parts: if s.msn >= listed_from || !s.complete {
-                        s.parts
-                            .iter()
-                            .map(|p| PartLine {
-                                uri: uris.part(p.seq),
-                                duration: p.duration,
-                                independent: p.independent,
-                            })
-                            .collect()
-                    } else {
-                        Vec::new()
-                    },
-                }
-            })
-            .collect();
+        let rewind = self.history.iter().map(|h| {
+            let map = (prev_init != Some(h.init_id)).then(|| uris.init(h.init_id));
+            prev_init = Some(h.init_id);
+            SegmentLine {
+                msn: h.msn,
+                uri: Some(uris.segment(h.msn)),
+                duration: h.duration,
+                discontinuity: h.discontinuity,
+                program_date_time: h.program_date_time,
+                map,
+                parts: Vec::new(),
+            }
+        });
+        let mut segments: Vec<SegmentLine> = rewind.collect();
+        let live = self.segments.iter().map(|s| {
+            let map = (prev_init != Some(s.init_id)).then(|| uris.init(s.init_id));
+            prev_init = Some(s.init_id);
+            SegmentLine {
+                msn: s.msn,
+                uri: s.complete.then(|| uris.segment(s.msn)),
+                duration: s.duration,
+                discontinuity: s.discontinuity,
+                program_date_time: s.program_date_time,
+                map,
+                parts: if s.msn >= listed_from || !s.complete {
+                    s.parts
+                        .iter()
+                        .map(|p| PartLine {
+                            uri: uris.part(p.seq),
+                            duration: p.duration,
+                            independent: p.independent,
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+            }
+        });
+        segments.extend(live);
         MediaPlaylist {
             target_duration_secs: settings.target_duration_secs,
             part_target: settings.part_target,
             part_hold_back: settings.part_hold_back,
             can_skip_until: settings.can_skip_until,
-            media_sequence: self.segments.front().map_or(self.next_msn, |s| s.msn),
+            media_sequence: self.first_listed().unwrap_or(self.next_msn),
             discontinuity_sequence: self.discontinuity_sequence,
             segments,
             preload_hint: (!self.ended).then(|| uris.part(self.next_seq)),

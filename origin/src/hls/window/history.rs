@@ -1,0 +1,68 @@
+//! Rewind (DVR): segments that left memory but stay listed for
+//! [`WindowLimits::dvr`], so players can seek back that far. Only their
+//! lines are kept here; their bytes are the recording's (served from disk
+//! when the window no longer has them), so a window keeps a long DVR
+//! playlist only for recorded broadcasts. Delta updates (`_HLS_skip`) leave
+//! these lines out of every reload at the live edge.
+//!
+//! [`WindowLimits::dvr`]: super::WindowLimits::dvr
+
+use std::time::{Duration, SystemTime};
+
+use super::{Segment, Window};
+
+/// A segment listed for rewinding, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Media sequence number.
+    pub msn: u64,
+    /// Duration.
+    pub duration: Duration,
+    /// Marked with EXT-X-DISCONTINUITY.
+    pub discontinuity: bool,
+    /// Wall-clock time of its first sample.
+    pub program_date_time: SystemTime,
+    /// Its init segment.
+    pub init_id: u32,
+}
+
+impl Window {
+    /// A segment leaves memory: listed on for rewinding while it is within
+    /// the DVR window, else gone from the playlist (its discontinuity, if
+    /// any, now counted by EXT-X-DISCONTINUITY-SEQUENCE).
+    pub(super) fn unlist_or_keep(&mut self, old: &Segment) {
+        if self.limits.dvr.is_zero() {
+            self.discontinuity_sequence += u64::from(old.discontinuity);
+            return;
+        }
+        self.history.push_back(Listed {
+            msn: old.msn,
+            duration: old.duration,
+            discontinuity: old.discontinuity,
+            program_date_time: old.program_date_time,
+            init_id: old.init_id,
+        });
+        let mut listed: Duration = self.history.iter().map(|h| h.duration).sum();
+        while listed > self.limits.dvr {
+            let Some(gone) = self.history.pop_front() else {
+                break;
+            };
+            listed = listed.saturating_sub(gone.duration);
+            self.discontinuity_sequence += u64::from(gone.discontinuity);
+        }
+    }
+
+    /// Discontinuities among the rewind lines: what a window that drops
+    /// them (saved for a restart, continued by another origin) must count.
+    pub(super) fn history_discontinuities(&self) -> u64 {
+        self.history.iter().filter(|h| h.discontinuity).count() as u64
+    }
+
+    /// The first MSN listed.
+    pub(super) fn first_listed(&self) -> Option<u64> {
+        self.history
+            .front()
+            .map(|h| h.msn)
+            .or(self.segments.front().map(|s| s.msn))
+    }
+}
