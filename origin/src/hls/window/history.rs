@@ -7,24 +7,9 @@
 //!
 //! [`WindowLimits::dvr`]: super::WindowLimits::dvr
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use super::{Segment, Window};
-
-/// A segment listed for rewinding, without its bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
-    /// Media sequence number.
-    pub msn: u64,
-    /// Duration.
-    pub duration: Duration,
-    /// Marked with EXT-X-DISCONTINUITY.
-    pub discontinuity: bool,
-    /// Wall-clock time of its first sample.
-    pub program_date_time: SystemTime,
-    /// Its init segment.
-    pub init_id: u32,
-}
+use super::{Listed, Segment, Window};
 
 impl Window {
     /// A segment leaves memory: listed on for rewinding while it is within

@@ -62,6 +62,21 @@ pub struct Part {
     pub data: Bytes,
 }
 
+/// A segment listed for rewinding, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Media sequence number.
+    pub msn: u64,
+    /// Duration.
+    pub duration: Duration,
+    /// Marked with EXT-X-DISCONTINUITY.
+    pub discontinuity: bool,
+    /// Wall-clock time of its first sample.
+    pub program_date_time: SystemTime,
+    /// Its init segment.
+    pub init_id: u32,
+}
+
 /// How the next part starts a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentStart {
@@ -147,7 +162,7 @@ pub struct Window {
     /// Segments completed since [`Window::take_completed`] last ran.
     completed: Vec<SavedSegment>,
     /// Listed for rewinding, out of memory (see [`history`]).
-    history: VecDeque<history::Listed>,
+    history: VecDeque<Listed>,
 }
 
 impl Window {
