@@ -30,7 +30,7 @@ pub const DEFAULT_MAX_HELD_PER_CLIENT: usize = 256;
 pub const DEFAULT_MAX_HELD_TOTAL: usize = 100_000;
 /// How far back a recorded broadcast's live playlists reach for rewinding:
 /// off by default, so that a player's first playlist stays small (30
-/// minutes of 2-s segments add about 900 lines, some 90 kB).
+/// minutes of 1-s segments add 1,800 lines, about 165 kB).
 pub const DEFAULT_DVR_WINDOW: Duration = Duration::ZERO;
 /// The longest rewind window accepted.
 pub const MAX_DVR_WINDOW: Duration = Duration::from_secs(6 * 3600);
