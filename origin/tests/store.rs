@@ -630,3 +630,129 @@ async fn postgres_keeps_who_holds_what_the_viewers_everywhere_and_the_chat_feed(
         "{next:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_seals_one_replay_of_what_every_origin_recorded() {
+    use origin::store::recordings::{Recordings, RunRow, SegmentRow};
+    let pg = TempPostgres::start();
+    let db = PgStore::open(&pg.url).await.unwrap();
+    let node = |id: &str| Node {
+        id: id.into(),
+        url: format!("http://{id}:8080"),
+    };
+    let x = db
+        .create(NewBroadcast::titled("x"))
+        .await
+        .unwrap()
+        .record
+        .id;
+    let y = db
+        .create(NewBroadcast::titled("y"))
+        .await
+        .unwrap()
+        .record
+        .id;
+    let run = |b: &str, g: &str| RunRow {
+        broadcast: b.into(),
+        rendition: "720p".into(),
+        generation: g.into(),
+        facts: "{}".into(),
+    };
+    let segment = |b: &str, g: &str, msn: u64| SegmentRow {
+        broadcast: b.into(),
+        rendition: "720p".into(),
+        generation: g.into(),
+        msn,
+        entry: format!("{{\"msn\":{msn}}}"),
+        duration_secs: 2.0,
+    };
+    let msns = |index: &origin::store::recordings::ReplayIndex| {
+        let mut m: Vec<u64> = index.segments.iter().map(|s| s.msn).collect();
+        m.sort();
+        m
+    };
+    // Origin a recorded g1, then b took over and recorded g2; a told msn 2 twice.
+    for (n, g, range) in [("a", "g1", 1..=2), ("b", "g2", 3..=4), ("a", "g1", 2..=2)] {
+        let segments: Vec<SegmentRow> = range.map(|m| segment(&x, g, m)).collect();
+        db.add_recorded(&node(n), &[run(&x, g)], &segments)
+            .await
+            .unwrap();
+    }
+    let state = db.replay_state(&x).await.unwrap().unwrap();
+    assert!(!state.ended && !state.deleted);
+    assert!(
+        db.replay_index(&x).await.unwrap().segments.is_empty(),
+        "no replay before it is sealed"
+    );
+    assert_eq!(
+        db.run_holder(&x, "720p", "g1").await.unwrap(),
+        Some(node("a"))
+    );
+    assert_eq!(
+        db.run_holder(&x, "720p", "g2").await.unwrap(),
+        Some(node("b"))
+    );
+    let (all, since) = db.replays_changed(None).await.unwrap();
+    assert_eq!(all.len(), 1);
+
+    // Sealed: what was told until then is the replay, and stays it.
+    db.seal(&x, Some(b"jpeg")).await.unwrap();
+    let state = db.replay_state(&x).await.unwrap().unwrap();
+    assert!(state.ended);
+    assert_eq!(state.duration_secs, 8.0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    db.add_recorded(&node("a"), &[run(&x, "g1")], &[segment(&x, "g1", 5)])
+        .await
+        .unwrap();
+    db.seal(&x, None).await.unwrap();
+    let index = db.replay_index(&x).await.unwrap();
+    assert_eq!(msns(&index), [1, 2, 3, 4], "told after the seal: not added");
+    assert_eq!(index.runs.len(), 2);
+    assert_eq!(
+        db.replay_thumbnail(&x).await.unwrap().as_deref(),
+        Some(&b"jpeg"[..])
+    );
+    let (changed, _) = db.replays_changed(since).await.unwrap();
+    assert_eq!(changed.len(), 1, "the seal is a change");
+    assert!(changed[0].1.ended);
+
+    // A broadcast that ended with no origin to seal its replay: sealed
+    // once it has been over for the settling time.
+    db.add_recorded(&node("b"), &[run(&y, "g3")], &[segment(&y, "g3", 1)])
+        .await
+        .unwrap();
+    db.set_status(&y, Status::Live).await.unwrap();
+    assert!(
+        db.seal_stragglers(Duration::ZERO).await.unwrap().is_empty(),
+        "live"
+    );
+    db.set_status(&y, Status::Ended).await.unwrap();
+    assert!(
+        db.seal_stragglers(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        db.seal_stragglers(Duration::ZERO).await.unwrap(),
+        vec![y.clone()]
+    );
+
+    // Deleted: its rows go, a mark stays, and nothing told later comes back.
+    assert!(db.delete_replay(&x).await.unwrap());
+    assert!(!db.delete_replay(&x).await.unwrap(), "deleted already");
+    assert!(db.replay_state(&x).await.unwrap().unwrap().deleted);
+    db.add_recorded(&node("a"), &[run(&x, "g1")], &[segment(&x, "g1", 6)])
+        .await
+        .unwrap();
+    assert!(db.replay_index(&x).await.unwrap().segments.is_empty());
+    assert_eq!(db.run_holder(&x, "720p", "g1").await.unwrap(), None);
+    assert_eq!(db.replay_thumbnail(&x).await.unwrap(), None);
+    assert_eq!(
+        db.deleted_among(&[x.clone(), y.clone(), "z".into()])
+            .await
+            .unwrap(),
+        vec![x.clone()]
+    );
+}

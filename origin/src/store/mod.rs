@@ -13,6 +13,8 @@
 //!   what only a shared database can ([`Shared`]): which origin holds each
 //!   live window, each origin's viewers, and the chat feed every origin
 //!   follows.
+//! - [`recordings`]: what every origin recorded of each broadcast, for one
+//!   replay across origins (PostgreSQL only).
 
 pub mod admission;
 pub mod embedded;
@@ -20,6 +22,7 @@ pub mod keys;
 pub mod moderation;
 pub mod postgres;
 pub mod record;
+pub mod recordings;
 
 use std::collections::HashMap;
 use std::time::Duration;
