@@ -51,6 +51,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::store::admission::Admission;
 use crate::store::moderation::Moderation;
+use crate::store::recordings::Recordings;
 use crate::store::{Shared, Store};
 
 /// Under the data dir: live windows kept for a restart (see [`hls::spool`]).
@@ -126,15 +127,22 @@ pub async fn run(
         Option<Arc<dyn Shared>>,
         Arc<dyn Admission>,
         Arc<dyn Moderation>,
+        Option<Arc<dyn Recordings>>,
     );
-    let (store, shared, admission, moderation): Stores = match &config.database_url {
+    let (store, shared, admission, moderation, recordings): Stores = match &config.database_url {
         Some(url) => {
             let pg = Arc::new(
                 store::postgres::PgStore::open(url)
                     .await
                     .context("opening the PostgreSQL database (--database-url)")?,
             );
-            (pg.clone(), Some(pg.clone()), pg.clone(), pg)
+            (
+                pg.clone(),
+                Some(pg.clone()),
+                pg.clone(),
+                pg.clone(),
+                Some(pg),
+            )
         }
         None => {
             let sled = Arc::new(
@@ -142,7 +150,7 @@ pub async fn run(
                     format!("opening the database in {}", config.data_dir.display())
                 })?,
             );
-            (sled.clone(), None, sled.clone(), sled)
+            (sled.clone(), None, sled.clone(), sled, None)
         }
     };
     let access = Arc::new(
@@ -191,6 +199,7 @@ pub async fn run(
             config.recording.clone(),
             config.data_dir.join(RECORDINGS_DIR),
             metrics.clone(),
+            recordings.map(|r| (r, cluster.node.clone())),
         )
     });
     if let Some(r) = &recorder {

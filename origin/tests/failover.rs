@@ -16,6 +16,8 @@
 //!   holder stands down and never writes again.
 //! - A rolling deploy (SIGTERM, restart, ready; then the other): not one
 //!   failed API request, the broadcast stays live, the playlist goes on.
+//! - After the `kill -9`, the broadcast's recording is one replay: both
+//!   origins serve it whole, each segment from whichever recorded it.
 
 mod common;
 
@@ -591,7 +593,7 @@ async fn all_back(members: &[Arc<Member>], lost: usize, since: Instant) -> Durat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
     let _serial = SERIAL.lock().await;
-    let s = Service::start(15).await;
+    let mut s = Service::start(15).await;
     let load = Load::start(&s, 50).await;
     let c = &load.c;
     let before = load.say_to_all(&s, "before the kill").await;
@@ -719,6 +721,174 @@ async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
         sequences.len() == 2 && sequences.windows(2).all(|w| w[0] == w[1]),
         "both renditions count the same discontinuities: {sequences:?}"
     );
+    one_replay_across_the_take_over(&mut s, c, i, &generations).await;
+}
+
+/// After the take-over, the killed origin comes back and the broadcast ends
+/// on the survivor: both origins serve one replay of both parts (the same
+/// playlists; each segment, wherever it was recorded, with the same bytes
+/// from either), ffmpeg decodes it through the edge, and the owner's
+/// deletion through the origin it did not end on takes it from both.
+async fn one_replay_across_the_take_over(
+    s: &mut Service,
+    c: &Created,
+    killed: usize,
+    generations: &[String],
+) {
+    s.relaunch(killed).await;
+    s.wait_ready().await;
+    let ended = request_json_as(
+        "PATCH",
+        &format!("{}/api/broadcasts/{}", s.edge(), c.id),
+        r#"{"status":"ended"}"#,
+        Some(&c.token),
+    )
+    .await;
+    assert_eq!(ended.status, 200, "{}", ended.text());
+    let bases: Vec<String> = s
+        .origins
+        .iter()
+        .map(|o| format!("http://{}", o.http))
+        .collect();
+    for base in &bases {
+        assert!(
+            eventually(Duration::from_secs(20), async || broadcast(base, &c.id)
+                .await["replay"]["state"]
+                == "ready")
+            .await,
+            "{base} says the replay is ready: {}",
+            broadcast(base, &c.id).await
+        );
+    }
+    // The same playlists from both.
+    let mut served: Option<Vec<String>> = None;
+    for base in &bases {
+        let master = get(&format!("{base}/hls/{}/master.m3u8", c.id)).await;
+        assert_eq!(master.status, 200, "{base}: {}", master.text());
+        let mut texts = vec![master.text()];
+        for l in texts[0].clone().lines().filter(|l| l.ends_with(".m3u8")) {
+            let media = get(&format!("{base}/hls/{}/{l}", c.id)).await;
+            assert_eq!(media.status, 200, "{base} {l}");
+            texts.push(media.text());
+        }
+        match &served {
+            Some(first) => assert_eq!(first, &texts, "{base} serves the same replay"),
+            None => served = Some(texts),
+        }
+    }
+    let texts = served.unwrap();
+    assert_eq!(texts.len(), 3, "the ladder: {}", texts[0]);
+    let mut uris = Vec::new();
+    for media in &texts[1..] {
+        assert!(media.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{media}");
+        assert!(media.ends_with("#EXT-X-ENDLIST\n"), "{media}");
+        let listed = listed_secs(media);
+        assert!(listed > 30.0, "both parts are listed: {listed} s\n{media}");
+        let segments: Vec<&str> = media.lines().filter(|l| l.ends_with(".m4s")).collect();
+        let recorded: Vec<String> =
+            segments
+                .iter()
+                .filter_map(|u| u.split('/').nth(1))
+                .fold(Vec::new(), |mut gs, g| {
+                    if gs.last().map(String::as_str) != Some(g) {
+                        gs.push(g.to_owned());
+                    }
+                    gs
+                });
+        assert_eq!(recorded, generations, "both origins' runs, in order");
+        // The lines between the first part's last segment and the second's first.
+        let lines: Vec<&str> = media.lines().collect();
+        let second = lines
+            .iter()
+            .position(|l| l.contains(&format!("/{}/", generations[1])))
+            .unwrap();
+        let between = lines[..second]
+            .iter()
+            .rev()
+            .take_while(|l| !l.ends_with(".m4s"));
+        assert!(
+            between.clone().any(|l| *l == "#EXT-X-DISCONTINUITY"),
+            "a discontinuity where the survivor took over: {:?}",
+            between.collect::<Vec<_>>()
+        );
+        uris.extend(segments.iter().map(|u| u.to_string()));
+        uris.extend(media.lines().filter_map(|l| {
+            l.strip_prefix("#EXT-X-MAP:URI=\"")
+                .and_then(|u| u.split('"').next())
+                .map(str::to_owned)
+        }));
+    }
+    // Every segment from either origin, wherever it was recorded: the same bytes.
+    for u in &uris {
+        let bodies: Vec<Resp> = futures_util::future::join_all(
+            bases
+                .iter()
+                .map(async |b| fetch(&format!("{b}/hls/{}/{u}", c.id)).await),
+        )
+        .await;
+        assert!(
+            bodies.iter().all(|b| b.status == 200),
+            "{u}: {:?}",
+            bodies.iter().map(|b| b.status).collect::<Vec<_>>()
+        );
+        assert_eq!(bodies[0].body, bodies[1].body, "{u} is one file");
+    }
+    let master = format!("{}/hls/{}/master.m3u8", s.edge(), c.id);
+    let errors = ffmpeg_decode_errors(&master).await;
+    assert!(
+        errors.trim().is_empty(),
+        "ffmpeg decoded the replay: {errors}"
+    );
+    for base in &bases {
+        let thumb = get(&format!("{base}/api/broadcasts/{}/thumbnail.jpg", c.id)).await;
+        assert_eq!(thumb.status, 200, "{base} serves the replay's thumbnail");
+        assert_eq!(thumb.header("content-type"), "image/jpeg");
+    }
+
+    // Deleted through the origin it did not end on: gone from both.
+    let deleted = request_json_as(
+        "DELETE",
+        &format!("{}/api/broadcasts/{}/replay", bases[killed], c.id),
+        "",
+        Some(&c.token),
+    )
+    .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    for base in &bases {
+        let url = format!("{base}/hls/{}/master.m3u8", c.id);
+        assert!(
+            eventually(Duration::from_secs(3), async || get(&url).await.status
+                == 410)
+            .await,
+            "{base} answers 410"
+        );
+    }
+    let survivor_files = s.origins[1 - killed]
+        .dir
+        .path()
+        .join("data/recordings")
+        .join(&c.id);
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            let left: Vec<_> = std::fs::read_dir(&survivor_files)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            left == ["deleted"]
+        })
+        .await,
+        "the survivor deleted its part too"
+    );
+    for base in &bases {
+        let first = fetch(&format!("{base}/hls/{}/{}", c.id, uris[0])).await;
+        assert_eq!(first.status, 404, "{base}: the media went");
+        assert_eq!(
+            broadcast(base, &c.id).await["replay"]["state"],
+            "deleted",
+            "{base}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

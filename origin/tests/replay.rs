@@ -39,27 +39,6 @@ async fn wait_for_replay(base: &str, id: &str, limit: Duration) -> Value {
     v
 }
 
-/// The seconds a media playlist lists.
-fn listed_secs(playlist: &str) -> f64 {
-    playlist
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
-        .sum()
-}
-
-/// ffmpeg decodes every stream of `url` to the end; its errors, if any.
-async fn ffmpeg_decode_errors(url: &str) -> String {
-    let out = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i", url, "-map", "0", "-f", "null", "-"])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("ffmpeg");
-    assert!(out.status.success(), "ffmpeg failed on {url}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_becomes_a_replay_that_ffmpeg_decodes_and_hls_js_seeks_in() {
     let server = start_server(&[], |c| c.hls.reconnect_grace = Duration::from_secs(1)).await;

@@ -26,6 +26,7 @@ use crate::cluster::Cluster;
 use crate::cluster::proxy::{Body, ForwardError, STOPPING};
 use crate::error::HttpError;
 use crate::hls::{self, Hls};
+use crate::recording::Recorded;
 use crate::response::json;
 use crate::store::Node;
 
@@ -318,12 +319,31 @@ async fn hls_here(
         Ok(resp) => resp,
         Err(HttpError::NotFound) => {
             // Gone from the live window (or never held here): the recording may have it.
-            let recorded = match recorder {
-                Some(r) => r.media(path).await,
-                None => None,
-            };
-            recorded.unwrap_or_else(|| HttpError::NotFound.into_response())
+            match recorder {
+                Some(r) => match r.media(path).await {
+                    Recorded::Here(resp) => resp,
+                    Recorded::Elsewhere(node) => recorded_elsewhere(app, &node, head).await,
+                    Recorded::Absent => HttpError::NotFound.into_response(),
+                },
+                None => HttpError::NotFound.into_response(),
+            }
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// A recorded segment fetched from the origin that recorded it (which
+/// answers it from its disk: a forwarded request is never forwarded on).
+async fn recorded_elsewhere(app: &App, node: &Node, head: &Parts) -> Response<Full<Bytes>> {
+    let resp = match app.cluster.proxy.forward(node, head).await {
+        Ok(r) => r,
+        Err(e) => return HttpError::from(e).into_response(),
+    };
+    let (parts, body) = resp.into_parts();
+    match body.collect().await {
+        Ok(b) => Response::from_parts(parts, Full::new(b.to_bytes())),
+        Err(e) => {
+            HttpError::Unavailable(format!("origin {} broke off: {e}", node.id)).into_response()
+        }
     }
 }

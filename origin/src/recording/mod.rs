@@ -10,11 +10,13 @@
 //! - [`retention`]: which replays the age limit and the quota delete (pure).
 //! - [`writer`]: the one thread that touches the disk.
 //! - [`serve`]: replay playlists and recorded media over HTTP.
+//! - [`across`]: with several origins, one replay of what each recorded.
 //!
 //! Packaging hands each complete segment over through
 //! [`crate::hls::sinks::SegmentSink`], which only queues: a full queue
 //! drops the segment (counted and logged), so the live path never waits.
 
+pub mod across;
 pub mod catalog;
 pub mod config;
 pub mod disk;
@@ -27,3 +29,4 @@ mod writer;
 pub use self::catalog::ReplayInfo;
 pub use self::config::RecordingConfig;
 pub use self::recorder::Recorder;
+pub use self::serve::Recorded;

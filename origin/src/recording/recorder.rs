@@ -3,21 +3,24 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
-use tracing::{error, warn};
+use tracing::{debug, error, info, warn};
 
+use super::across::{self, Across};
 use super::catalog::{ReplayInfo, Shared};
 use super::config::RecordingConfig;
 use super::disk;
 use super::writer::{Job, Writer};
 use crate::hls::sinks::{Completed, SegmentSink};
 use crate::metrics::Metrics;
+use crate::store::Node;
+use crate::store::recordings::Recordings;
 
 /// Room in the queue beyond the segments' share, for ends, deletions,
 /// thumbnails and flushes, which are never dropped for segments.
@@ -30,52 +33,102 @@ pub struct Recorder {
     jobs: SyncSender<Job>,
     pub(super) shared: Arc<Shared>,
     metrics: Arc<Metrics>,
+    /// With several origins: the replays they share.
+    pub(super) across: Option<Arc<Across>>,
 }
 
 impl Recorder {
     /// Starts the writer thread on `root` (created if needed; earlier runs'
-    /// recordings are read back and retention applied).
-    pub fn start(config: RecordingConfig, root: PathBuf, metrics: Arc<Metrics>) -> Arc<Recorder> {
+    /// recordings are read back and retention applied). With `shared` (the
+    /// database several origins share, and this origin), what is recorded
+    /// here is part of replays every origin serves (see [`across`]).
+    pub fn start(
+        config: RecordingConfig,
+        root: PathBuf,
+        metrics: Arc<Metrics>,
+        shared_with: Option<(Arc<dyn Recordings>, Node)>,
+    ) -> Arc<Recorder> {
         let (jobs, rx) = sync_channel(config.queue + CONTROL_ROOM);
         let shared = Arc::new(Shared::default());
+        let (across, outbox) = match shared_with {
+            Some((index, node)) => {
+                let (across, outbox, events) = Across::new(index, node);
+                tokio::spawn(across.clone().publish(root.clone(), events));
+                (Some(across), Some(outbox))
+            }
+            None => (None, None),
+        };
         let writer = Writer::new(
             root.clone(),
             shared.clone(),
             metrics.clone(),
             config.clone(),
+            outbox,
         );
         std::thread::Builder::new()
             .name("recording".into())
             .spawn(move || writer.run(rx))
             .expect("spawning the recording thread");
-        Arc::new(Recorder {
+        let recorder = Arc::new(Recorder {
             root,
             config,
             jobs,
             shared,
             metrics,
-        })
+            across,
+        });
+        if recorder.across.is_some() {
+            tokio::spawn(follow(Arc::downgrade(&recorder)));
+        }
+        recorder
     }
 
-    /// The recording of `id` as the API shows it, if there is one.
+    /// The recording of `id` as the API shows it, if there is one: as every
+    /// origin sees it when the database knows it, else as recorded here.
     pub fn info(&self, id: &str) -> Option<ReplayInfo> {
-        let catalog = self.shared.catalog();
-        let s = catalog.get(id)?;
-        let state = match (s.deleted, s.ended) {
-            (true, _) => "deleted",
-            (false, Some(_)) => "ready",
-            (false, None) => "recording",
+        let local = {
+            let catalog = self.shared.catalog();
+            catalog.get(id).map(|s| {
+                let state = match (s.deleted, s.ended) {
+                    (true, _) => "deleted",
+                    (false, Some(_)) => "ready",
+                    (false, None) => "recording",
+                };
+                let longest = s.durations.values().max().copied().unwrap_or_default();
+                (state, longest.as_secs_f64())
+            })
         };
-        let longest = s.durations.values().max().copied().unwrap_or_default();
+        let (state, secs) = match self.across.as_ref().and_then(|a| a.known(id)) {
+            Some(s) if s.deleted => ("deleted", 0.0),
+            Some(s) if s.ended => ("ready", s.duration_secs),
+            Some(_) => ("recording", local.map_or(0.0, |(_, secs)| secs)),
+            None => local?,
+        };
         Some(ReplayInfo {
             state,
-            duration_secs: (longest.as_secs_f64() * 1000.0).round() / 1000.0,
+            duration_secs: (secs * 1000.0).round() / 1000.0,
         })
     }
 
-    /// Deletes `id`'s replay (files gone, URLs answer 410); whether there
-    /// was one.
+    /// Deletes `id`'s replay (files gone, URLs answer 410; with several
+    /// origins, on every one); whether there was one.
     pub async fn delete(&self, id: &str) -> io::Result<bool> {
+        let here = self.delete_here(id).await?;
+        let Some(across) = &self.across else {
+            return Ok(here);
+        };
+        let elsewhere = across
+            .index
+            .delete_replay(id)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        across.forget(id);
+        self.shared.forget_rendered(id);
+        Ok(here || elsewhere)
+    }
+
+    /// Deletes what this origin recorded of `id`; whether it had any.
+    async fn delete_here(&self, id: &str) -> io::Result<bool> {
         let (tx, rx) = oneshot::channel();
         self.control(Job::Delete(id.to_owned(), tx));
         rx.await
@@ -94,13 +147,24 @@ impl Recorder {
         self.control(Job::Thumbnail(id.to_owned(), jpeg));
     }
 
-    /// `id`'s kept thumbnail.
+    /// `id`'s kept thumbnail (with several origins, the one its replay
+    /// was sealed with, if this origin kept none).
     pub async fn thumbnail(&self, id: &str) -> Option<Bytes> {
         if !crate::hls::uris::valid_name(id) {
             return None;
         }
         let path = self.root.join(id).join(disk::THUMBNAIL);
-        tokio::fs::read(path).await.ok().map(Bytes::from)
+        if let Ok(jpeg) = tokio::fs::read(path).await {
+            return Some(Bytes::from(jpeg));
+        }
+        let across = self.across.as_ref()?;
+        match across.index.replay_thumbnail(id).await {
+            Ok(jpeg) => jpeg.map(Bytes::from),
+            Err(err) => {
+                debug!(broadcast = %id, %err, "replay thumbnail not read");
+                None
+            }
+        }
     }
 
     /// The settings.
@@ -135,5 +199,60 @@ impl SegmentSink for Recorder {
 
     fn thumbnail(&self, broadcast: &str, jpeg: Bytes) {
         self.keep_thumbnail(broadcast, jpeg);
+    }
+}
+
+/// With several origins, until the recorder is gone: reads the replay
+/// states every origin changed (every [`across::REFRESH`]); every
+/// [`across::CHECK`], seals the replays no origin sealed and deletes here
+/// what was deleted elsewhere.
+async fn follow(recorder: Weak<Recorder>) {
+    let mut since = None;
+    let mut checked = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(across::REFRESH).await;
+        let Some(r) = recorder.upgrade() else { return };
+        let Some(across) = r.across.clone() else {
+            return;
+        };
+        since = across.refresh(since).await;
+        if checked.elapsed() < across::CHECK {
+            continue;
+        }
+        checked = tokio::time::Instant::now();
+        match across.index.seal_stragglers(across::SETTLE).await {
+            Ok(sealed) => {
+                for id in sealed {
+                    info!(broadcast = %id, "replay sealed: its broadcast ended with no origin to seal it");
+                    across.forget(&id);
+                }
+            }
+            Err(err) => debug!(%err, "unsealed replays not looked for"),
+        }
+        let here: Vec<String> = r
+            .shared
+            .catalog()
+            .iter()
+            .filter(|(_, s)| !s.deleted)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if here.is_empty() {
+            continue;
+        }
+        match across.index.deleted_among(&here).await {
+            Ok(gone) => {
+                for id in gone {
+                    match r.delete_here(&id).await {
+                        Ok(_) => {
+                            info!(broadcast = %id, "replay deleted on another origin: deleted here too")
+                        }
+                        Err(err) => {
+                            warn!(broadcast = %id, %err, "replay deleted elsewhere not deleted here")
+                        }
+                    }
+                }
+            }
+            Err(err) => debug!(%err, "deletions elsewhere not looked for"),
+        }
     }
 }

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
+use super::across::Outbox;
 use super::catalog::{Shared, Summary};
 use super::config::{RETRY_AFTER_FULL, RecordingConfig, SWEEP_INTERVAL};
 use super::disk::{self, FACTS, INDEX, THUMBNAIL};
@@ -28,6 +29,7 @@ use super::retention::{self, Kept};
 use crate::hls::sinks::Completed;
 use crate::hls::uris::{init_file, segment_file};
 use crate::metrics::{Metrics, ReasonLabel};
+use crate::store::recordings::{RunRow, SegmentRow};
 
 /// What the writer is asked to do.
 pub(super) enum Job {
@@ -48,6 +50,8 @@ pub(super) struct Writer {
     pub shared: Arc<Shared>,
     pub metrics: Arc<Metrics>,
     pub config: RecordingConfig,
+    /// Tells the database what was written (with several origins).
+    pub outbox: Option<Outbox>,
     /// Facts last written per rendition directory.
     facts: HashMap<PathBuf, Facts>,
     /// Since when the disk has been full.
@@ -61,12 +65,14 @@ impl Writer {
         shared: Arc<Shared>,
         metrics: Arc<Metrics>,
         config: RecordingConfig,
+        outbox: Option<Outbox>,
     ) -> Writer {
         Writer {
             root,
             shared,
             metrics,
             config,
+            outbox,
             facts: HashMap::new(),
             paused: None,
             last_sweep: Instant::now(),
@@ -103,6 +109,9 @@ impl Writer {
                     }
                 }
                 Ok(Some(rec)) => {
+                    if let Some(o) = self.outbox.as_ref().filter(|_| !rec.deleted) {
+                        o.sync(&id, rec.ended.is_some());
+                    }
                     let last_write = std::fs::metadata(self.root.join(&id))
                         .and_then(|m| m.modified())
                         .unwrap_or_else(|_| SystemTime::now());
@@ -149,6 +158,9 @@ impl Writer {
                     s.ended = Some(at);
                 }
                 self.shared.forget_rendered(&id);
+                if let Some(o) = &self.outbox {
+                    o.sync(&id, true);
+                }
                 self.sweep();
             }
             Job::Thumbnail(id, jpeg) => {
@@ -236,8 +248,9 @@ impl Writer {
             order: c.order,
             facts: c.facts.clone(),
         };
+        let facts_json = serde_json::to_string(&facts)?;
         if self.facts.get(&dir) != Some(&facts) {
-            disk::write_atomic(&dir.join(FACTS), &serde_json::to_vec(&facts)?)?;
+            disk::write_atomic(&dir.join(FACTS), facts_json.as_bytes())?;
             self.facts.insert(dir.clone(), facts);
         }
         let s = &c.segment;
@@ -254,7 +267,26 @@ impl Writer {
             init: s.init_id,
             bytes: s.data.len() as u64,
         };
-        disk::append_line(&dir.join(INDEX), &serde_json::to_string(&entry)?)?;
+        let line = serde_json::to_string(&entry)?;
+        disk::append_line(&dir.join(INDEX), &line)?;
+        if let Some(o) = &self.outbox {
+            o.segment(
+                RunRow {
+                    broadcast: c.broadcast.clone(),
+                    rendition: c.rendition.clone(),
+                    generation: c.generation.clone(),
+                    facts: facts_json,
+                },
+                SegmentRow {
+                    broadcast: c.broadcast.clone(),
+                    rendition: c.rendition.clone(),
+                    generation: c.generation.clone(),
+                    msn: s.msn,
+                    entry: line,
+                    duration_secs: s.duration.as_secs_f64(),
+                },
+            );
+        }
         Ok(bytes + s.data.len() as u64)
     }
 
@@ -315,6 +347,9 @@ impl Writer {
                 })
                 .inc();
             info!(broadcast = %id, reason = reason.label(), "replay deleted by retention");
+            if let Some(o) = &self.outbox {
+                o.removed(&id);
+            }
         }
         self.publish_bytes();
     }
@@ -353,6 +388,7 @@ mod tests {
             Arc::default(),
             Arc::default(),
             RecordingConfig::default(),
+            None,
         )
     }
 

@@ -612,3 +612,24 @@ pub async fn hls_js_report(player: tokio::process::Child) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().expect("a report line")).unwrap()
 }
+
+/// The seconds a media playlist lists.
+pub fn listed_secs(playlist: &str) -> f64 {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+        .sum()
+}
+
+/// ffmpeg decodes every stream of `url` to the end; its errors, if any.
+pub async fn ffmpeg_decode_errors(url: &str) -> String {
+    let out = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", url, "-map", "0", "-f", "null", "-"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("ffmpeg");
+    assert!(out.status.success(), "ffmpeg failed on {url}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

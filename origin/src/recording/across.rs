@@ -1,0 +1,500 @@
+//! One replay across origins (with a shared database, see
+//! [`crate::store::recordings`]). Each origin records what it packages on
+//! its own disk and tells the database, segment by segment, what it wrote
+//! ([`Outbox`], drained by [`Across::publish`]). The origin a broadcast
+//! ends on first tells it everything it recorded, then seals the replay:
+//! what the database heard of until then is the replay, on every origin,
+//! and never changes. Any origin renders the playlists from the database
+//! and fetches each segment from the origin that recorded it.
+//!
+//! A deletion (by the owner, or by retention of a sealed replay) marks the
+//! replay deleted in the database: every origin answers 410 at once and
+//! deletes its files within [`CHECK`]. A broadcast that ended with no
+//! origin to seal it (its holder died) is sealed [`SETTLE`] later by any.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::disk::{self, Recording};
+use super::replay::{Facts, RenditionReplay, Run, parse_index};
+use crate::store::recordings::{Recordings, ReplayIndex, ReplayState, RunRow, SegmentRow};
+use crate::store::{Node, StoreError};
+
+/// Segments told at most in one statement.
+const BATCH: usize = 500;
+/// Segments waiting to be told; past it they are dropped here (the origin
+/// tells everything again when the broadcast ends on it, and at start).
+const MAX_PENDING: usize = 10_000;
+/// A replay's state is asked afresh for playlists after this.
+const STATE_FRESH: Duration = Duration::from_secs(1);
+/// How often the states every origin changed are read (for the API).
+pub const REFRESH: Duration = Duration::from_secs(2);
+/// Changes are read again this far back (transactions commit out of order).
+const OVERLAP_SECS: f64 = 5.0;
+/// How often deletions elsewhere and unsealed ends are looked for.
+pub const CHECK: Duration = Duration::from_secs(10);
+/// A broadcast ended this long ago with no origin sealing its replay is
+/// sealed by any origin.
+pub const SETTLE: Duration = Duration::from_secs(30);
+/// Which origin recorded a run is remembered this long ...
+const HOLDER_TTL: Duration = Duration::from_secs(60);
+/// ... and that none did, this long.
+const NO_HOLDER_TTL: Duration = Duration::from_secs(1);
+/// Remembered holders before the memory starts over.
+const MAX_HOLDERS: usize = 10_000;
+
+/// What the writer tells the database, in order.
+pub(super) enum Event {
+    /// A segment was written.
+    Segment(RunRow, SegmentRow),
+    /// Tell everything recorded of a broadcast; then seal its replay (it
+    /// ended here).
+    Sync { broadcast: String, seal: bool },
+    /// Retention deleted a broadcast's recording here.
+    Removed(String),
+}
+
+/// The writer's side: never blocks, never fails.
+#[derive(Clone)]
+pub(super) struct Outbox {
+    tx: UnboundedSender<Event>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Outbox {
+    pub fn segment(&self, run: RunRow, segment: SegmentRow) {
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            debug!(broadcast = %run.broadcast, "database behind: segment told at the end");
+            return;
+        }
+        if self.tx.send(Event::Segment(run, segment)).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn sync(&self, broadcast: &str, seal: bool) {
+        let _ = self.tx.send(Event::Sync {
+            broadcast: broadcast.to_owned(),
+            seal,
+        });
+    }
+
+    pub fn removed(&self, broadcast: &str) {
+        let _ = self.tx.send(Event::Removed(broadcast.to_owned()));
+    }
+}
+
+/// This origin's part in the replays every origin shares.
+pub struct Across {
+    pub(super) index: Arc<dyn Recordings>,
+    /// This origin.
+    pub(super) node: Node,
+    pending: Arc<AtomicUsize>,
+    states: Mutex<HashMap<String, (ReplayState, Instant)>>,
+    holders: Mutex<HashMap<String, (Option<Node>, Instant)>>,
+}
+
+impl Across {
+    /// This origin as `node`, sharing `index`; the outbox the writer tells
+    /// and what [`Across::publish`] drains.
+    pub(super) fn new(
+        index: Arc<dyn Recordings>,
+        node: Node,
+    ) -> (Arc<Across>, Outbox, UnboundedReceiver<Event>) {
+        let (tx, rx) = unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let across = Arc::new(Across {
+            index,
+            node,
+            pending: pending.clone(),
+            states: Mutex::default(),
+            holders: Mutex::default(),
+        });
+        (across, Outbox { tx, pending }, rx)
+    }
+
+    /// Tells the database what the writer did, in order, until the writer
+    /// stops. `root` is the recordings directory.
+    pub(super) async fn publish(
+        self: Arc<Self>,
+        root: PathBuf,
+        mut events: UnboundedReceiver<Event>,
+    ) {
+        let mut failing = false;
+        while let Some(first) = events.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match events.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            let (mut runs, mut segments) = (Vec::new(), Vec::new());
+            for event in batch {
+                match event {
+                    Event::Segment(run, segment) => {
+                        self.pending.fetch_sub(1, Ordering::Relaxed);
+                        if !runs.contains(&run) {
+                            runs.push(run);
+                        }
+                        segments.push(segment);
+                    }
+                    other => {
+                        let told = self.tell(&runs, &segments).await;
+                        note(&mut failing, told);
+                        (runs, segments) = (Vec::new(), Vec::new());
+                        let done = match other {
+                            Event::Sync { broadcast, seal } => {
+                                self.sync(&root, &broadcast, seal).await
+                            }
+                            Event::Removed(broadcast) => self.removed(&broadcast).await,
+                            Event::Segment(..) => unreachable!("matched above"),
+                        };
+                        note(&mut failing, done);
+                    }
+                }
+            }
+            let told = self.tell(&runs, &segments).await;
+            note(&mut failing, told);
+        }
+    }
+
+    async fn tell(&self, runs: &[RunRow], segments: &[SegmentRow]) -> Result<(), StoreError> {
+        if segments.is_empty() {
+            return Ok(());
+        }
+        self.index.add_recorded(&self.node, runs, segments).await
+    }
+
+    /// Tells everything recorded here of `broadcast`, then seals it.
+    async fn sync(
+        &self,
+        root: &std::path::Path,
+        broadcast: &str,
+        seal: bool,
+    ) -> Result<(), StoreError> {
+        let (root, id) = (root.to_owned(), broadcast.to_owned());
+        let read = tokio::task::spawn_blocking(move || {
+            let rec = disk::read(&root, &id);
+            let thumbnail = std::fs::read(root.join(&id).join(disk::THUMBNAIL)).ok();
+            (rec, thumbnail)
+        })
+        .await;
+        let Ok((Ok(Some(rec)), thumbnail)) = read else {
+            return Ok(());
+        };
+        if rec.deleted {
+            return Ok(());
+        }
+        let (runs, segments) = rows_of(broadcast, &rec);
+        for chunk in segments.chunks(BATCH * 2) {
+            self.index.add_recorded(&self.node, &runs, chunk).await?;
+        }
+        if seal {
+            self.index.seal(broadcast, thumbnail.as_deref()).await?;
+            self.forget(broadcast);
+            info!(%broadcast, "replay sealed for every origin");
+        }
+        Ok(())
+    }
+
+    /// Retention deleted `broadcast`'s recording here: a sealed replay goes
+    /// everywhere (a replay goes whole); one still being recorded elsewhere
+    /// is left (it misses this origin's part).
+    async fn removed(&self, broadcast: &str) -> Result<(), StoreError> {
+        match self.index.replay_state(broadcast).await? {
+            Some(s) if s.ended && !s.deleted => {
+                self.index.delete_replay(broadcast).await?;
+                self.forget(broadcast);
+                info!(%broadcast, "replay deleted on every origin (retention here)");
+            }
+            Some(s) if !s.ended => {
+                warn!(%broadcast, "retention deleted this origin's part of a replay still being recorded elsewhere");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `broadcast`'s replay as every origin sees it, at most
+    /// [`STATE_FRESH`] old.
+    pub async fn state(&self, broadcast: &str) -> Result<Option<ReplayState>, StoreError> {
+        if let Some((s, at)) = self.states_lock().get(broadcast)
+            && at.elapsed() < STATE_FRESH
+        {
+            return Ok(Some(*s));
+        }
+        let state = self.index.replay_state(broadcast).await?;
+        if let Some(s) = state {
+            self.states_lock()
+                .insert(broadcast.to_owned(), (s, Instant::now()));
+        }
+        Ok(state)
+    }
+
+    /// The last known state of `broadcast`'s replay, however old.
+    pub fn known(&self, broadcast: &str) -> Option<ReplayState> {
+        self.states_lock().get(broadcast).map(|(s, _)| *s)
+    }
+
+    /// Remembers states read in bulk.
+    pub(super) fn remember(&self, states: Vec<(String, ReplayState)>) {
+        let now = Instant::now();
+        let mut known = self.states_lock();
+        for (id, s) in states {
+            known.insert(id, (s, now));
+        }
+    }
+
+    /// Forgets what is known of `broadcast` (it changed here).
+    pub(super) fn forget(&self, broadcast: &str) {
+        self.states_lock().remove(broadcast);
+    }
+
+    /// Reads the states changed since `since` into memory; the new `since`.
+    pub(super) async fn refresh(&self, since: Option<f64>) -> Option<f64> {
+        match self
+            .index
+            .replays_changed(since.map(|s| s - OVERLAP_SECS))
+            .await
+        {
+            Ok((states, latest)) => {
+                self.remember(states);
+                latest.or(since)
+            }
+            Err(err) => {
+                debug!(%err, "replay states not read");
+                since
+            }
+        }
+    }
+
+    /// The other origin that recorded `broadcast`'s run `generation` of
+    /// `rendition`, if another did.
+    pub async fn holder(&self, broadcast: &str, rendition: &str, generation: &str) -> Option<Node> {
+        let key = format!("{broadcast}/{rendition}/{generation}");
+        let cached = self.holders_lock().get(&key).cloned();
+        let node = match cached {
+            Some((node, at))
+                if at.elapsed()
+                    < if node.is_some() {
+                        HOLDER_TTL
+                    } else {
+                        NO_HOLDER_TTL
+                    } =>
+            {
+                node
+            }
+            _ => {
+                let node = match self
+                    .index
+                    .run_holder(broadcast, rendition, generation)
+                    .await
+                {
+                    Ok(n) => n,
+                    Err(err) => {
+                        debug!(%err, "run holder not read");
+                        return None;
+                    }
+                };
+                let mut holders = self.holders_lock();
+                if holders.len() >= MAX_HOLDERS {
+                    holders.clear();
+                }
+                holders.insert(key, (node.clone(), Instant::now()));
+                node
+            }
+        };
+        node.filter(|n| n.id != self.node.id)
+    }
+
+    fn states_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ReplayState, Instant)>> {
+        self.states.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn holders_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<Node>, Instant)>> {
+        self.holders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Logs the first failure of a run of them, and the recovery.
+fn note(failing: &mut bool, result: Result<(), StoreError>) {
+    match result {
+        Ok(()) => {
+            if std::mem::replace(failing, false) {
+                info!("recordings reach the database again");
+            }
+        }
+        Err(err) => {
+            if !std::mem::replace(failing, true) {
+                warn!(%err, "recordings not told to the database (told again at the end)");
+            }
+        }
+    }
+}
+
+/// The rows of a recording read from disk.
+pub(super) fn rows_of(broadcast: &str, rec: &Recording) -> (Vec<RunRow>, Vec<SegmentRow>) {
+    let (mut runs, mut segments) = (Vec::new(), Vec::new());
+    for r in &rec.renditions {
+        let facts = serde_json::to_string(&r.facts).unwrap_or_default();
+        for run in &r.runs {
+            runs.push(RunRow {
+                broadcast: broadcast.to_owned(),
+                rendition: r.name.clone(),
+                generation: run.generation.clone(),
+                facts: facts.clone(),
+            });
+            for e in &run.entries {
+                segments.push(SegmentRow {
+                    broadcast: broadcast.to_owned(),
+                    rendition: r.name.clone(),
+                    generation: run.generation.clone(),
+                    msn: e.msn,
+                    entry: serde_json::to_string(e).unwrap_or_default(),
+                    duration_secs: e.duration().as_secs_f64(),
+                });
+            }
+        }
+    }
+    (runs, segments)
+}
+
+/// A sealed replay's renditions, from its index (unreadable rows skipped).
+pub(super) fn renditions_of(index: &ReplayIndex) -> Vec<RenditionReplay> {
+    let mut by_rendition: HashMap<&str, (Facts, Vec<Run>)> = HashMap::new();
+    for (run, _) in &index.runs {
+        let entry = by_rendition.entry(&run.rendition).or_default();
+        if let Ok(f) = serde_json::from_str(&run.facts) {
+            entry.0 = f;
+        }
+        let mut entries: Vec<_> = index
+            .segments
+            .iter()
+            .filter(|s| s.rendition == run.rendition && s.generation == run.generation)
+            .flat_map(|s| parse_index(&s.entry))
+            .collect();
+        entries.sort_by_key(|e| e.msn);
+        entry.1.push(Run {
+            generation: run.generation.clone(),
+            entries,
+        });
+    }
+    let mut renditions: Vec<RenditionReplay> = by_rendition
+        .into_iter()
+        .map(|(name, (facts, runs))| RenditionReplay::new(name.to_owned(), facts, runs))
+        .filter(|r| !r.runs.is_empty())
+        .collect();
+    renditions.sort_by_key(|r| r.facts.order);
+    renditions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::replay::Entry;
+
+    fn entry(msn: u64, pdt_ms: u64) -> Entry {
+        Entry {
+            msn,
+            duration_us: 2_000_000,
+            pdt_ms,
+            discontinuity: false,
+            init: 0,
+            bytes: 1000,
+        }
+    }
+
+    fn rendition(name: &str, order: usize, runs: Vec<Run>) -> RenditionReplay {
+        let facts = Facts {
+            order,
+            ..Default::default()
+        };
+        RenditionReplay::new(name.into(), facts, runs)
+    }
+
+    #[test]
+    fn two_origins_rows_make_the_replay_each_would_read_from_one_disk() {
+        let node = |id: &str| Node {
+            id: id.into(),
+            url: format!("http://{id}"),
+        };
+        // Origin a recorded generation g1, origin b (after a take-over) g2.
+        let a = Recording {
+            renditions: vec![rendition(
+                "720p",
+                0,
+                vec![Run {
+                    generation: "g1".into(),
+                    entries: vec![entry(1, 1_000), entry(2, 3_000)],
+                }],
+            )],
+            ..Default::default()
+        };
+        let b = Recording {
+            renditions: vec![
+                rendition(
+                    "720p",
+                    0,
+                    vec![Run {
+                        generation: "g2".into(),
+                        entries: vec![entry(3, 6_000), entry(4, 8_000)],
+                    }],
+                ),
+                rendition(
+                    "480p",
+                    1,
+                    vec![Run {
+                        generation: "g2".into(),
+                        entries: vec![entry(3, 6_000)],
+                    }],
+                ),
+            ],
+            ..Default::default()
+        };
+        let mut index = ReplayIndex::default();
+        for (name, rec) in [("b", &b), ("a", &a)] {
+            let (runs, mut segments) = rows_of("x", rec);
+            segments.reverse();
+            index.runs.extend(runs.into_iter().map(|r| (r, node(name))));
+            index.segments.extend(segments);
+        }
+        let replay = renditions_of(&index);
+        let names: Vec<&str> = replay.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["720p", "480p"], "in ladder order");
+        let runs: Vec<(&str, Vec<u64>)> = replay[0]
+            .runs
+            .iter()
+            .map(|r| {
+                (
+                    r.generation.as_str(),
+                    r.entries.iter().map(|e| e.msn).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            runs,
+            [("g1", vec![1, 2]), ("g2", vec![3, 4])],
+            "in the order recorded"
+        );
+        assert_eq!(replay[0].duration(), Duration::from_secs(8));
+        let playlist = replay[0].media_playlist();
+        assert_eq!(
+            playlist.matches("#EXT-X-DISCONTINUITY\n").count(),
+            1,
+            "{playlist}"
+        );
+        assert!(
+            playlist.contains("g1/s1.m4s") && playlist.contains("g2/s4.m4s"),
+            "{playlist}"
+        );
+    }
+}
