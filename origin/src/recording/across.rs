@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -47,8 +48,9 @@ pub const SETTLE: Duration = Duration::from_secs(30);
 const HOLDER_TTL: Duration = Duration::from_secs(60);
 /// ... and that none did, this long.
 const NO_HOLDER_TTL: Duration = Duration::from_secs(1);
-/// Remembered holders before the memory starts over.
-const MAX_HOLDERS: usize = 10_000;
+/// Remembered holders (and broadcasts with nothing recorded) before the
+/// memory starts over.
+const MAX_REMEMBERED: usize = 10_000;
 
 /// What the writer tells the database, in order.
 pub(super) enum Event {
@@ -59,6 +61,8 @@ pub(super) enum Event {
     Sync { broadcast: String, seal: bool },
     /// Retention deleted a broadcast's recording here.
     Removed(String),
+    /// Answers once everything before it is told.
+    Flush(oneshot::Sender<()>),
 }
 
 /// The writer's side: never blocks, never fails.
@@ -90,6 +94,10 @@ impl Outbox {
     pub fn removed(&self, broadcast: &str) {
         let _ = self.tx.send(Event::Removed(broadcast.to_owned()));
     }
+
+    pub fn flush(&self, answer: oneshot::Sender<()>) {
+        let _ = self.tx.send(Event::Flush(answer));
+    }
 }
 
 /// This origin's part in the replays every origin shares.
@@ -99,6 +107,8 @@ pub struct Across {
     pub(super) node: Node,
     pending: Arc<AtomicUsize>,
     states: Mutex<HashMap<String, (ReplayState, Instant)>>,
+    /// Broadcasts nothing was recorded of, when last asked.
+    absent: Mutex<HashMap<String, Instant>>,
     holders: Mutex<HashMap<String, (Option<Node>, Instant)>>,
 }
 
@@ -116,6 +126,7 @@ impl Across {
             node,
             pending: pending.clone(),
             states: Mutex::default(),
+            absent: Mutex::default(),
             holders: Mutex::default(),
         });
         (across, Outbox { tx, pending }, rx)
@@ -156,6 +167,10 @@ impl Across {
                                 self.sync(&root, &broadcast, seal).await
                             }
                             Event::Removed(broadcast) => self.removed(&broadcast).await,
+                            Event::Flush(answer) => {
+                                let _ = answer.send(());
+                                Ok(())
+                            }
                             Event::Segment(..) => unreachable!("matched above"),
                         };
                         note(&mut failing, done);
@@ -232,10 +247,24 @@ impl Across {
         {
             return Ok(Some(*s));
         }
+        if let Some(at) = self.absent_lock().get(broadcast)
+            && at.elapsed() < STATE_FRESH
+        {
+            return Ok(None);
+        }
         let state = self.index.replay_state(broadcast).await?;
-        if let Some(s) = state {
-            self.states_lock()
-                .insert(broadcast.to_owned(), (s, Instant::now()));
+        match state {
+            Some(s) => {
+                self.states_lock()
+                    .insert(broadcast.to_owned(), (s, Instant::now()));
+            }
+            None => {
+                let mut absent = self.absent_lock();
+                if absent.len() >= MAX_REMEMBERED {
+                    absent.clear();
+                }
+                absent.insert(broadcast.to_owned(), Instant::now());
+            }
         }
         Ok(state)
     }
@@ -306,7 +335,7 @@ impl Across {
                     }
                 };
                 let mut holders = self.holders_lock();
-                if holders.len() >= MAX_HOLDERS {
+                if holders.len() >= MAX_REMEMBERED {
                     holders.clear();
                 }
                 holders.insert(key, (node.clone(), Instant::now()));
@@ -318,6 +347,10 @@ impl Across {
 
     fn states_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ReplayState, Instant)>> {
         self.states.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn absent_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.absent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn holders_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<Node>, Instant)>> {

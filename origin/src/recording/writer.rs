@@ -41,7 +41,7 @@ pub(super) enum Job {
     Thumbnail(String, Bytes),
     /// Delete a replay; answers whether there was one.
     Delete(String, oneshot::Sender<io::Result<bool>>),
-    /// Answers once every earlier job is done.
+    /// Answers once every earlier job is done (and told to the database).
     Flush(oneshot::Sender<()>),
 }
 
@@ -175,9 +175,13 @@ impl Writer {
             Job::Delete(id, answer) => {
                 let _ = answer.send(self.delete(&id));
             }
-            Job::Flush(answer) => {
-                let _ = answer.send(());
-            }
+            Job::Flush(answer) => match &self.outbox {
+                // Done once the database has heard of everything too.
+                Some(o) => o.flush(answer),
+                None => {
+                    let _ = answer.send(());
+                }
+            },
         }
     }
 
