@@ -11,7 +11,8 @@
 //! One directory per broadcast, so a replay is backed up or deleted as one.
 //! Media files and `facts.json` are written to a temporary name, fsynced and
 //! renamed; an index line is appended and fsynced only after its segment
-//! is, so a crash loses at most what was being written.
+//! is, so a crash loses at most what was being written. Every new entry's
+//! directory is fsynced too, so a power cut keeps what was acknowledged.
 
 use std::collections::HashMap;
 use std::io::{self, Write as _};
@@ -135,14 +136,16 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Writes `data` to `path` through a temporary file, fsynced, then renamed.
+/// Writes `data` to `path` through a temporary file, fsynced, then renamed
+/// (and the rename fsynced, so that a power cut keeps it).
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_data()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        sync_parent(path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -150,15 +153,47 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     result
 }
 
-/// Appends one line to `path` and fsyncs it. A failed append may leave a
-/// torn line, which readers skip.
+/// Appends one line to `path` and fsyncs it (and, when it creates the
+/// file, its directory). A failed append may leave a torn line, which
+/// readers skip.
 pub fn append_line(path: &Path, line: &str) -> io::Result<()> {
+    let new = !path.exists();
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)?;
     f.write_all(format!("{line}\n").as_bytes())?;
-    f.sync_data()
+    f.sync_data()?;
+    if new {
+        sync_parent(path)?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` (under `root`, which exists) and fsyncs every directory
+/// an entry was added to, so that a power cut keeps the path.
+pub fn create_dirs(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut at = dir;
+    while at != root {
+        sync_parent(at)?;
+        match at.parent() {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// Fsyncs the directory holding `path` (its entry for `path`).
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -170,7 +205,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 /// Marks `id` ended at `at`.
 pub fn mark_ended(root: &Path, id: &str, at: SystemTime) -> io::Result<()> {
     let secs = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    std::fs::create_dir_all(root.join(id))?;
+    create_dirs(root, &root.join(id))?;
     write_atomic(&root.join(id).join(ENDED), secs.to_string().as_bytes())
 }
 
@@ -206,7 +241,9 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         assert_eq!(read(root.path(), "b1").unwrap(), None);
         let dir = root.path().join("b1/g1/720p");
-        std::fs::create_dir_all(&dir).unwrap();
+        create_dirs(root.path(), &dir).unwrap();
+        create_dirs(root.path(), &dir).unwrap();
+        assert!(dir.is_dir());
         write_atomic(&dir.join("s1.m4s"), &[0; 100]).unwrap();
         let e = Entry {
             msn: 1,

@@ -239,7 +239,7 @@ impl Writer {
             .join(&c.broadcast)
             .join(&c.generation)
             .join(&c.rendition);
-        std::fs::create_dir_all(&dir)?;
+        disk::create_dirs(&self.root, &dir)?;
         let mut bytes = 0;
         let init = dir.join(init_file(c.segment.init_id));
         if let Some(data) = &c.init
