@@ -35,11 +35,11 @@ impl Hls {
         for out in renditions {
             let (rendition, existed) = broadcast.get_or_add(&out.info, limits, self.spool.as_ref());
             let continuing = existed && rendition.with_window(|w| w.next_msn() > 1);
-            rendition
-                .window
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .resume();
+            {
+                let mut window = rendition.window.lock().unwrap_or_else(|p| p.into_inner());
+                window.resume();
+                window.set_dvr(limits.dvr);
+            }
             tasks.push(tokio::spawn(package(
                 self.clone(),
                 broadcast.clone(),

@@ -27,6 +27,18 @@ impl Window {
             program_date_time: old.program_date_time,
             init_id: old.init_id,
         });
+        self.trim_history();
+    }
+
+    /// Sets the DVR window: each publish decides it (a window restored or
+    /// taken over was made with the configured one, whatever the broadcast
+    /// chose). Rewind lines past it go.
+    pub fn set_dvr(&mut self, dvr: Duration) {
+        self.limits.dvr = dvr;
+        self.trim_history();
+    }
+
+    fn trim_history(&mut self) {
         let mut listed: Duration = self.history.iter().map(|h| h.duration).sum();
         while listed > self.limits.dvr {
             let Some(gone) = self.history.pop_front() else {

@@ -845,5 +845,10 @@ mod tests {
         // Without a DVR window, nothing out of memory is listed.
         let plain = filled_with(LIMITS, 10).playlist(&uris(), &settings(), vec![]);
         assert_eq!(plain.media_sequence, 6);
+        // A window made with one (restored, say) for a broadcast that has none.
+        let mut opted_out = filled_with(dvr, 10);
+        opted_out.set_dvr(Duration::ZERO);
+        let pl = opted_out.playlist(&uris(), &settings(), vec![]);
+        assert_eq!(pl.media_sequence, 6, "its rewind lines went");
     }
 }
