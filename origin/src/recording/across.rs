@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::{
+    UnboundedReceiver, UnboundedSender, WeakUnboundedSender, unbounded_channel,
+};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -44,6 +46,10 @@ pub const CHECK: Duration = Duration::from_secs(10);
 /// A broadcast ended this long ago with no origin sealing its replay is
 /// sealed by any origin.
 pub const SETTLE: Duration = Duration::from_secs(30);
+/// A sync the database failed is tried again after this ...
+const RETRY: Duration = Duration::from_secs(5);
+/// ... this many times (then at the next start).
+const MAX_TRIES: u32 = 120;
 /// Which origin recorded a run is remembered this long ...
 const HOLDER_TTL: Duration = Duration::from_secs(60);
 /// ... and that none did, this long.
@@ -57,8 +63,12 @@ pub(super) enum Event {
     /// A segment was written.
     Segment(RunRow, SegmentRow),
     /// Tell everything recorded of a broadcast; then seal its replay (it
-    /// ended here).
-    Sync { broadcast: String, seal: bool },
+    /// ended here). Tried again every [`RETRY`] while the database fails.
+    Sync {
+        broadcast: String,
+        seal: bool,
+        tries: u32,
+    },
     /// Retention deleted a broadcast's recording here.
     Removed(String),
     /// Answers once everything before it is told.
@@ -88,6 +98,7 @@ impl Outbox {
         let _ = self.tx.send(Event::Sync {
             broadcast: broadcast.to_owned(),
             seal,
+            tries: 0,
         });
     }
 
@@ -106,6 +117,8 @@ pub struct Across {
     /// This origin.
     pub(super) node: Node,
     pending: Arc<AtomicUsize>,
+    /// For trying a failed sync again (weak: the writer's end ends it all).
+    again: WeakUnboundedSender<Event>,
     states: Mutex<HashMap<String, (ReplayState, Instant)>>,
     /// Broadcasts nothing was recorded of, when last asked.
     absent: Mutex<HashMap<String, Instant>>,
@@ -125,6 +138,7 @@ impl Across {
             index,
             node,
             pending: pending.clone(),
+            again: tx.downgrade(),
             states: Mutex::default(),
             absent: Mutex::default(),
             holders: Mutex::default(),
@@ -163,8 +177,20 @@ impl Across {
                         note(&mut failing, told);
                         (runs, segments) = (Vec::new(), Vec::new());
                         let done = match other {
-                            Event::Sync { broadcast, seal } => {
-                                self.sync(&root, &broadcast, seal).await
+                            Event::Sync {
+                                broadcast,
+                                seal,
+                                tries,
+                            } => {
+                                let done = self.sync(&root, &broadcast, seal).await;
+                                if done.is_err() && tries < MAX_TRIES {
+                                    self.retry(Event::Sync {
+                                        broadcast,
+                                        seal,
+                                        tries: tries + 1,
+                                    });
+                                }
+                                done
                             }
                             Event::Removed(broadcast) => self.removed(&broadcast).await,
                             Event::Flush(answer) => {
@@ -180,6 +206,17 @@ impl Across {
             let told = self.tell(&runs, &segments).await;
             note(&mut failing, told);
         }
+    }
+
+    /// Sends `event` again after [`RETRY`].
+    fn retry(&self, event: Event) {
+        let again = self.again.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(RETRY).await;
+            if let Some(tx) = again.upgrade() {
+                let _ = tx.send(event);
+            }
+        });
     }
 
     async fn tell(&self, runs: &[RunRow], segments: &[SegmentRow]) -> Result<(), StoreError> {
@@ -432,8 +469,110 @@ pub(super) fn renditions_of(index: &ReplayIndex) -> Vec<RenditionReplay> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicU32;
+
     use super::*;
     use crate::recording::replay::Entry;
+
+    /// A database that fails the first `failures` additions, and keeps
+    /// what it was told.
+    #[derive(Default)]
+    struct Flaky {
+        failures: AtomicU32,
+        added: Mutex<Vec<u64>>,
+        sealed: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Recordings for Flaky {
+        async fn add_recorded(
+            &self,
+            _: &Node,
+            _: &[RunRow],
+            segments: &[SegmentRow],
+        ) -> Result<(), StoreError> {
+            if self
+                .failures
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StoreError::Database("down".into()));
+            }
+            self.added
+                .lock()
+                .unwrap()
+                .extend(segments.iter().map(|s| s.msn));
+            Ok(())
+        }
+        async fn seal(&self, broadcast: &str, _: Option<&[u8]>) -> Result<(), StoreError> {
+            self.sealed.lock().unwrap().push(broadcast.into());
+            Ok(())
+        }
+        async fn seal_stragglers(&self, _: Duration) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn delete_replay(&self, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn replay_state(&self, _: &str) -> Result<Option<ReplayState>, StoreError> {
+            Ok(None)
+        }
+        async fn replays_changed(
+            &self,
+            _: Option<f64>,
+        ) -> Result<(Vec<(String, ReplayState)>, Option<f64>), StoreError> {
+            Ok((Vec::new(), None))
+        }
+        async fn replay_index(&self, _: &str) -> Result<ReplayIndex, StoreError> {
+            Ok(ReplayIndex::default())
+        }
+        async fn run_holder(&self, _: &str, _: &str, _: &str) -> Result<Option<Node>, StoreError> {
+            Ok(None)
+        }
+        async fn replay_thumbnail(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+        async fn deleted_among(&self, _: &[String]) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_end_the_database_missed_is_told_and_sealed_once_it_answers() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("b1/g1/720p");
+        disk::create_dirs(root.path(), &dir).unwrap();
+        for msn in [1, 2] {
+            let line = serde_json::to_string(&entry(msn, msn * 2_000)).unwrap();
+            disk::append_line(&dir.join(disk::INDEX), &line).unwrap();
+        }
+        let db = Arc::new(Flaky::default());
+        db.failures.store(2, Ordering::Relaxed);
+        let node = Node {
+            id: "a".into(),
+            url: "http://a".into(),
+        };
+        let (across, outbox, events) = Across::new(db.clone(), node);
+        let publisher = tokio::spawn(across.publish(root.path().to_owned(), events));
+        outbox.sync("b1", true);
+        let (tx, rx) = oneshot::channel();
+        outbox.flush(tx);
+        rx.await.unwrap();
+        assert!(db.sealed.lock().unwrap().is_empty(), "the database failed");
+        // Tried again every 5 s: the first retry fails too, the second works.
+        tokio::time::sleep(RETRY * 2 + Duration::from_millis(100)).await;
+        for _ in 0..100 {
+            if !db.sealed.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*db.sealed.lock().unwrap(), ["b1"]);
+        assert_eq!(*db.added.lock().unwrap(), [1, 2]);
+        drop(outbox);
+        tokio::time::sleep(RETRY).await;
+        publisher.await.unwrap();
+    }
 
     fn entry(msn: u64, pdt_ms: u64) -> Entry {
         Entry {
