@@ -11,6 +11,7 @@
 //! - [`writer`]: the one thread that touches the disk.
 //! - [`serve`]: replay playlists and recorded media over HTTP.
 //! - [`across`]: with several origins, one replay of what each recorded.
+//! - [`rows`]: recordings as the database's rows, and back (pure).
 //!
 //! Packaging hands each complete segment over through
 //! [`crate::hls::sinks::SegmentSink`], which only queues: a full queue
@@ -23,6 +24,7 @@ pub mod disk;
 mod recorder;
 pub mod replay;
 pub mod retention;
+pub mod rows;
 pub mod serve;
 mod writer;
 

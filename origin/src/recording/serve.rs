@@ -16,10 +16,11 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
 
-use super::across::{Across, renditions_of};
+use super::across::Across;
 use super::catalog::Rendered;
 use super::recorder::Recorder;
 use super::replay::RenditionReplay;
+use super::rows::renditions_of;
 use super::{disk, replay};
 use crate::error::HttpError;
 use crate::hls::Hls;
