@@ -833,6 +833,11 @@ async fn one_replay_across_the_take_over(
         );
         assert_eq!(bodies[0].body, bodies[1].body, "{u} is one file");
     }
+    // A HEAD through the survivor of a segment the killed origin recorded.
+    let url = format!("{}/hls/{}/{}", bases[1 - killed], c.id, uris[0]);
+    let (head, body) = (request("HEAD", &url, &[]).await, get(&url).await);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), body.body.len().to_string());
     let master = format!("{}/hls/{}/master.m3u8", s.edge(), c.id);
     let errors = ffmpeg_decode_errors(&master).await;
     assert!(

@@ -332,10 +332,15 @@ async fn hls_here(
     }
 }
 
-/// A recorded segment fetched from the origin that recorded it (which
-/// answers it from its disk: a forwarded request is never forwarded on).
+/// A recorded segment fetched from the origin that recorded it, which
+/// answers it from its disk (it is the run's holder: it asks nobody else).
+/// A HEAD is asked as a GET, so that the length is the file's.
 async fn recorded_elsewhere(app: &App, node: &Node, head: &Parts) -> Response<Full<Bytes>> {
-    let resp = match app.cluster.proxy.forward(node, head).await {
+    let mut get = Request::new(());
+    *get.uri_mut() = head.uri.clone();
+    *get.headers_mut() = head.headers.clone();
+    let (get, _) = get.into_parts();
+    let resp = match app.cluster.proxy.forward(node, &get).await {
         Ok(r) => r,
         Err(e) => return HttpError::from(e).into_response(),
     };
