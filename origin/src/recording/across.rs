@@ -252,7 +252,11 @@ impl Across {
         }
         if seal {
             self.index.seal(broadcast, thumbnail.as_deref()).await?;
-            self.forget(broadcast);
+            // The API says so here at once, with the whole length.
+            match self.index.replay_state(broadcast).await? {
+                Some(s) => self.remember(vec![(broadcast.to_owned(), s)]),
+                None => self.forget(broadcast),
+            }
             info!(%broadcast, "replay sealed for every origin");
         }
         Ok(())
