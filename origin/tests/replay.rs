@@ -84,20 +84,7 @@ async fn a_broadcast_becomes_a_replay_that_ffmpeg_decodes_and_hls_js_seeks_in() 
     assert!(errors.trim().is_empty(), "ffmpeg reported errors: {errors}");
 
     // Stock hls.js seeks to the middle and plays on, in either rendition.
-    let out = tokio::process::Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../player/tests/replay-play.mjs"
-        ))
-        .arg(&master_url)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "player script failed");
-    let r: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let r = player_report("replay-play.mjs", &[&master_url]).await;
     eprintln!("hls.js: {r}");
     assert_eq!(r["fatal"], json!([]), "{r}");
     let duration = r["duration"].as_f64().unwrap();
@@ -557,20 +544,8 @@ async fn a_live_broadcast_rewinds_a_minute_and_returns_to_live() {
         plain.1
     );
 
-    let out = tokio::process::Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../player/tests/dvr-play.mjs"
-        ))
-        .arg(format!("{base}/hls/{}/master.m3u8", b.id))
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "player script failed");
-    let r: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let master = format!("{base}/hls/{}/master.m3u8", b.id);
+    let r = player_report("dvr-play.mjs", &[&master]).await;
     eprintln!("rewind: {r}");
     assert_eq!(r["fatal"], json!([]), "{r}");
     assert!(

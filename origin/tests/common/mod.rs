@@ -604,6 +604,25 @@ pub fn hls_js(master: &str, seconds: u32) -> tokio::process::Child {
         .expect("node and the player's npm packages (scripts/deps.sh installs them)")
 }
 
+/// Runs the player script `player/tests/{script}` with `args` to its end
+/// and returns its report (the last line it prints, JSON).
+pub async fn player_report(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = tokio::process::Command::new("node")
+        .arg(format!(
+            "{}/../player/tests/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node and the player's npm packages (scripts/deps.sh installs them)");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{script} failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().expect("a report line")).unwrap()
+}
+
 /// Waits for an [`hls_js`] player to finish and returns its report
 /// (`fatal`, `maxFreezeMs`, `currentTime`, `stalls`, latencies…).
 pub async fn hls_js_report(player: tokio::process::Child) -> serde_json::Value {
