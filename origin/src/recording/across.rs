@@ -430,6 +430,8 @@ mod tests {
         failures: AtomicU32,
         added: Mutex<Vec<u64>>,
         sealed: Mutex<Vec<String>>,
+        state: Mutex<Option<ReplayState>>,
+        deleted: Mutex<Vec<String>>,
     }
 
     #[async_trait::async_trait]
@@ -460,11 +462,12 @@ mod tests {
         async fn seal_stragglers(&self, _: Duration) -> Result<Vec<String>, StoreError> {
             Ok(Vec::new())
         }
-        async fn delete_replay(&self, _: &str) -> Result<bool, StoreError> {
-            Ok(false)
+        async fn delete_replay(&self, broadcast: &str) -> Result<bool, StoreError> {
+            self.deleted.lock().unwrap().push(broadcast.into());
+            Ok(true)
         }
         async fn replay_state(&self, _: &str) -> Result<Option<ReplayState>, StoreError> {
-            Ok(None)
+            Ok(*self.state.lock().unwrap())
         }
         async fn replays_changed(
             &self,
@@ -484,6 +487,39 @@ mod tests {
         async fn deleted_among(&self, _: &[String]) -> Result<Vec<String>, StoreError> {
             Ok(Vec::new())
         }
+    }
+
+    #[tokio::test]
+    async fn retention_here_deletes_a_sealed_replay_everywhere_and_never_one_still_recorded() {
+        let db = Arc::new(Flaky::default());
+        let node = Node {
+            id: "a".into(),
+            url: "http://a".into(),
+        };
+        let (across, outbox, events) = Across::new(db.clone(), node);
+        let root = tempfile::tempdir().unwrap();
+        let publisher = tokio::spawn(across.publish(root.path().to_owned(), events));
+        let flush = async || {
+            let (tx, rx) = oneshot::channel();
+            outbox.flush(tx);
+            rx.await.unwrap();
+        };
+        let state = |ended| ReplayState {
+            ended,
+            deleted: false,
+            duration_secs: 1.0,
+        };
+        // Still being recorded on another origin: only this part goes.
+        *db.state.lock().unwrap() = Some(state(false));
+        outbox.removed("live");
+        flush().await;
+        assert!(db.deleted.lock().unwrap().is_empty());
+        *db.state.lock().unwrap() = Some(state(true));
+        outbox.removed("sealed");
+        flush().await;
+        assert_eq!(*db.deleted.lock().unwrap(), ["sealed"]);
+        drop(outbox);
+        publisher.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
