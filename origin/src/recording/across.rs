@@ -420,7 +420,7 @@ mod tests {
     use std::sync::atomic::AtomicU32;
 
     use super::*;
-    use crate::recording::replay::Entry;
+    use crate::recording::replay::tests::entry;
     use crate::store::recordings::ReplayIndex;
 
     /// A database that fails the first `failures` additions, and keeps
@@ -528,7 +528,7 @@ mod tests {
         let dir = root.path().join("b1/g1/720p");
         disk::create_dirs(root.path(), &dir).unwrap();
         for msn in [1, 2] {
-            let line = serde_json::to_string(&entry(msn, msn * 2_000)).unwrap();
+            let line = serde_json::to_string(&entry(msn, msn * 2)).unwrap();
             disk::append_line(&dir.join(disk::INDEX), &line).unwrap();
         }
         let db = Arc::new(Flaky::default());
@@ -557,16 +557,5 @@ mod tests {
         drop(outbox);
         tokio::time::sleep(RETRY).await;
         publisher.await.unwrap();
-    }
-
-    fn entry(msn: u64, pdt_ms: u64) -> Entry {
-        Entry {
-            msn,
-            duration_us: 2_000_000,
-            pdt_ms,
-            discontinuity: false,
-            init: 0,
-            bytes: 1000,
-        }
     }
 }

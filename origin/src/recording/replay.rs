@@ -188,10 +188,12 @@ pub fn multivariant(renditions: &[RenditionReplay]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn entry(msn: u64, secs: u64) -> Entry {
+    /// A 2-s, 250-kB segment `msn` that started at second `secs` (for
+    /// every recording test).
+    pub(crate) fn entry(msn: u64, secs: u64) -> Entry {
         Entry {
             msn,
             duration_us: 2_000_000,

@@ -68,19 +68,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::recording::replay::Entry;
+    use crate::recording::replay::tests::entry;
     use crate::store::Node;
-
-    fn entry(msn: u64, pdt_ms: u64) -> Entry {
-        Entry {
-            msn,
-            duration_us: 2_000_000,
-            pdt_ms,
-            discontinuity: false,
-            init: 0,
-            bytes: 1000,
-        }
-    }
 
     fn rendition(name: &str, order: usize, runs: Vec<Run>) -> RenditionReplay {
         let facts = Facts {
@@ -103,7 +92,7 @@ mod tests {
                 0,
                 vec![Run {
                     generation: "g1".into(),
-                    entries: vec![entry(1, 1_000), entry(2, 3_000)],
+                    entries: vec![entry(1, 1), entry(2, 3)],
                 }],
             )],
             ..Default::default()
@@ -115,7 +104,7 @@ mod tests {
                     0,
                     vec![Run {
                         generation: "g2".into(),
-                        entries: vec![entry(3, 6_000), entry(4, 8_000)],
+                        entries: vec![entry(3, 6), entry(4, 8)],
                     }],
                 ),
                 rendition(
@@ -123,7 +112,7 @@ mod tests {
                     1,
                     vec![Run {
                         generation: "g2".into(),
-                        entries: vec![entry(3, 6_000)],
+                        entries: vec![entry(3, 6)],
                     }],
                 ),
             ],
