@@ -39,9 +39,9 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts the writer thread on `root` (created if needed; earlier runs'
-    /// recordings are read back and retention applied). With `shared` (the
-    /// database several origins share, and this origin), what is recorded
-    /// here is part of replays every origin serves (see [`across`]).
+    /// recordings are read back and retention applied). With `shared_with`
+    /// (the database several origins share, and this origin), what is
+    /// recorded here is part of replays every origin serves (see [`across`]).
     pub fn start(
         config: RecordingConfig,
         root: PathBuf,
