@@ -23,6 +23,7 @@ use super::directives::{self, Decision};
 use super::registry::{Hls, Rendition};
 use super::uris::{MediaFile, valid_name};
 use crate::error::HttpError;
+use crate::response;
 
 /// Playlist content type [RFC 8216bis 4].
 pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
@@ -37,14 +38,6 @@ const BLOCKING_PLAYLIST_CACHE: &str = "public, max-age=2";
 const ENDED_PLAYLIST_CACHE: &str = "public, max-age=10";
 /// Preload hints may name parts up to this far past the newest one.
 const MAX_PARTS_AHEAD: u64 = 2;
-
-fn ok(content_type: &str, cache: &str, body: Bytes) -> Response<Full<Bytes>> {
-    Response::builder()
-        .header("content-type", content_type)
-        .header("cache-control", cache)
-        .body(Full::new(body))
-        .expect("valid response")
-}
 
 /// A request as the HLS handler needs it.
 pub struct HlsRequest<'a> {
@@ -181,7 +174,7 @@ fn playlist_response(
     plain: Bytes,
     gz: Bytes,
 ) -> Response<Full<Bytes>> {
-    let mut resp = ok(PLAYLIST_TYPE, cache, if accepts_gzip { gz } else { plain });
+    let mut resp = response::body(PLAYLIST_TYPE, cache, if accepts_gzip { gz } else { plain });
     let h = resp.headers_mut();
     h.insert("vary", "accept-encoding".parse().expect("static header"));
     if accepts_gzip {
@@ -199,7 +192,7 @@ async fn media_file(
     let file = MediaFile::parse(file).ok_or(HttpError::NotFound)?;
     if let MediaFile::Init(id) = file {
         let data = r.with_window(|w| w.init(id)).ok_or(HttpError::NotFound)?;
-        return Ok(ok(MEDIA_TYPE, IMMUTABLE, data));
+        return Ok(response::body(MEDIA_TYPE, IMMUTABLE, data));
     }
     let mut rx = r.subscribe();
     let deadline = Instant::now() + hls.config.hold_timeout();
@@ -212,7 +205,7 @@ async fn media_file(
             MediaFile::Init(_) => None,
         });
         if let Some(data) = found {
-            return Ok(ok(MEDIA_TYPE, IMMUTABLE, data));
+            return Ok(response::body(MEDIA_TYPE, IMMUTABLE, data));
         }
         let ended = snap.position.is_some_and(|p| p.ended);
         // Worth waiting for: the hinted part (or one just after), or the segment in progress.
