@@ -16,8 +16,9 @@
 //!   holder stands down and never writes again.
 //! - A rolling deploy (SIGTERM, restart, ready; then the other): not one
 //!   failed API request, the broadcast stays live, the playlist goes on.
-//! - After the `kill -9`, the broadcast's recording is one replay: both
-//!   origins serve it whole, each segment from whichever recorded it.
+//! - After the `kill -9`, and after the rolling deploy, the broadcast's
+//!   recording is one replay: both origins serve it whole, each segment
+//!   from whichever recorded it.
 
 mod common;
 
@@ -721,22 +722,23 @@ async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
         sequences.len() == 2 && sequences.windows(2).all(|w| w[0] == w[1]),
         "both renditions count the same discontinuities: {sequences:?}"
     );
-    one_replay_across_the_take_over(&mut s, c, i, &generations).await;
+    // The killed origin comes back; the broadcast ends on the survivor.
+    s.relaunch(i).await;
+    s.wait_ready().await;
+    one_replay_across_take_overs(&s, c, i, &generations).await;
 }
 
-/// After the take-over, the killed origin comes back and the broadcast ends
-/// on the survivor: both origins serve one replay of both parts (the same
-/// playlists; each segment, wherever it was recorded, with the same bytes
-/// from either), ffmpeg decodes it through the edge, and the owner's
-/// deletion through the origin it did not end on takes it from both.
-async fn one_replay_across_the_take_over(
-    s: &mut Service,
+/// After take-overs, the broadcast ends: both origins serve one replay of
+/// every part (the same playlists listing `generations` in order, each
+/// segment, wherever it was recorded, with the same bytes from either),
+/// ffmpeg decodes it through the edge, and the owner's deletion through
+/// `first` (the origin that recorded the first part) takes it from both.
+async fn one_replay_across_take_overs(
+    s: &Service,
     c: &Created,
-    killed: usize,
+    first: usize,
     generations: &[String],
 ) {
-    s.relaunch(killed).await;
-    s.wait_ready().await;
     let ended = request_json_as(
         "PATCH",
         &format!("{}/api/broadcasts/{}", s.edge(), c.id),
@@ -783,7 +785,7 @@ async fn one_replay_across_the_take_over(
         assert!(media.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{media}");
         assert!(media.ends_with("#EXT-X-ENDLIST\n"), "{media}");
         let listed = listed_secs(media);
-        assert!(listed > 30.0, "both parts are listed: {listed} s\n{media}");
+        assert!(listed > 30.0, "every part is listed: {listed} s\n{media}");
         let segments: Vec<&str> = media.lines().filter(|l| l.ends_with(".m4s")).collect();
         let recorded: Vec<String> =
             segments
@@ -795,22 +797,24 @@ async fn one_replay_across_the_take_over(
                     }
                     gs
                 });
-        assert_eq!(recorded, generations, "both origins' runs, in order");
-        // The lines between the first part's last segment and the second's first.
+        assert_eq!(recorded, generations, "every origin's runs, in order");
+        // Between one part's last segment and the next part's first.
         let lines: Vec<&str> = media.lines().collect();
-        let second = lines
-            .iter()
-            .position(|l| l.contains(&format!("/{}/", generations[1])))
-            .unwrap();
-        let between = lines[..second]
-            .iter()
-            .rev()
-            .take_while(|l| !l.ends_with(".m4s"));
-        assert!(
-            between.clone().any(|l| *l == "#EXT-X-DISCONTINUITY"),
-            "a discontinuity where the survivor took over: {:?}",
-            between.collect::<Vec<_>>()
-        );
+        for g in &generations[1..] {
+            let start = lines
+                .iter()
+                .position(|l| l.contains(&format!("/{g}/")))
+                .unwrap();
+            let between = lines[..start]
+                .iter()
+                .rev()
+                .take_while(|l| !l.ends_with(".m4s"));
+            assert!(
+                between.clone().any(|l| *l == "#EXT-X-DISCONTINUITY"),
+                "a discontinuity where {g} took over: {:?}",
+                between.collect::<Vec<_>>()
+            );
+        }
         uris.extend(segments.iter().map(|u| u.to_string()));
         uris.extend(media.lines().filter_map(|l| {
             l.strip_prefix("#EXT-X-MAP:URI=\"")
@@ -833,8 +837,8 @@ async fn one_replay_across_the_take_over(
         );
         assert_eq!(bodies[0].body, bodies[1].body, "{u} is one file");
     }
-    // A HEAD through the survivor of a segment the killed origin recorded.
-    let url = format!("{}/hls/{}/{}", bases[1 - killed], c.id, uris[0]);
+    // A HEAD through the other origin of a segment `first` recorded.
+    let url = format!("{}/hls/{}/{}", bases[1 - first], c.id, uris[0]);
     let (head, body) = (request("HEAD", &url, &[]).await, get(&url).await);
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), body.body.len().to_string());
@@ -850,10 +854,10 @@ async fn one_replay_across_the_take_over(
         assert_eq!(thumb.header("content-type"), "image/jpeg");
     }
 
-    // Deleted through the origin it did not end on: gone from both.
+    // Deleted through `first`: gone from both.
     let deleted = request_json_as(
         "DELETE",
-        &format!("{}/api/broadcasts/{}/replay", bases[killed], c.id),
+        &format!("{}/api/broadcasts/{}/replay", bases[first], c.id),
         "",
         Some(&c.token),
     )
@@ -868,14 +872,14 @@ async fn one_replay_across_the_take_over(
             "{base} answers 410"
         );
     }
-    let survivor_files = s.origins[1 - killed]
+    let other_files = s.origins[1 - first]
         .dir
         .path()
         .join("data/recordings")
         .join(&c.id);
     assert!(
         eventually(Duration::from_secs(15), async || {
-            let left: Vec<_> = std::fs::read_dir(&survivor_files)
+            let left: Vec<_> = std::fs::read_dir(&other_files)
                 .unwrap()
                 .flatten()
                 .map(|e| e.file_name())
@@ -883,7 +887,7 @@ async fn one_replay_across_the_take_over(
             left == ["deleted"]
         })
         .await,
-        "the survivor deleted its part too"
+        "the other origin deleted its part too"
     );
     for base in &bases {
         let first = fetch(&format!("{base}/hls/{}/{}", c.id, uris[0])).await;
@@ -1187,4 +1191,7 @@ async fn a_rolling_deploy_fails_no_request_and_keeps_the_broadcast_live() {
     for g in &generations[1..] {
         watched.assert_continued(g);
     }
+    // Ended where it began: one replay of its three parts, the middle one
+    // recorded by the other origin.
+    one_replay_across_take_overs(&s, c, first, &generations).await;
 }
