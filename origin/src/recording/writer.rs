@@ -52,8 +52,8 @@ pub(super) struct Writer {
     pub config: RecordingConfig,
     /// Tells the database what was written (with several origins).
     pub outbox: Option<Outbox>,
-    /// Facts last written per rendition directory.
-    facts: HashMap<PathBuf, Facts>,
+    /// Facts last written per rendition directory, and as written.
+    facts: HashMap<PathBuf, (Facts, String)>,
     /// Since when the disk has been full.
     paused: Option<Instant>,
     last_sweep: Instant,
@@ -252,11 +252,16 @@ impl Writer {
             order: c.order,
             facts: c.facts.clone(),
         };
-        let facts_json = serde_json::to_string(&facts)?;
-        if self.facts.get(&dir) != Some(&facts) {
-            disk::write_atomic(&dir.join(FACTS), facts_json.as_bytes())?;
-            self.facts.insert(dir.clone(), facts);
-        }
+        // Serialized (and written) only when they change.
+        let facts_json = match self.facts.get(&dir) {
+            Some((known, json)) if *known == facts => json.clone(),
+            _ => {
+                let json = serde_json::to_string(&facts)?;
+                disk::write_atomic(&dir.join(FACTS), json.as_bytes())?;
+                self.facts.insert(dir.clone(), (facts, json.clone()));
+                json
+            }
+        };
         let s = &c.segment;
         disk::write_atomic(&dir.join(segment_file(s.msn)), &s.data)?;
         let entry = Entry {
