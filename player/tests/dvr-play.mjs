@@ -5,37 +5,17 @@
 // latencies at each stage. Used by origin/tests/replay.rs.
 //
 // Usage: node tests/dvr-play.mjs MASTER_URL
-import { chromium } from 'playwright-core';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import { HLS_JS, LIVE_JS, withVideoPage } from './video-page.mjs';
 
 const [url] = process.argv.slice(2);
-const here = path.dirname(fileURLToPath(import.meta.url));
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--autoplay-policy=no-user-gesture-required', '--no-first-run',
-    '--disable-component-update', '--disable-sync'],
-});
-try {
-  const page = await browser.newPage();
-  page.on('console', (m) => process.stderr.write(`page: ${m.text()}\n`));
-  await page.setContent('<video id="v" muted playsinline width="640"></video>');
-  await page.addScriptTag({ path: path.join(here, '..', 'node_modules', 'hls.js', 'dist', 'hls.min.js') });
-  await page.addScriptTag({ path: path.join(here, '..', 'src', 'live.js') });
-  const result = await page.evaluate(async (url) => {
+const result = await withVideoPage([HLS_JS, LIVE_JS], (page) =>
+  page.evaluate(async (url) => {
     const video = document.getElementById('v');
     const out = { fatal: [], seekable: 0 };
     const hls = Live.create(video, url);
     hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) out.fatal.push(`${d.type}/${d.details}`); });
     hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch((e) => out.fatal.push(`play: ${e}`)));
-    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-    const waitFor = async (pred, ms) => {
-      const end = performance.now() + ms;
-      while (performance.now() < end) { if (pred()) return true; await sleep(100); }
-      return false;
-    };
     // The latency over `ms`, sampled every 250 ms (the median).
     const latency = async (ms) => {
       const xs = [];
@@ -63,8 +43,5 @@ try {
     out.back = await latency(3000);
     hls.destroy();
     return out;
-  }, url);
-  console.log(JSON.stringify(result));
-} finally {
-  await browser.close();
-}
+  }, url));
+console.log(JSON.stringify(result));
