@@ -755,4 +755,68 @@ async fn postgres_seals_one_replay_of_what_every_origin_recorded() {
             .unwrap(),
         vec![x.clone()]
     );
+
+    // A seal and an addition at the same moment: one waits for the other,
+    // so that the replay every origin reads is the same, whenever it reads.
+    let (raw, conn) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let pending = Duration::from_millis(300);
+    for (n, w) in ["w1", "w2"].iter().enumerate() {
+        let w = db.create(NewBroadcast::titled(w)).await.unwrap().record.id;
+        db.add_recorded(&node("a"), &[run(&w, "g")], &[segment(&w, "g", 1)])
+            .await
+            .unwrap();
+        let lock = if n == 0 { "FOR UPDATE" } else { "FOR SHARE" };
+        raw.batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM recordings WHERE broadcast_id = '{w}' {lock}"
+        ))
+        .await
+        .unwrap();
+        if n == 0 {
+            // Another origin's seal under way: the addition waits, then
+            // adds nothing.
+            let (b, runs, rows) = (node("b"), [run(&w, "h")], [segment(&w, "h", 2)]);
+            let adding = db.add_recorded(&b, &runs, &rows);
+            tokio::pin!(adding);
+            assert!(
+                tokio::time::timeout(pending, &mut adding).await.is_err(),
+                "an addition waits for a seal under way"
+            );
+            raw.batch_execute(&format!(
+                "UPDATE recordings SET ended_at = now() WHERE broadcast_id = '{w}'; COMMIT"
+            ))
+            .await
+            .unwrap();
+            adding.await.unwrap();
+            let index = db.replay_index(&w).await.unwrap();
+            assert_eq!(msns(&index), [1], "added after the seal: nothing");
+            assert_eq!(index.runs.len(), 1, "not even its run");
+        } else {
+            // Another origin's addition under way: the seal waits, and
+            // counts what it added.
+            raw.batch_execute(&format!(
+                "INSERT INTO recording_segments \
+                 (broadcast_id, rendition, generation, msn, entry, duration_secs) \
+                 VALUES ('{w}', '720p', 'g', 2, '{{\"msn\":2}}', 2.0)"
+            ))
+            .await
+            .unwrap();
+            let sealing = db.seal(&w, None);
+            tokio::pin!(sealing);
+            assert!(
+                tokio::time::timeout(pending, &mut sealing).await.is_err(),
+                "a seal waits for an addition under way"
+            );
+            raw.batch_execute("COMMIT").await.unwrap();
+            sealing.await.unwrap();
+            assert_eq!(msns(&db.replay_index(&w).await.unwrap()), [1, 2]);
+            assert_eq!(
+                db.replay_state(&w).await.unwrap().unwrap().duration_secs,
+                4.0,
+                "the length counts it"
+            );
+        }
+    }
 }

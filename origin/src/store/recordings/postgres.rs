@@ -1,6 +1,12 @@
 //! [`Recordings`] in PostgreSQL (migration V7). Segments arrive in batches
 //! (one statement per table, arrays unnested); a replay is sealed at the
 //! database's clock, and its index is what was added until then.
+//!
+//! "Until then" is exact: an addition holds its replays' rows `FOR SHARE`
+//! from before it inserts until it commits, and a seal (or a deletion)
+//! takes them `FOR UPDATE`. So a seal waits for the additions under way and
+//! an addition after it adds nothing: every origin, whenever it reads a
+//! sealed index, reads the same one.
 
 use std::time::{Duration, SystemTime};
 
@@ -11,12 +17,19 @@ use crate::store::{Node, StoreError};
 
 /// The rows of broadcasts whose replay is not deleted.
 const ADD_REPLAYS: &str = "INSERT INTO recordings (broadcast_id) \
-    SELECT DISTINCT unnest($1::text[]) ON CONFLICT DO NOTHING";
+    SELECT DISTINCT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING";
+/// Held until the addition commits (rows in one order: no deadlock).
+const SHARE_REPLAYS: &str = "SELECT 1 FROM recordings WHERE broadcast_id = ANY($1) \
+    ORDER BY broadcast_id FOR SHARE";
+/// Taken before a seal or a deletion.
+const LOCK_REPLAYS: &str = "SELECT 1 FROM recordings WHERE broadcast_id = ANY($1) \
+    ORDER BY broadcast_id FOR UPDATE";
 const ADD_RUNS: &str = "INSERT INTO recording_runs \
     (broadcast_id, rendition, generation, node_id, url, facts) \
     SELECT r.b, r.r, r.g, $5, $6, r.f FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
       AS r(b, r, g, f) \
-    WHERE NOT EXISTS (SELECT 1 FROM recordings x WHERE x.broadcast_id = r.b AND x.deleted_at IS NOT NULL) \
+    WHERE NOT EXISTS (SELECT 1 FROM recordings x WHERE x.broadcast_id = r.b \
+      AND (x.deleted_at IS NOT NULL OR x.ended_at IS NOT NULL)) \
     ON CONFLICT (broadcast_id, rendition, generation) \
     DO UPDATE SET url = excluded.url, facts = excluded.facts \
     WHERE recording_runs.node_id = excluded.node_id";
@@ -25,7 +38,8 @@ const ADD_SEGMENTS: &str = "INSERT INTO recording_segments \
     SELECT s.b, s.r, s.g, s.m, s.e, s.d \
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::float8[]) \
       AS s(b, r, g, m, e, d) \
-    WHERE NOT EXISTS (SELECT 1 FROM recordings x WHERE x.broadcast_id = s.b AND x.deleted_at IS NOT NULL) \
+    WHERE NOT EXISTS (SELECT 1 FROM recordings x WHERE x.broadcast_id = s.b \
+      AND (x.deleted_at IS NOT NULL OR x.ended_at IS NOT NULL)) \
     ON CONFLICT DO NOTHING";
 /// Seals the replays in `$1` not sealed yet, with their duration.
 const SEAL: &str = "UPDATE recordings r SET ended_at = now(), updated_at = now(), \
@@ -65,6 +79,7 @@ impl Recordings for PgStore {
             .chain(segments.iter().map(|s| s.broadcast.as_str()))
             .collect();
         tx.execute(ADD_REPLAYS, &[&ids]).await?;
+        tx.execute(SHARE_REPLAYS, &[&ids]).await?;
         let col = |f: fn(&RunRow) -> &str| runs.iter().map(f).collect::<Vec<&str>>();
         tx.execute(
             ADD_RUNS,
@@ -98,10 +113,7 @@ impl Recordings for PgStore {
     }
 
     async fn seal(&self, broadcast: &str, thumbnail: Option<&[u8]>) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .execute(SEAL, &[&vec![broadcast], &thumbnail])
-            .await?;
+        seal(self, &[broadcast.to_owned()], thumbnail).await?;
         Ok(())
     }
 
@@ -117,9 +129,8 @@ impl Recordings for PgStore {
         if ids.is_empty() {
             return Ok(ids);
         }
-        let none: Option<&[u8]> = None;
-        let sealed = client.query(SEAL, &[&ids, &none]).await?;
-        Ok(sealed.iter().map(|r| r.get(0)).collect())
+        drop(client);
+        seal(self, &ids, None).await
     }
 
     async fn delete_replay(&self, broadcast: &str) -> Result<bool, StoreError> {
@@ -259,4 +270,19 @@ impl Recordings for PgStore {
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// Seals the replays among `ids` not sealed yet, once the additions under
+/// way to them commit (so the length counts what they added); their ids.
+async fn seal(
+    store: &PgStore,
+    ids: &[String],
+    thumbnail: Option<&[u8]>,
+) -> Result<Vec<String>, StoreError> {
+    let mut client = store.pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(LOCK_REPLAYS, &[&ids]).await?;
+    let sealed = tx.query(SEAL, &[&ids, &thumbnail]).await?;
+    tx.commit().await?;
+    Ok(sealed.iter().map(|r| r.get(0)).collect())
 }
