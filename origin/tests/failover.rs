@@ -61,11 +61,13 @@ struct Slot {
 
 /// The service: a database, two origins, HAProxy and the edge.
 struct Service {
-    pg: TempPostgres,
     origins: Vec<Slot>,
     balancer: Balancer,
     edge: Edge,
     grace_secs: u64,
+    /// Last, so that it stops after the origins (fields drop in order): a
+    /// failed scenario's message is not buried under their database errors.
+    pg: TempPostgres,
 }
 
 impl Service {
@@ -88,11 +90,11 @@ impl Service {
             Balancer::start(&origins.iter().map(|o| (o.rtmp, o.http)).collect::<Vec<_>>()).await;
         let edge = Edge::start(&origins.iter().map(|o| o.http).collect::<Vec<_>>()).await;
         let s = Service {
-            pg,
             origins,
             balancer,
             edge,
             grace_secs,
+            pg,
         };
         s.wait_ready().await;
         s
@@ -469,12 +471,45 @@ fn prober(edge: String, c: &Created, stop: CancellationToken) -> JoinHandle<Prob
     })
 }
 
+/// The publisher of a scenario's broadcast.
+struct Publishing {
+    stop: CancellationToken,
+    publisher: JoinHandle<u32>,
+}
+
+impl Publishing {
+    fn start(url: String) -> Publishing {
+        let stop = CancellationToken::new();
+        let publisher = publisher(url, stop.clone());
+        Publishing { stop, publisher }
+    }
+
+    /// Ends the broadcast through `base` while it is still being published
+    /// (its holder records its last segments after the end), then stops
+    /// publishing; the response.
+    async fn end(self, base: &str, c: &Created) -> Resp {
+        let ended = request_json_as(
+            "PATCH",
+            &format!("{base}/api/broadcasts/{}", c.id),
+            r#"{"status":"ended"}"#,
+            Some(&c.token),
+        )
+        .await;
+        self.stop.cancel();
+        let starts = self.publisher.await.unwrap();
+        eprintln!("the publisher started {starts} times");
+        ended
+    }
+}
+
 /// Everything a scenario drives, started in order, with hls.js last.
 struct Load {
+    /// Stops all but the publisher.
     stop: CancellationToken,
     c: Created,
     media: String,
-    publisher: JoinHandle<u32>,
+    /// Publishes until the broadcast ends (see [`Publishing::end`]).
+    publishing: Publishing,
     watcher: JoinHandle<Watched>,
     prober: JoinHandle<Probed>,
     members: Vec<Arc<Member>>,
@@ -487,7 +522,7 @@ impl Load {
     async fn start(s: &Service, play_secs: u32) -> Load {
         let stop = CancellationToken::new();
         let c = create_broadcast(&s.edge(), "Failover").await;
-        let publisher = publisher(s.balancer.rtmp_url(&c.key), stop.clone());
+        let publishing = Publishing::start(s.balancer.rtmp_url(&c.key));
         let master = format!("{}/hls/{}/master.m3u8", s.edge(), c.id);
         let media = first_media_playlist(&master, Duration::from_secs(30)).await;
         let watcher = watch_playlist(media.clone(), stop.clone());
@@ -517,7 +552,7 @@ impl Load {
             stop,
             c,
             media,
-            publisher,
+            publishing,
             watcher,
             prober,
             members,
@@ -652,7 +687,6 @@ async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
     let report = hls_js_report(load.player).await;
     eprintln!("hls.js through the kill: {report}");
     load.stop.cancel();
-    let starts = load.publisher.await.unwrap();
     let (probes, failed) = load.prober.await.unwrap();
     let mut watched = load.watcher.await.unwrap();
     let peak = broadcast(&s.edge(), &c.id).await["peak_viewer_count"]
@@ -669,7 +703,7 @@ async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
         "played on by itself: {report}"
     );
     eprintln!(
-        "viewer freeze {} ms; publisher started {starts} times; {probes} API requests, failed: {failed:?}; peak {peak}",
+        "viewer freeze {} ms; {probes} API requests, failed: {failed:?}; peak {peak}",
         report["maxFreezeMs"]
     );
     assert!(
@@ -725,33 +759,65 @@ async fn kill_9_of_the_holding_origin_moves_the_broadcast_and_breaks_nothing() {
     // The killed origin comes back; the broadcast ends on the survivor.
     s.relaunch(i).await;
     s.wait_ready().await;
-    one_replay_across_take_overs(&s, c, i, &generations).await;
+    one_replay_across_take_overs(&s, c, load.publishing, i, &generations).await;
 }
 
-/// After take-overs, the broadcast ends: both origins serve one replay of
-/// every part (the same playlists listing `generations` in order, each
-/// segment, wherever it was recorded, with the same bytes from either),
+/// The segments `o` recorded of `id` (as playlist URIs), from its disk's
+/// indexes.
+fn recorded_here(o: &Slot, id: &str) -> Vec<String> {
+    let root = o.dir.path().join("data/recordings").join(id);
+    let dirs = |p: &std::path::Path| -> Vec<std::fs::DirEntry> {
+        std::fs::read_dir(p)
+            .map(|d| d.flatten().filter(|e| e.path().is_dir()).collect())
+            .unwrap_or_default()
+    };
+    let mut uris = Vec::new();
+    for generation in dirs(&root) {
+        for rendition in dirs(&generation.path()) {
+            let index =
+                std::fs::read_to_string(rendition.path().join("index.jsonl")).unwrap_or_default();
+            // A torn last line (a kill -9 mid-write) was never recorded.
+            uris.extend(
+                index
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .map(|e| {
+                        format!(
+                            "{}/{}/s{}.m4s",
+                            rendition.file_name().to_string_lossy(),
+                            generation.file_name().to_string_lossy(),
+                            e["msn"]
+                        )
+                    }),
+            );
+        }
+    }
+    uris
+}
+
+/// After take-overs, the broadcast ends while `publishing` (through the
+/// origin not holding it): both origins serve one replay of every part (the same playlists
+/// listing `generations` in order and every segment either origin recorded,
+/// each, wherever it was recorded, with the same bytes from either),
 /// ffmpeg decodes it through the edge, and the owner's deletion through
 /// `first` (the origin that recorded the first part) takes it from both.
 async fn one_replay_across_take_overs(
     s: &Service,
     c: &Created,
+    publishing: Publishing,
     first: usize,
     generations: &[String],
 ) {
-    let ended = request_json_as(
-        "PATCH",
-        &format!("{}/api/broadcasts/{}", s.edge(), c.id),
-        r#"{"status":"ended"}"#,
-        Some(&c.token),
-    )
-    .await;
-    assert_eq!(ended.status, 200, "{}", ended.text());
     let bases: Vec<String> = s
         .origins
         .iter()
         .map(|o| format!("http://{}", o.http))
         .collect();
+    // The end reaches the holder through the database, and its last
+    // segments are recorded after it.
+    let (holder, _) = s.owner(&c.id).await.expect("held at the end");
+    let ended = publishing.end(&bases[1 - s.index(&holder)], c).await;
+    assert_eq!(ended.status, 200, "{}", ended.text());
     for base in &bases {
         assert!(
             eventually(Duration::from_secs(20), async || broadcast(base, &c.id)
@@ -822,6 +888,17 @@ async fn one_replay_across_take_overs(
                 .map(str::to_owned)
         }));
     }
+    let mut missing: Vec<String> = s
+        .origins
+        .iter()
+        .flat_map(|o| recorded_here(o, &c.id))
+        .filter(|u| !uris.contains(u))
+        .collect();
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "every segment an origin recorded is in the replay; missing: {missing:?}"
+    );
     // Every segment from either origin, wherever it was recorded: the same bytes.
     for u in &uris {
         let bodies: Vec<Resp> = futures_util::future::join_all(
@@ -1135,7 +1212,6 @@ async fn a_rolling_deploy_fails_no_request_and_keeps_the_broadcast_live() {
 
     let report = hls_js_report(load.player).await;
     load.stop.cancel();
-    load.publisher.await.unwrap();
     let (probes, failed) = load.prober.await.unwrap();
     let watched = load.watcher.await.unwrap();
     let peak = broadcast(&s.edge(), &c.id).await["peak_viewer_count"]
@@ -1193,5 +1269,5 @@ async fn a_rolling_deploy_fails_no_request_and_keeps_the_broadcast_live() {
     }
     // Ended where it began: one replay of its three parts, the middle one
     // recorded by the other origin.
-    one_replay_across_take_overs(&s, c, first, &generations).await;
+    one_replay_across_take_overs(&s, c, load.publishing, first, &generations).await;
 }

@@ -55,7 +55,7 @@ impl Broadcast {
     /// Tells the recording that this broadcast ended.
     pub(super) fn record_end(&self) {
         if let Some(sink) = self.recorder.as_ref().filter(|_| self.recorded()) {
-            sink.ended(&self.id);
+            sink.ended(&self.id, true);
         }
     }
 

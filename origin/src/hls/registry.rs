@@ -372,9 +372,10 @@ impl Hls {
     /// Adds EXT-X-ENDLIST to every rendition, then frees the broadcast after the linger time.
     pub fn end(self: &Arc<Self>, broadcast_id: &str) {
         let Some(broadcast) = self.broadcast(broadcast_id) else {
-            // No window here (a crash lost it): a recording still ends.
+            // No window here (another origin held it, or a crash lost
+            // it): a recording still ends.
             if let Some(sink) = self.recorder.get() {
-                sink.ended(broadcast_id);
+                sink.ended(broadcast_id, false);
             }
             return;
         };

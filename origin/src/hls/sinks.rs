@@ -32,7 +32,9 @@ pub trait SegmentSink: Send + Sync {
     /// A segment of a recorded broadcast completed.
     fn completed(&self, c: Completed);
     /// A recorded broadcast ended: what it completed is all there is.
-    fn ended(&self, broadcast: &str);
+    /// `here`: it was live on this origin (its last segments are this
+    /// origin's); not when another origin held it, or a crash lost it.
+    fn ended(&self, broadcast: &str, here: bool);
     /// A recorded broadcast's latest thumbnail, for its replay.
     fn thumbnail(&self, broadcast: &str, jpeg: Bytes);
 }

@@ -416,7 +416,7 @@ fn note(failing: &mut bool, result: Result<(), StoreError>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::AtomicU32;
 
     use super::*;
@@ -426,7 +426,7 @@ mod tests {
     /// A database that fails the first `failures` additions, and keeps
     /// what it was told.
     #[derive(Default)]
-    struct Flaky {
+    pub(crate) struct Flaky {
         failures: AtomicU32,
         added: Mutex<Vec<u64>>,
         sealed: Mutex<Vec<String>>,

@@ -98,10 +98,16 @@ impl Recorder {
                 (state, longest.as_secs_f64())
             })
         };
-        let (state, secs) = match self.across.as_ref().and_then(|a| a.known(id)) {
-            Some(s) if s.deleted => ("deleted", 0.0),
-            Some(s) if s.ended => ("ready", s.duration_secs),
-            Some(_) => ("recording", local.map_or(0.0, |(_, secs)| secs)),
+        let (state, secs) = match self.across.as_ref().map(|a| a.known(id)) {
+            Some(Some(s)) if s.deleted => ("deleted", 0.0),
+            Some(Some(s)) if s.ended => ("ready", s.duration_secs),
+            Some(Some(_)) => ("recording", local.map_or(0.0, |(_, secs)| secs)),
+            // Not sealed as far as this origin knows: not served as a
+            // replay yet (see `playlist`), whatever the disk here says.
+            Some(None) => match local? {
+                ("ready", secs) => ("recording", secs),
+                other => other,
+            },
             None => local?,
         };
         Some(ReplayInfo {
@@ -193,8 +199,8 @@ impl SegmentSink for Recorder {
         }
     }
 
-    fn ended(&self, broadcast: &str) {
-        self.control(Job::End(broadcast.to_owned(), SystemTime::now()));
+    fn ended(&self, broadcast: &str, here: bool) {
+        self.control(Job::End(broadcast.to_owned(), SystemTime::now(), here));
     }
 
     fn thumbnail(&self, broadcast: &str, jpeg: Bytes) {

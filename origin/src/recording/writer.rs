@@ -35,8 +35,9 @@ use crate::store::recordings::{RunRow, SegmentRow};
 pub(super) enum Job {
     /// Write a segment (and its init segment, the first time).
     Segment(Box<Completed>),
-    /// The broadcast ended.
-    End(String, SystemTime),
+    /// The broadcast ended; whether it was live here (then this origin
+    /// seals its replay for every origin: its last segments are here).
+    End(String, SystemTime, bool),
     /// Keep the broadcast's last thumbnail.
     Thumbnail(String, Bytes),
     /// Delete a replay; answers whether there was one.
@@ -146,7 +147,7 @@ impl Writer {
                 self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                 self.segment(&c);
             }
-            Job::End(id, at) => {
+            Job::End(id, at, here) => {
                 // Nothing recorded (opted out, or no segment yet): nothing to mark.
                 if self.shared.catalog().get(&id).is_none_or(|s| s.deleted) {
                     return;
@@ -158,8 +159,11 @@ impl Writer {
                     s.ended = Some(at);
                 }
                 self.shared.forget_rendered(&id);
+                // Ended while another origin held it: that origin seals
+                // (after telling its last segments), or any origin does
+                // once the end is `across::SETTLE` old.
                 if let Some(o) = &self.outbox {
-                    o.sync(&id, true);
+                    o.sync(&id, here);
                 }
                 self.sweep();
             }
@@ -429,7 +433,7 @@ mod tests {
         w.load();
         assert!(!root.path().join("empty").exists());
         // An end with nothing recorded marks nothing.
-        w.handle(Job::End("nobody".into(), SystemTime::now()));
+        w.handle(Job::End("nobody".into(), SystemTime::now(), true));
         assert!(!root.path().join("nobody").exists());
         for msn in [1, 2] {
             w.shared.queued.fetch_add(1, Ordering::Relaxed);
@@ -440,7 +444,7 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("s2.m4s")).unwrap(), b"moof+mdat");
         let index = std::fs::read_to_string(dir.join(INDEX)).unwrap();
         assert_eq!(super::super::replay::parse_index(&index).len(), 2);
-        w.handle(Job::End("b1".into(), SystemTime::now()));
+        w.handle(Job::End("b1".into(), SystemTime::now(), true));
         {
             let catalog = w.shared.catalog();
             let s = &catalog["b1"];
@@ -455,5 +459,33 @@ mod tests {
         w.shared.queued.fetch_add(1, Ordering::Relaxed);
         w.handle(Job::Segment(Box::new(completed(3))));
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn only_an_end_while_live_here_seals_the_replay_for_every_origin() {
+        use crate::recording::across::tests::Flaky;
+        use crate::recording::across::{Across, Event};
+        let root = tempfile::tempdir().unwrap();
+        let node = crate::store::Node {
+            id: "a".into(),
+            url: "http://a".into(),
+        };
+        let (_across, outbox, mut told) = Across::new(Arc::new(Flaky::default()), node);
+        let mut w = writer(root.path());
+        w.outbox = Some(outbox);
+        let mut seals = Vec::new();
+        for here in [false, true] {
+            w.shared.queued.fetch_add(1, Ordering::Relaxed);
+            w.handle(Job::Segment(Box::new(completed(1))));
+            w.handle(Job::End("b1".into(), SystemTime::now(), here));
+            while let Ok(event) = told.try_recv() {
+                if let Event::Sync { seal, .. } = event {
+                    seals.push(seal);
+                }
+            }
+        }
+        // Ended while another origin held it: told, not sealed (that origin
+        // seals after its last segments).
+        assert_eq!(seals, [false, true]);
     }
 }
