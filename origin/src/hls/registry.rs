@@ -211,9 +211,14 @@ impl Broadcast {
         if let Some(r) = list.iter().find(|r| r.name == info.name) {
             return (r.clone(), true);
         }
+        // One generation for a window's renditions (a replay's runs, and
+        // its directories on disk, are per generation).
+        let generation = list
+            .first()
+            .map_or_else(new_generation, |r| r.uris.generation.clone());
         let r = Arc::new(Rendition::new(
             info.name.clone(),
-            new_generation(),
+            generation,
             list.len(),
             Window::new(limits, 1),
             RenditionFacts {
@@ -270,7 +275,8 @@ impl Broadcast {
     }
 }
 
-/// A URI generation no earlier window used: the time in milliseconds.
+/// A URI generation no earlier window used: the time in milliseconds. The
+/// renditions of one window share it.
 pub(super) fn new_generation() -> String {
     format!(
         "{:x}",

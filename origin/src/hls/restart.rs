@@ -2,6 +2,7 @@
 //! new URI generation after an unclean stop), and a stop freezes and saves
 //! every live window, so the next run continues the playlists.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ impl Hls {
         restored.sort_by_key(|r| (r.broadcast.clone(), r.saved.order));
         let settings = self.config.playlist_settings();
         let mut broadcasts: Vec<Arc<Broadcast>> = Vec::new();
+        // The new generation of each broadcast that needs one (its renditions share it).
+        let mut fresh: HashMap<String, String> = HashMap::new();
         for r in restored {
             let broadcast = self.broadcast_or_new(&r.broadcast);
             // After a crash, parts (and perhaps segments and init segments)
@@ -40,7 +43,10 @@ impl Hls {
             let generation = if r.saved.state.clean {
                 r.saved.generation
             } else {
-                let g = new_generation();
+                let g = fresh
+                    .entry(r.broadcast.clone())
+                    .or_insert_with(new_generation)
+                    .clone();
                 info!(broadcast = %r.broadcast, rendition = %r.rendition, old = %r.saved.generation, new = %g, "window saved before an unclean stop; its URIs get a new generation");
                 g
             };

@@ -20,11 +20,12 @@ impl Hls {
         let broadcast = self.broadcast_or_new(id);
         counters.sort_by_key(|(_, c)| c.order);
         let mut renditions = Vec::with_capacity(counters.len());
+        let generation = new_generation();
         for (order, (name, c)) in counters.into_iter().enumerate() {
             info!(broadcast = %id, rendition = %name, next_msn = c.next_msn, old = %c.generation, "continuing another origin's window");
             renditions.push(Arc::new(Rendition::new(
                 name.clone(),
-                new_generation(),
+                generation.clone(),
                 order,
                 Window::continuing(self.config.window_limits(), &c),
                 c.facts,
@@ -58,5 +59,65 @@ impl Hls {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hls::config::HlsConfig;
+    use crate::hls::saved::RenditionFacts;
+
+    fn counters(order: usize) -> Counters {
+        Counters {
+            order,
+            generation: "old".into(),
+            facts: RenditionFacts::default(),
+            next_msn: 11,
+            next_part_seq: 51,
+            next_init_id: 1,
+            discontinuity_sequence: 0,
+            discontinuities_listed: 0,
+            segments: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_window_and_a_take_over_give_all_renditions_one_generation() {
+        let hls = Hls::new(HlsConfig::default(), Arc::default(), None);
+        let broadcast = hls.broadcast_or_new("b");
+        for name in ["720p", "480p"] {
+            let info = transcoder::RenditionInfo {
+                name: name.into(),
+                width: 1280,
+                height: 720,
+                bitrate_kbps: 2800,
+                source: false,
+            };
+            broadcast.get_or_add(&info, hls.config.window_limits(), None);
+            // The next rendition comes a millisecond later or more.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let generations = |hls: &Hls| -> Vec<String> {
+            let b = hls.broadcast("b").unwrap();
+            b.renditions()
+                .iter()
+                .map(|r| r.uris.generation.clone())
+                .collect()
+        };
+        let first = generations(&hls);
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0], first[1], "one generation per window");
+        std::thread::sleep(Duration::from_millis(2));
+        hls.continue_from(
+            "b",
+            vec![("720p".into(), counters(0)), ("480p".into(), counters(1))],
+        );
+        let taken = generations(&hls);
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken[0], taken[1], "one generation per take-over");
+        assert!(taken[0] != first[0] && taken[0] != "old", "a new one");
     }
 }
