@@ -708,6 +708,16 @@ async fn postgres_seals_one_replay_of_what_every_origin_recorded() {
     let index = db.replay_index(&x).await.unwrap();
     assert_eq!(msns(&index), [1, 2, 3, 4], "told after the seal: not added");
     assert_eq!(index.runs.len(), 2);
+    // An origin that comes back at another address is fetched from there.
+    let moved = Node {
+        id: "a".into(),
+        url: "http://a2:8080".into(),
+    };
+    db.add_recorded(&moved, &[run(&x, "g1")], &[segment(&x, "g1", 5)])
+        .await
+        .unwrap();
+    assert_eq!(db.run_holder(&x, "720p", "g1").await.unwrap(), Some(moved));
+    assert_eq!(msns(&db.replay_index(&x).await.unwrap()), [1, 2, 3, 4]);
     assert_eq!(
         db.replay_thumbnail(&x).await.unwrap().as_deref(),
         Some(&b"jpeg"[..])

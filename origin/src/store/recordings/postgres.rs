@@ -3,8 +3,8 @@
 //! database's clock, and its index is what was added until then.
 //!
 //! "Until then" is exact: an addition holds its replays' rows `FOR SHARE`
-//! from before it inserts until it commits, and a seal (or a deletion)
-//! takes them `FOR UPDATE`. So a seal waits for the additions under way and
+//! from before it inserts until it commits, and a seal takes them `FOR
+//! UPDATE` (a deletion's `UPDATE` locks them too). So a seal waits for the additions under way and
 //! an addition after it adds nothing: every origin, whenever it reads a
 //! sealed index, reads the same one.
 
@@ -21,7 +21,7 @@ const ADD_REPLAYS: &str = "INSERT INTO recordings (broadcast_id) \
 /// Held until the addition commits (rows in one order: no deadlock).
 const SHARE_REPLAYS: &str = "SELECT 1 FROM recordings WHERE broadcast_id = ANY($1) \
     ORDER BY broadcast_id FOR SHARE";
-/// Taken before a seal or a deletion.
+/// Taken before a seal.
 const LOCK_REPLAYS: &str = "SELECT 1 FROM recordings WHERE broadcast_id = ANY($1) \
     ORDER BY broadcast_id FOR UPDATE";
 const ADD_RUNS: &str = "INSERT INTO recording_runs \
@@ -33,6 +33,10 @@ const ADD_RUNS: &str = "INSERT INTO recording_runs \
     ON CONFLICT (broadcast_id, rendition, generation) \
     DO UPDATE SET url = excluded.url, facts = excluded.facts \
     WHERE recording_runs.node_id = excluded.node_id";
+/// Where an origin's runs are fetched from follows its advertised URL, even
+/// in a sealed replay (playlists do not name it).
+const MOVE_RUNS: &str = "UPDATE recording_runs SET url = $2 \
+    WHERE broadcast_id = ANY($3) AND node_id = $1 AND url <> $2";
 const ADD_SEGMENTS: &str = "INSERT INTO recording_segments \
     (broadcast_id, rendition, generation, msn, entry, duration_secs) \
     SELECT s.b, s.r, s.g, s.m, s.e, s.d \
@@ -93,6 +97,7 @@ impl Recordings for PgStore {
             ],
         )
         .await?;
+        tx.execute(MOVE_RUNS, &[&node.id, &node.url, &ids]).await?;
         let col = |f: fn(&SegmentRow) -> &str| segments.iter().map(f).collect::<Vec<&str>>();
         let msns: Vec<i64> = segments.iter().map(|s| s.msn as i64).collect();
         let secs: Vec<f64> = segments.iter().map(|s| s.duration_secs).collect();
