@@ -533,4 +533,64 @@ mod tests {
             .count();
         assert_eq!(inits, 2);
     }
+
+    /// 4 s of video at `num/den` fps on a nanosecond clock (the transcoder's),
+    /// with a keyframe at each whole second, as the transcoder forces them.
+    fn video_at(num: u64, den: u64) -> Vec<MediaEvent> {
+        let mut v = configs();
+        let at = |n: u64| Duration::from_nanos(n * den * 1_000_000_000 / num);
+        for n in 0..(4 * num / den) {
+            let keyframe = n == 0 || at(n).as_secs() > at(n - 1).as_secs();
+            v.push(MediaEvent::Video(VideoFrame {
+                dts: at(n),
+                pts: at(n),
+                keyframe,
+                data: Bytes::from(vec![0, 0, 0, 1, if keyframe { 0x65 } else { 0x41 }]),
+            }));
+        }
+        v
+    }
+
+    #[test]
+    fn the_default_part_target_fits_common_frame_rates_within_the_spec() {
+        // RFC 8216bis 4.4.4.9: a part lasts at most PART-TARGET and at least
+        // 85% of it, except an independent part and the last of a segment.
+        // 200 ms failed at 29.97 and 59.94 fps (5 frames, 83%).
+        let settings = super::super::config::HlsConfig::default().packager_settings();
+        let target = settings.part_target;
+        for (num, den) in [
+            (30, 1),
+            (30_000, 1001),
+            (25, 1),
+            (24, 1),
+            (24_000, 1001),
+            (60, 1),
+            (60_000, 1001),
+            (50, 1),
+            (20, 1),
+        ] {
+            let mut p = Packager::new(settings, Arc::default(), false);
+            let mut out = vec![];
+            for e in video_at(num, den) {
+                p.push(e, &mut out).unwrap();
+            }
+            let parts = parts(&out);
+            for (i, part) in parts.iter().enumerate() {
+                let fps = num as f64 / den as f64;
+                assert!(
+                    part.duration <= target,
+                    "{fps} fps: part {i} lasts {:?}",
+                    part.duration
+                );
+                let last_of_segment = parts.get(i + 1).is_some_and(|n| n.new_segment.is_some());
+                if !part.independent && !last_of_segment && i + 1 < parts.len() {
+                    assert!(
+                        part.duration.as_secs_f64() >= 0.85 * target.as_secs_f64(),
+                        "{fps} fps: part {i} lasts {:?}, under 85% of {target:?}",
+                        part.duration
+                    );
+                }
+            }
+        }
+    }
 }
