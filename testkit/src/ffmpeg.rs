@@ -1,4 +1,4 @@
-//! The test source: ffmpeg's `testsrc2` at 30 fps with a 440 Hz sine,
+//! The test source: ffmpeg's `testsrc2` (30 fps unless told) with a 440 Hz sine,
 //! encoded with x264 (ultrafast) and AAC into FLV, as a publisher would send it.
 
 use std::path::Path;
@@ -9,6 +9,7 @@ use std::process::Stdio;
 #[derive(Debug, Clone)]
 pub struct TestSource {
     size: String,
+    rate: String,
     seconds: f32,
     realtime: bool,
     gop: Option<u32>,
@@ -21,12 +22,19 @@ impl TestSource {
     pub fn new(size: &str, seconds: f32) -> TestSource {
         TestSource {
             size: size.to_owned(),
+            rate: "30".to_owned(),
             seconds,
             realtime: false,
             gop: None,
             bframes: None,
             extra: Vec::new(),
         }
+    }
+
+    /// Frames per second, as ffmpeg reads it (`"30000/1001"` for 29.97).
+    pub fn rate(mut self, rate: &str) -> Self {
+        self.rate = rate.to_owned();
+        self
     }
 
     /// At the speed of a live source (`-re`).
@@ -64,7 +72,7 @@ impl TestSource {
             "-f".into(),
             "lavfi".into(),
             "-i".into(),
-            format!("testsrc2=size={}:rate=30", self.size),
+            format!("testsrc2=size={}:rate={}", self.size, self.rate),
             "-f".into(),
             "lavfi".into(),
             "-i".into(),
