@@ -5,7 +5,7 @@
   // Low-latency mode; no liveSyncDuration, so the playlist's PART-HOLD-BACK
   // sets the target latency. hls.js's own catch-up (maxLiveSyncPlaybackRate)
   // only runs while more than 1 s is buffered ahead, which a stream played
-  // 0.6 s behind live never has: whatever start-up took (first fetches, first
+  // 0.5 s behind live never has: whatever start-up took (first fetches, first
   // decode) would stay in the latency for good. So it is off, and keepUp()
   // below does the catching up.
   const config = { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1, backBufferLength: 30 };

@@ -12,7 +12,8 @@ use super::window::view::PlaylistSettings;
 
 /// Default PART-TARGET: 5 frames at 30 or 29.97 fps, 4 at 25 or 24, 10 at
 /// 60. Every part but a segment's last then lasts 85% of it or more, as RFC
-/// 8216bis 4.4.4.9 requires; 200 ms did not at 29.97 fps (5 frames, 83%).
+/// 8216bis 4.4.4.9 requires; 200 ms did not at 29.97 and 23.976 fps (5 and
+/// 4 frames, 83%).
 /// Players hold back PART-HOLD-BACK = 3 parts, so about 0.5 s, plus their
 /// own start-up (see the README's "Playing it in other players").
 pub const DEFAULT_PART_TARGET: Duration = Duration::from_millis(167);

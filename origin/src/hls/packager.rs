@@ -555,7 +555,7 @@ mod tests {
     fn the_default_part_target_fits_common_frame_rates_within_the_spec() {
         // RFC 8216bis 4.4.4.9: a part lasts at most PART-TARGET and at least
         // 85% of it, except an independent part and the last of a segment.
-        // 200 ms failed at 29.97 and 59.94 fps (5 frames, 83%).
+        // 200 ms failed at 29.97 and 23.976 fps (5 and 4 frames, 83%).
         let settings = super::super::config::HlsConfig::default().packager_settings();
         let target = settings.part_target;
         for (num, den) in [

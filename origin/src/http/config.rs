@@ -15,7 +15,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 /// never cut by it.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no request being answered that moves no bytes for this
-/// long is closed. Players ask every part (200 ms); edges reuse theirs for
+/// long is closed. Players ask every part (167 ms); edges reuse theirs for
 /// less (see `deploy/nginx-edge.conf`). At most the header timeout, whose
 /// clock also runs while a connection waits.
 pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
