@@ -575,8 +575,8 @@ mod tests {
                 p.push(e, &mut out).unwrap();
             }
             let parts = parts(&out);
+            let fps = num as f64 / den as f64;
             for (i, part) in parts.iter().enumerate() {
-                let fps = num as f64 / den as f64;
                 assert!(
                     part.duration <= target,
                     "{fps} fps: part {i} lasts {:?}",
