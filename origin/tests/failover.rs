@@ -799,8 +799,9 @@ fn recorded_here(o: &Slot, id: &str) -> Vec<String> {
 /// origin not holding it): both origins serve one replay of every part
 /// (the same playlists, listing `generations` in order and every segment
 /// either origin recorded; each segment, wherever it was recorded, with the
-/// same bytes from either), ffmpeg decodes it through the edge, and the owner's deletion through
-/// `first` (the origin that recorded the first part) takes it from both.
+/// same bytes from either), ffmpeg decodes it through the edge, and the
+/// owner's deletion through `first` (the origin that recorded the first
+/// part) takes it from both.
 async fn one_replay_across_take_overs(
     s: &Service,
     c: &Created,

@@ -4,9 +4,9 @@
 //!
 //! "Until then" is exact: an addition holds its replays' rows `FOR SHARE`
 //! from before it inserts until it commits, and a seal takes them `FOR
-//! UPDATE` (a deletion's `UPDATE` locks them too). So a seal waits for the additions under way and
-//! an addition after it adds nothing: every origin, whenever it reads a
-//! sealed index, reads the same one.
+//! UPDATE` (a deletion's `UPDATE` locks them too). So a seal waits for the
+//! additions under way and an addition after it adds nothing: every origin,
+//! whenever it reads a sealed index, reads the same one.
 
 use std::time::{Duration, SystemTime};
 
