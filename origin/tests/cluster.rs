@@ -12,6 +12,8 @@
 //!   origin's viewers leave the sum within the expiry.
 //! - Ending a broadcast through the origin that does not hold it ends it.
 //! - PostgreSQL down for 10 s: playback through either origin goes on.
+//! - A broadcast whose publisher stalls gets 503s for its held requests,
+//!   and the edge keeps both origins in service for everything else.
 //! - A stopping origin drains: not ready, still serving, then its chat
 //!   sessions are closed with 1012 and it stops.
 
@@ -363,6 +365,69 @@ async fn two_origins_behind_the_edge_play_in_hls_js_through_a_database_outage() 
     );
     ff.kill().await.ok();
     drop(edge);
+}
+
+/// A held request for a part that does not come gets 503 (RFC 8216bis
+/// 6.2.5.2): that is about one broadcast, not about the origin. Through the
+/// edge it reaches both origins (a 503 is retried on the next), and neither
+/// may then be taken out of service for everything else: the API, the chat
+/// and other broadcasts go on through the edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_broadcast_takes_no_origin_out_of_the_edge() {
+    testkit::logs::capture("origin=info");
+    let pg = TempPostgres::start();
+    let waits = |c: &mut origin::config::Config| {
+        quick(c);
+        c.hls.reconnect_grace = Duration::from_secs(120);
+    };
+    let a = start_server_on(Some(&pg.url), &[], waits).await;
+    let b = start_server_on(Some(&pg.url), &[], waits).await;
+    let edge = Edge::start(&[a.http, b.http]).await;
+    let c = create_broadcast(&a.base(), "Stalls").await;
+    let mut ff = TestSource::new("854x480", 60.0)
+        .gop(30)
+        .realtime()
+        .publish(&a.rtmp_url(&c.key));
+    let master = format!("http://{}/hls/{}/master.m3u8", edge.addr, c.id);
+    let media = first_media_playlist(&master, Duration::from_secs(20)).await;
+    // The publisher drops: the broadcast stays live, waiting for it.
+    ff.kill().await.ok();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (msn, _) = parse_media(&get(&media).await.text()).last_position();
+    let next = format!("{media}?_HLS_msn={}&_HLS_part=0", msn + 1);
+    let api = format!("http://{}/api/broadcasts/{}", edge.addr, c.id);
+    let page = format!("http://{}/watch/{}", edge.addr, c.id);
+    // Viewers keep asking, at different times, while the API is used.
+    let viewers = futures_util::future::join_all((0..6u64).map(async |i| {
+        tokio::time::sleep(Duration::from_millis(700 * i)).await;
+        get(&next).await.status
+    }));
+    let others = async {
+        let mut failed = Vec::new();
+        for _ in 0..60 {
+            for url in [&api, &page, &master] {
+                let r = get(url).await;
+                if r.status != 200 {
+                    failed.push(format!("{url}: {} {}", r.status, r.text()));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        failed
+    };
+    let (held, failed) = tokio::join!(viewers, others);
+    assert!(
+        held.iter().all(|s| *s == 503) && failed.is_empty(),
+        "held, then 503: {held:?}; the rest went on: {} failed: {failed:?}",
+        failed.len()
+    );
+    let mut member = chat(&format!("http://{}", edge.addr), &c.id, "m", "m", None).await;
+    next_of(&mut member, "history").await;
+    assert!(
+        !edge.log().contains("no live upstreams"),
+        "the edge kept its origins: {}",
+        edge.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

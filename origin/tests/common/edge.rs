@@ -10,6 +10,15 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The config's `server` line for each of `origins`, with `params`.
+fn servers(origins: &[SocketAddr], params: &str) -> String {
+    origins
+        .iter()
+        .map(|o| format!("server {o} {params};"))
+        .collect::<Vec<_>>()
+        .join("\n    ")
+}
+
 /// nginx in the foreground with the edge config; stopped on drop.
 pub struct Edge {
     child: tokio::process::Child,
@@ -41,11 +50,11 @@ impl Edge {
             ("listen 80;", format!("listen {addr};")),
             (
                 "server 127.0.0.1:8080 max_fails=1 fail_timeout=2s;",
-                origins
-                    .iter()
-                    .map(|o| format!("server {o} max_fails=1 fail_timeout=2s;"))
-                    .collect::<Vec<_>>()
-                    .join("\n    "),
+                servers(origins, "max_fails=1 fail_timeout=2s"),
+            ),
+            (
+                "server 127.0.0.1:8080 backup max_fails=0;",
+                servers(origins, "backup max_fails=0"),
             ),
         ] {
             assert_eq!(
