@@ -808,3 +808,68 @@ async fn check_parts_outlive_their_listing(ctx: &Ctx) {
         "a part stays fetchable 3 x TD after leaving the playlist"
     );
 }
+
+/// A 15-fps source with the default 167-ms PART-TARGET gets two-frame parts
+/// of 133 ms, under the spec's 85% floor: the origin says so in its log,
+/// once per rendition, with the PART-TARGET that fits (134 ms); with that
+/// setting, the same source is never told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_rate_that_breaks_the_part_floor_is_logged_with_the_fitting_target() {
+    testkit::logs::capture("origin=warn");
+    let server = start_server(&["slow"], |_| {}).await;
+    let mut ff = TestSource::new("1280x720", 30.0)
+        .rate("15")
+        .gop(15)
+        .realtime()
+        .publish(&server.rtmp_url("slow"));
+    let told = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("parts under 85% of PART-TARGET"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(30), async || told(
+            &testkit::logs::text()
+        )
+        .len()
+            == 2)
+        .await,
+        "each rendition told: {:?}",
+        told(&testkit::logs::text())
+    );
+    for line in told(&testkit::logs::text()) {
+        assert!(line.contains("fitting_part_target_ms=134"), "{line}");
+        assert!(line.contains("broadcast=slow"), "{line}");
+    }
+    // Once each, however many parts follow.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(told(&testkit::logs::text()).len(), 2);
+    ff.kill().await.ok();
+
+    // With the PART-TARGET it named, the same source is within the floor.
+    let fits = start_server(&["fits"], |c| {
+        c.hls.part_target = Duration::from_millis(134);
+    })
+    .await;
+    let mut ff = TestSource::new("1280x720", 30.0)
+        .rate("15")
+        .gop(15)
+        .realtime()
+        .publish(&fits.rtmp_url("fits"));
+    let master = format!("{}/hls/fits/master.m3u8", fits.base());
+    let media = first_media_playlist(&master, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let m = parse_media(&get(&media).await.text());
+    assert!(
+        m.segments.len() >= 3,
+        "parts flowed: {} segments",
+        m.segments.len()
+    );
+    assert_eq!(
+        told(&testkit::logs::text()).len(),
+        2,
+        "nothing said of `fits`"
+    );
+    ff.kill().await.ok();
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::packager::{ClockAnchor, Output, Packager};
+use super::packager::{ClockAnchor, Output, Packager, PartFloor};
 use super::registry::{Broadcast, Hls, Rendition};
 
 impl Hls {
@@ -65,6 +65,7 @@ async fn package(
 ) {
     let settings = hls.config.playlist_settings();
     let mut packager = Packager::new(hls.config.packager_settings(), anchor, continuing);
+    let (mut floor, mut told_short) = (PartFloor::new(hls.config.part_target), false);
     let mut out = Vec::new();
     loop {
         let event = media.recv().await;
@@ -91,6 +92,10 @@ async fn package(
                             Ok(())
                         }
                         Output::Part(p) => {
+                            if floor.see(&p) && !told_short {
+                                told_short = true;
+                                short_parts(&broadcast, &rendition, &floor, &packager);
+                            }
                             hls.metrics
                                 .parts
                                 .get_or_create(&crate::metrics::RenditionLabel {
@@ -134,6 +139,21 @@ async fn package(
         .finish_segment();
     broadcast.save(&rendition);
     broadcast.refresh(&settings);
+}
+
+/// Says, once per publish and rendition, that this frame rate breaks RFC
+/// 8216bis's floor on part lengths, which strict players may reject, and
+/// which PART-TARGET would not.
+fn short_parts(broadcast: &Broadcast, rendition: &Rendition, floor: &PartFloor, p: &Packager) {
+    warn!(
+        broadcast = %broadcast.id,
+        rendition = %rendition.name,
+        fps = p.frame_rate().map(|f| format!("{f:.3}")),
+        part_ms = floor.shortest.map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0)),
+        fitting_part_target_ms = p.frame_rate().and_then(|fps| floor.fitting_target_ms(fps)),
+        "parts under 85% of PART-TARGET at this frame rate (RFC 8216bis 4.4.4.9); \
+         set [hls] part_target_ms to fitting_part_target_ms"
+    );
 }
 
 /// Records codecs and frame rate for the multivariant playlist.

@@ -62,6 +62,55 @@ fn ticks_to_duration(t: u64) -> Duration {
     Duration::from_nanos((u128::from(t) * 1_000_000_000 / u128::from(VIDEO_TIMESCALE)) as u64)
 }
 
+/// Watches a rendition's parts, in order, for RFC 8216bis 4.4.4.9's floor:
+/// every part lasts at least 85% of PART-TARGET, except an independent part
+/// and the last of a segment (known when the next part opens one). A frame
+/// rate whose frames do not fill a part well (15 fps with 167-ms parts: two
+/// frames, 80%) breaks it on every part.
+#[derive(Debug)]
+pub struct PartFloor {
+    target: Duration,
+    /// The last part seen: its duration, and whether the floor spares it.
+    last: Option<(Duration, bool)>,
+    /// The shortest part under the floor so far.
+    pub shortest: Option<Duration>,
+}
+
+impl PartFloor {
+    pub fn new(target: Duration) -> PartFloor {
+        PartFloor {
+            target,
+            last: None,
+            shortest: None,
+        }
+    }
+
+    /// Sees the next part; true when it shows the one before it was under the
+    /// floor.
+    pub fn see(&mut self, part: &NewPart) -> bool {
+        let before = self.last.replace((part.duration, part.independent));
+        let short = match before {
+            Some((d, spared)) if !spared && part.new_segment.is_none() => {
+                d.as_secs_f64() < 0.85 * self.target.as_secs_f64()
+            }
+            _ => false,
+        };
+        if short {
+            let d = before.unwrap().0;
+            self.shortest = Some(self.shortest.map_or(d, |s| s.min(d)));
+        }
+        short
+    }
+
+    /// The PART-TARGET, in whole milliseconds, that the whole frames of the
+    /// shortest part fill at `fps`: rounded up, so that a part of as many
+    /// frames on a millisecond clock (RTMP's) never exceeds it.
+    pub fn fitting_target_ms(&self, fps: f64) -> Option<u64> {
+        let frames = (self.shortest?.as_secs_f64() * fps).round().max(1.0);
+        Some((frames * 1000.0 / fps).ceil() as u64)
+    }
+}
+
 /// Packager state for one rendition.
 #[derive(Debug)]
 pub struct Packager {
@@ -574,23 +623,55 @@ mod tests {
             for e in video_at(num, den) {
                 p.push(e, &mut out).unwrap();
             }
-            let parts = parts(&out);
             let fps = num as f64 / den as f64;
-            for (i, part) in parts.iter().enumerate() {
-                assert!(
-                    part.duration <= target,
-                    "{fps} fps: part {i} lasts {:?}",
-                    part.duration
-                );
-                let last_of_segment = parts.get(i + 1).is_some_and(|n| n.new_segment.is_some());
-                if !part.independent && !last_of_segment && i + 1 < parts.len() {
-                    assert!(
-                        part.duration.as_secs_f64() >= 0.85 * target.as_secs_f64(),
-                        "{fps} fps: part {i} lasts {:?}, under 85% of {target:?}",
-                        part.duration
-                    );
-                }
-            }
+            let (longest, floor) = floor_of(target, &out);
+            assert!(longest <= target, "{fps} fps: a part lasts {longest:?}");
+            assert_eq!(
+                floor.shortest, None,
+                "{fps} fps: a part under 85% of {target:?}"
+            );
         }
+    }
+
+    /// The longest part in `out`, and what [`PartFloor`] saw of them.
+    fn floor_of(target: Duration, out: &[Output]) -> (Duration, PartFloor) {
+        let mut floor = PartFloor::new(target);
+        let mut longest = Duration::ZERO;
+        for p in parts(out) {
+            floor.see(p);
+            longest = longest.max(p.duration);
+        }
+        (longest, floor)
+    }
+
+    #[test]
+    fn parts_under_the_floor_are_seen_with_the_part_target_that_fits() {
+        let packaged = |target_ms: u64, num: u64, den: u64| {
+            let settings = PackagerSettings {
+                part_target: Duration::from_millis(target_ms),
+                ..SETTINGS
+            };
+            let mut p = Packager::new(settings, Arc::default(), false);
+            let mut out = vec![];
+            for e in video_at(num, den) {
+                p.push(e, &mut out).unwrap();
+            }
+            floor_of(settings.part_target, &out).1
+        };
+        // 15 fps: two-frame parts of 133.3 ms, 80% of 167.
+        let f = packaged(167, 15, 1);
+        assert_eq!(f.shortest.map(|d| d.as_millis()), Some(133));
+        assert_eq!(f.fitting_target_ms(15.0), Some(134));
+        // ... and 134 ms fits them.
+        assert_eq!(packaged(134, 15, 1).shortest, None);
+        // 29.97 fps with the old 200 ms: five frames, 83%.
+        let fps = 30_000.0 / 1001.0;
+        assert_eq!(
+            packaged(200, 30_000, 1001).fitting_target_ms(fps),
+            Some(167)
+        );
+        assert_eq!(packaged(167, 30_000, 1001).shortest, None);
+        // 25 fps: each segment's one-frame last part is spared.
+        assert_eq!(packaged(167, 25, 1).shortest, None);
     }
 }
