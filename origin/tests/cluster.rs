@@ -370,8 +370,8 @@ async fn two_origins_behind_the_edge_play_in_hls_js_through_a_database_outage() 
 /// A held request for a part that does not come gets 503 (RFC 8216bis
 /// 6.2.5.2): that is about one broadcast, not about the origin. Through the
 /// edge it reaches both origins (a 503 is retried on the next), and neither
-/// may then be taken out of service for everything else: the API, the chat
-/// and other broadcasts go on through the edge.
+/// may then be taken out of service for everything else: the API, the
+/// pages, the playlists and the chat go on through the edge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_broadcast_takes_no_origin_out_of_the_edge() {
     testkit::logs::capture("origin=info");
