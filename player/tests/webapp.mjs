@@ -163,7 +163,8 @@ try {
   assert.equal(await studio.textContent('#h-keyframes'), '2.0 s', 'ffmpeg -g 60 at 30 fps');
   assert.equal(await studio.textContent('#h-size'), '1280×720');
   assert.match(await studio.textContent('#h-codecs'), /^avc1\.[0-9a-f]{6}, mp4a\.40\.2/);
-  assert.equal(await studio.textContent('#h-viewers'), '2');
+  // The panel is polled every 2 s: wait for a poll after the second viewer.
+  await until(async () => (await studio.textContent('#h-viewers')) === '2', 10000, 'the panel counts both viewers');
   await until(async () => /^\d+\.\d s \(median of 2\)$/.test(await studio.textContent('#h-latency')), 15000, "both viewers' delay is reported");
   assert.equal(await studio.locator('#h-warnings li').count(), 0, 'a good setup gets no warning');
 
